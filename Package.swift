@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Numeric code is only usable when optimised: every target is built with -Ounchecked-free
+// release settings by `swift build -c release` / `swift test -c release`.
+let package = Package(
+    name: "specdec",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "specdec", targets: ["specdec"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libzstd-dev).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // Shared base.
+        .target(name: "Kernels", dependencies: ["COpenBLAS"]),           // quant formats, dequant, dot kernels, threads, BLAS
+        .target(name: "GGUF", dependencies: ["Kernels"]),                // GGUF reader/writer over mmap
+        .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates
+        .target(name: "Sampling"),                                       // greedy / temperature / top-k / top-p / min-p
+        .target(name: "Llama", dependencies: ["GGUF", "Kernels", "Tokenizer"]), // the LLaMA-family target model
+
+        // ViSpec pieces (protocols now; filled by later issues).
+        .target(name: "VisualAdapter", dependencies: ["Kernels"]),
+        .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter"]),
+        .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
+        .target(name: "DataSynth", dependencies: ["Llama", "CZstd"]),
+
+        .executableTarget(name: "specdec", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "DataSynth",
+        ]),
+
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tokenizer", "Sampling", "GGUF", "TestSupport"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+    ]
+)
