@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import GGUF
+import Kernels
+
+public enum LlamaError: Error, CustomStringConvertible, Equatable {
+    case contextFull(needed: Int, capacity: Int)
+    case tokenOutOfRange(Int32, vocabSize: Int)
+    case emptyInput
+
+    public var description: String {
+        switch self {
+        case .contextFull(let n, let c): return "the sequence needs \(n) positions but the context holds \(c) (raise --ctx or shorten the prompt)"
+        case .tokenOutOfRange(let t, let v): return "token id \(t) is outside the vocabulary (0..<\(v))"
+        case .emptyInput: return "nothing to evaluate: the input is empty"
+        }
+    }
+}
+
+/// A language model that can extend a cached sequence by a batch of tokens (the seam the
+/// draft, the verifier and the data synthesizer plug into).
+public protocol LanguageModel: AnyObject {
+    var config: LlamaConfig { get }
+    func makeSession(contextSize: Int) -> LlamaSession
+}
+
+/// Which positions of a batch get output logits (the LM head is a large share of a step's cost).
+public enum LogitRows: Sendable, Equatable {
+    case none, last, all
+}
+
+/// A LLaMA-family GGUF model: configuration and packed weights, immutable and shareable.
+public final class LlamaModel: LanguageModel, @unchecked Sendable {
+    public let file: GGUFFile
+    public let config: LlamaConfig
+    public let weights: LlamaWeights
+    /// Worker threads for matrix work.
+    public var threads: Int
+
+    public init(file: GGUFFile, threads: Int = defaultThreadCount) throws {
+        self.file = file
+        config = try LlamaConfig(gguf: file)
+        weights = try LlamaWeights(gguf: file, config: config)
+        self.threads = max(1, threads)
+    }
+
+    public convenience init(path: String, threads: Int = defaultThreadCount) throws {
+        try self.init(file: GGUFFile(path: path), threads: threads)
+    }
+
+    public func makeSession(contextSize: Int) -> LlamaSession {
+        LlamaSession(model: self, contextSize: min(contextSize, config.contextLength))
+    }
+}
+
+public var defaultThreadCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }

@@ -1,0 +1,245 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Kernels
+
+/// What one forward pass returns. Row-major float arrays.
+public struct ForwardOutput {
+    /// `logitRowIndices.count` × vocab logits.
+    public var logits: [Float]
+    /// Batch positions the logits rows belong to.
+    public var logitRowIndices: [Int]
+    /// n × width: the final-norm hidden state of every position (what a draft model reads).
+    public var hidden: [Float]
+    /// For each requested layer l: n × width residual stream after layer l.
+    public var layerStates: [Int: [Float]]
+
+    /// Logits row of batch position `i` (which must have been requested).
+    public func logits(at i: Int, vocab: Int) -> ArraySlice<Float> {
+        let r = logitRowIndices.firstIndex(of: i)!
+        return logits[r * vocab ..< (r + 1) * vocab]
+    }
+}
+
+/// One sequence being decoded: a preallocated KV cache over `contextSize` positions plus the
+/// forward pass (llama2.c style: embed, per layer RMSNorm → attention → RMSNorm → SwiGLU, final
+/// norm, head). Not thread-safe; create one per sequence.
+public final class LlamaSession {
+    public let model: LlamaModel
+    public let contextSize: Int
+    /// Positions filled in the cache.
+    public private(set) var length = 0
+
+    private let c: LlamaConfig
+    /// keys[l] and values[l]: contextSize × kvWidth floats each.
+    private let keys: [UnsafeMutablePointer<Float>]
+    private let values: [UnsafeMutablePointer<Float>]
+    /// cos/sin of every (position, frequency) pair: contextSize × ropeDim/2 each.
+    private let ropeCos: UnsafeMutablePointer<Float>
+    private let ropeSin: UnsafeMutablePointer<Float>
+
+    init(model: LlamaModel, contextSize: Int) {
+        self.model = model
+        self.c = model.config
+        self.contextSize = max(1, contextSize)
+        let kvCount = self.contextSize * c.kvWidth
+        keys = (0..<c.layerCount).map { _ in .allocate(capacity: kvCount) }
+        values = (0..<c.layerCount).map { _ in .allocate(capacity: kvCount) }
+        let half = c.ropeDim / 2
+        ropeCos = .allocate(capacity: self.contextSize * half)
+        ropeSin = .allocate(capacity: self.contextSize * half)
+        for p in 0..<self.contextSize {
+            for i in 0..<half {
+                // Angles in double: at long positions float32 angles drift visibly.
+                let invFreq = pow(c.ropeBase, -2.0 * Double(i) / Double(c.ropeDim))
+                let theta = Double(p) / c.ropeScale * invFreq
+                ropeCos[p * half + i] = Float(cos(theta))
+                ropeSin[p * half + i] = Float(sin(theta))
+            }
+        }
+    }
+
+    deinit {
+        keys.forEach { $0.deallocate() }
+        values.forEach { $0.deallocate() }
+        ropeCos.deallocate(); ropeSin.deallocate()
+    }
+
+    /// Forgets every position from `length` on.
+    public func truncate(to newLength: Int) {
+        length = min(max(0, newLength), length)
+    }
+
+    /// Appends `tokens` to the sequence in one batched forward.
+    public func forward(tokens: [Int32], logits: LogitRows = .last, captureLayers: [Int] = []) throws -> ForwardOutput {
+        guard !tokens.isEmpty else { throw LlamaError.emptyInput }
+        let d = c.width
+        var x = [Float](repeating: 0, count: tokens.count * d)
+        let emb = model.weights.tokenEmbedding
+        try x.withUnsafeMutableBufferPointer { xb in
+            for (i, t) in tokens.enumerated() {
+                guard t >= 0, Int(t) < c.vocabSize else { throw LlamaError.tokenOutOfRange(t, vocabSize: c.vocabSize) }
+                emb.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
+            }
+        }
+        return try forward(embeddings: x, logits: logits, captureLayers: captureLayers)
+    }
+
+    /// Appends `embeddings` (n × width input vectors, e.g. token embeddings mixed with projected
+    /// image patches) to the sequence in one batched forward.
+    public func forward(embeddings: [Float], logits: LogitRows = .last, captureLayers: [Int] = []) throws -> ForwardOutput {
+        let d = c.width, kvw = c.kvWidth, ff = c.ffnWidth
+        let n = embeddings.count / d
+        guard n > 0, embeddings.count == n * d else { throw LlamaError.emptyInput }
+        guard length + n <= contextSize else { throw LlamaError.contextFull(needed: length + n, capacity: contextSize) }
+        let threads = model.threads
+        let start = length
+
+        var x = embeddings
+        var h = [Float](repeating: 0, count: n * d)
+        var q = [Float](repeating: 0, count: n * d)
+        var attn = [Float](repeating: 0, count: n * d)
+        var proj = [Float](repeating: 0, count: n * d)
+        var g = [Float](repeating: 0, count: n * ff)
+        var u = [Float](repeating: 0, count: n * ff)
+        var states: [Int: [Float]] = [:]
+
+        for (l, w) in model.weights.layers.enumerated() {
+            let kCache = keys[l] + start * kvw
+            let vCache = values[l] + start * kvw
+            rmsNorm(x, w.attnNorm, into: &h, n: n)
+            h.withUnsafeBufferPointer { hp in
+                q.withUnsafeMutableBufferPointer { qp in
+                    w.wq.multiply(hp.baseAddress!, n: n, into: qp.baseAddress!, threads: threads)
+                }
+                // K and V go straight into their cache slots.
+                w.wk.multiply(hp.baseAddress!, n: n, into: kCache, threads: threads)
+                w.wv.multiply(hp.baseAddress!, n: n, into: vCache, threads: threads)
+            }
+            q.withUnsafeMutableBufferPointer { qp in
+                for i in 0..<n {
+                    rope(qp.baseAddress! + i * d, heads: c.headCount, position: start + i)
+                    rope(kCache + i * kvw, heads: c.kvHeadCount, position: start + i)
+                }
+            }
+            attention(layer: l, q: q, n: n, start: start, into: &attn)
+            attn.withUnsafeBufferPointer { ap in
+                proj.withUnsafeMutableBufferPointer { pp in
+                    w.wo.multiply(ap.baseAddress!, n: n, into: pp.baseAddress!, threads: threads)
+                }
+            }
+            for i in 0..<(n * d) { x[i] += proj[i] }
+
+            rmsNorm(x, w.ffnNorm, into: &h, n: n)
+            h.withUnsafeBufferPointer { hp in
+                g.withUnsafeMutableBufferPointer { gp in w.gate.multiply(hp.baseAddress!, n: n, into: gp.baseAddress!, threads: threads) }
+                u.withUnsafeMutableBufferPointer { up in w.up.multiply(hp.baseAddress!, n: n, into: up.baseAddress!, threads: threads) }
+            }
+            for i in 0..<(n * ff) {
+                let a = g[i]
+                g[i] = a / (1 + expf(-a)) * u[i]   // SwiGLU: silu(gate) · up
+            }
+            g.withUnsafeBufferPointer { gp in
+                proj.withUnsafeMutableBufferPointer { pp in
+                    w.down.multiply(gp.baseAddress!, n: n, into: pp.baseAddress!, threads: threads)
+                }
+            }
+            for i in 0..<(n * d) { x[i] += proj[i] }
+            if captureLayers.contains(l) { states[l] = x }
+        }
+        length = start + n
+
+        rmsNorm(x, model.weights.outputNorm, into: &h, n: n)
+        let rows: [Int]
+        switch logits {
+        case .none: rows = []
+        case .last: rows = [n - 1]
+        case .all: rows = Array(0..<n)
+        }
+        var out = [Float](repeating: 0, count: rows.count * c.vocabSize)
+        if !rows.isEmpty {
+            let selected = rows.count == n ? h : rows.flatMap { h[$0 * d ..< ($0 + 1) * d] }
+            selected.withUnsafeBufferPointer { sp in
+                out.withUnsafeMutableBufferPointer { op in
+                    model.weights.output.multiply(sp.baseAddress!, n: rows.count, into: op.baseAddress!, threads: threads)
+                }
+            }
+        }
+        return ForwardOutput(logits: out, logitRowIndices: rows, hidden: h, layerStates: states)
+    }
+
+    /// RMSNorm of each of the n rows of `x`, scaled by `weight`.
+    private func rmsNorm(_ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
+        let d = c.width
+        for t in 0..<n {
+            var ss: Float = 0
+            for i in 0..<d { ss += x[t * d + i] * x[t * d + i] }
+            let scale = 1 / (ss / Float(d) + c.rmsEpsilon).squareRoot()
+            for i in 0..<d { out[t * d + i] = x[t * d + i] * scale * weight[i] }
+        }
+    }
+
+    /// Rotates adjacent pairs (llama.cpp "normal" RoPE) of the first ropeDim dims of each head.
+    @inline(__always)
+    private func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let half = c.ropeDim / 2
+        let cs = ropeCos + position * half, sn = ropeSin + position * half
+        for hd in 0..<heads {
+            let p = v + hd * c.headDim
+            for i in 0..<half {
+                let a = p[2 * i], b = p[2 * i + 1]
+                p[2 * i] = a * cs[i] - b * sn[i]
+                p[2 * i + 1] = a * sn[i] + b * cs[i]
+            }
+        }
+    }
+
+    /// Causal grouped-query attention of the n new queries over cache slots 0...start+i.
+    private func attention(layer l: Int, q: [Float], n: Int, start: Int, into out: inout [Float]) {
+        let hd = c.headDim, kvw = c.kvWidth, d = c.width
+        let group = c.headCount / c.kvHeadCount
+        let scale = 1 / Float(hd).squareRoot()
+        let kc = keys[l], vc = values[l]
+        let tasks = n * c.headCount
+        q.withUnsafeBufferPointer { qb in
+            out.withUnsafeMutableBufferPointer { ob in
+                let qp = qb.baseAddress!, op = ob.baseAddress!
+                parallelChunks(tasks, threads: model.threads) { range in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: start + n) { scores in
+                        for task in range {
+                            let i = task / c.headCount, head = task % c.headCount
+                            let kvOff = (head / group) * hd
+                            let qv = qp + i * d + head * hd
+                            let visible = start + i + 1
+                            var m = -Float.infinity
+                            for j in 0..<visible {
+                                let k = kc + j * kvw + kvOff
+                                var s: Float = 0
+                                for e in 0..<hd { s += qv[e] * k[e] }
+                                s *= scale
+                                scores[j] = s
+                                m = max(m, s)
+                            }
+                            var sum: Float = 0
+                            for j in 0..<visible {
+                                let e = expf(scores[j] - m)
+                                scores[j] = e
+                                sum += e
+                            }
+                            let o = op + i * d + head * hd
+                            for e in 0..<hd { o[e] = 0 }
+                            let inv = 1 / sum
+                            for j in 0..<visible {
+                                let a = scores[j] * inv
+                                let v = vc + j * kvw + kvOff
+                                for e in 0..<hd { o[e] += a * v[e] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+/// How the next token is chosen from the logits. `temperature == 0` is greedy decoding and
+/// ignores the other filters; otherwise the order is llama.cpp's: repetition penalty, top-k,
+/// top-p, min-p, temperature, then a draw.
+public struct SamplingParameters: Sendable, Equatable {
+    public var temperature: Float = 0
+    public var topK: Int = 40            // 0 = off
+    public var topP: Float = 0.95        // 1 = off
+    public var minP: Float = 0.05        // 0 = off
+    public var repetitionPenalty: Float = 1   // 1 = off
+    public var repetitionWindow: Int = 64
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    public var isGreedy: Bool { temperature <= 0 }
+}
+
+public struct SamplingError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+public struct Sampler {
+    public let parameters: SamplingParameters
+    private var rng: SeededGenerator
+
+    public init(_ p: SamplingParameters) throws {
+        guard p.temperature >= 0, p.temperature.isFinite else { throw SamplingError(description: "--temp must be ≥ 0, got \(p.temperature)") }
+        guard p.topK >= 0 else { throw SamplingError(description: "--top-k must be ≥ 0, got \(p.topK)") }
+        guard p.topP > 0, p.topP <= 1 else { throw SamplingError(description: "--top-p must be in (0, 1], got \(p.topP)") }
+        guard p.minP >= 0, p.minP < 1 else { throw SamplingError(description: "--min-p must be in [0, 1), got \(p.minP)") }
+        guard p.repetitionPenalty > 0 else { throw SamplingError(description: "--repeat-penalty must be > 0, got \(p.repetitionPenalty)") }
+        parameters = p
+        rng = SeededGenerator(seed: p.seed)
+    }
+
+    /// Index of the largest logit; the lowest index wins a tie, so greedy runs are reproducible.
+    public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
+        var best = 0
+        var bestValue = -Float.infinity
+        for i in 0..<logits.count where logits[i] > bestValue {
+            bestValue = logits[i]; best = i
+        }
+        return best
+    }
+
+    /// Chooses the next token. `history` is the text so far (for the repetition penalty).
+    public mutating func sample(_ logits: UnsafeBufferPointer<Float>, history: [Int32] = []) -> Int32 {
+        let p = parameters
+        if p.isGreedy && p.repetitionPenalty == 1 { return Int32(Self.argmax(logits)) }
+
+        var cand: [(id: Int32, logit: Float)] = []
+        cand.reserveCapacity(logits.count)
+        for i in 0..<logits.count { cand.append((Int32(i), logits[i])) }
+
+        if p.repetitionPenalty != 1 {
+            // As llama.cpp: positive logits are divided, negative ones multiplied, once per distinct token.
+            for id in Set(history.suffix(p.repetitionWindow)) where id >= 0 && Int(id) < cand.count {
+                let l = cand[Int(id)].logit
+                cand[Int(id)].logit = l > 0 ? l / p.repetitionPenalty : l * p.repetitionPenalty
+            }
+        }
+        if p.isGreedy {
+            return cand.max { ($0.logit, -$0.id) < ($1.logit, -$1.id) }!.id
+        }
+
+        // Sorted by logit descending, ties by id, so filters are deterministic.
+        let k = p.topK > 0 ? min(p.topK, cand.count) : cand.count
+        cand.sort { $0.logit != $1.logit ? $0.logit > $1.logit : $0.id < $1.id }
+        cand.removeSubrange(k...)
+
+        var probs = softmax(cand.map(\.logit), temperature: 1)
+        if p.topP < 1 {
+            var cum: Float = 0
+            var keep = probs.count
+            for (i, q) in probs.enumerated() {
+                cum += q
+                if cum >= p.topP { keep = i + 1; break }
+            }
+            cand.removeSubrange(keep...)
+            probs.removeSubrange(keep...)
+        }
+        if p.minP > 0, let top = probs.first {
+            let keep = probs.firstIndex { $0 < p.minP * top } ?? probs.count
+            cand.removeSubrange(max(keep, 1)...)
+        }
+        probs = softmax(cand.map(\.logit), temperature: p.temperature)
+        return cand[Self.draw(probs, &rng)].id
+    }
+
+    /// Index drawn from normalised probabilities.
+    public static func draw(_ probs: [Float], _ rng: inout SeededGenerator) -> Int {
+        let u = Float(rng.nextUnitDouble()) * probs.reduce(0, +)
+        var cum: Float = 0
+        for (i, q) in probs.enumerated() {
+            cum += q
+            if u < cum { return i }
+        }
+        return probs.count - 1
+    }
+}
+
+/// Softmax of `logits / temperature`, computed stably (max subtracted first).
+public func softmax(_ logits: [Float], temperature: Float) -> [Float] {
+    guard let m = logits.max() else { return [] }
+    let t = temperature > 0 ? temperature : 1
+    var e = logits.map { expf(($0 - m) / t) }
+    let s = e.reduce(0, +)
+    for i in e.indices { e[i] /= s }
+    return e
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import GGUF
+import Tokenizer
+
+/// A user-facing failure: printed as one line, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// `-m`, resolved to the setup script's cached model when absent.
+struct ModelOption: ParsableArguments {
+    @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: the model scripts/setup.sh fetched).")
+    var model: String?
+
+    static let defaultModelName = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    static var defaultPath: String {
+        let env = ProcessInfo.processInfo.environment
+        if let m = env["SPECDEC_MODEL"], !m.isEmpty { return m }
+        let cache = env["SPECDEC_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache/specdec")
+        return cache + "/" + defaultModelName
+    }
+
+    func resolvedPath() throws -> String {
+        if let m = model { return m }
+        let p = Self.defaultPath
+        guard FileManager.default.fileExists(atPath: p) else {
+            throw CLIError("no model given (-m) and the default model \(p) is missing: run scripts/setup.sh")
+        }
+        return p
+    }
+}
+
+/// `-p` / `-f` / `--raw` / `--system`: the text to feed, with the model's chat template unless raw.
+struct PromptOptions: ParsableArguments {
+    @Option(name: [.short, .customLong("prompt")], help: "Prompt text.")
+    var prompt: String?
+
+    @Option(name: [.short, .customLong("file")], help: "Read the prompt from a file.")
+    var file: String?
+
+    @Flag(help: "Use the prompt as is, without the model's chat template.")
+    var raw = false
+
+    @Option(help: "System message for the chat template (default: the template's own, if it has one).")
+    var system: String?
+
+    func text() throws -> String {
+        switch (prompt, file) {
+        case (let p?, nil): return p
+        case (nil, let f?):
+            guard let data = FileManager.default.contents(atPath: f) else { throw CLIError("\(f): cannot read the prompt file") }
+            return String(decoding: data, as: UTF8.self)
+        case (nil, nil): throw CLIError("no prompt: give -p TEXT or -f FILE")
+        default: throw CLIError("give either -p or -f, not both")
+        }
+    }
+
+    /// The prompt's token ids: templated for chat unless `--raw`.
+    func tokens(gguf: GGUFFile, tokenizer: BPETokenizer) throws -> [Int32] {
+        let user = try text()
+        guard !user.isEmpty else { throw CLIError("the prompt is empty") }
+        let rendered: String
+        if raw {
+            rendered = user
+        } else {
+            let template: ChatTemplate
+            do { template = try ChatTemplate(gguf: gguf) } catch {
+                throw CLIError("\(error) — pass --raw to use the prompt without a template")
+            }
+            var messages: [ChatMessage] = []
+            if let s = system { messages.append(ChatMessage(role: "system", content: s)) }
+            messages.append(ChatMessage(role: "user", content: user))
+            rendered = template.render(messages: messages, addGenerationPrompt: true)
+        }
+        return tokenizer.encode(rendered)
+    }
+}
+
+/// Writes one JSON value to stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let data = try enc.encode(value)
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write("\n".data(using: .utf8)!)
+}
+
+func printErr(_ s: String) {
+    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
+}
+
+/// Wall-clock seconds.
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

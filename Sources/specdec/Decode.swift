@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import GGUF
+import Llama
+import Sampling
+import Tokenizer
+
+struct Decode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a prompt (plain autoregressive decoding).",
+        discussion: """
+        Streams the answer to stdout, then prints prompt and generated token counts and prefill \
+        and decode speed to stderr. --temp 0 (the default) is greedy decoding; it stops at the \
+        end-of-sequence token or after -n tokens. With --json, stdout holds only one JSON object.
+        """
+    )
+
+    @OptionGroup var modelOption: ModelOption
+    @OptionGroup var promptOptions: PromptOptions
+
+    @Option(name: [.short, .customLong("n-predict")], help: "Maximum tokens to generate.")
+    var n = 256
+
+    @Option(help: "Sampling temperature; 0 = greedy.")
+    var temp: Float = 0
+
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = off; sampling only).")
+    var topK = 40
+
+    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability (1 = off; sampling only).")
+    var topP: Float = 0.95
+
+    @Option(name: .customLong("min-p"), help: "Drop tokens below this fraction of the best one's probability (0 = off; sampling only).")
+    var minP: Float = 0.05
+
+    @Option(name: .customLong("repeat-penalty"), help: "Penalty for tokens in the last 64 (1 = off).")
+    var repeatPenalty: Float = 1
+
+    @Option(help: "Random seed (default: drawn at random and reported).")
+    var seed: UInt64?
+
+    @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
+    var threads: Int = defaultThreadCount
+
+    @Option(help: "Context size in tokens (default: the model's, at most 4096).")
+    var ctx: Int?
+
+    @Flag(help: "Print one JSON object with tokens, text and statistics instead of streaming.")
+    var json = false
+
+    func validate() throws {
+        guard n >= 0 else { throw ValidationError("-n must be ≥ 0") }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
+        if let c = ctx, c < 1 { throw ValidationError("--ctx must be ≥ 1") }
+    }
+
+    struct Stats: Encodable {
+        var prompt_token_count: Int
+        var generated_token_count: Int
+        var prefill_seconds: Double
+        var decode_seconds: Double
+        var prompt_tokens_per_s: Double
+        var decode_tokens_per_s: Double
+        var stop_reason: String
+        var seed: UInt64
+        var threads: Int
+    }
+
+    struct Output: Encodable {
+        var prompt_tokens: [Int32]
+        var tokens: [Int32]
+        var text: String
+        var stats: Stats
+    }
+
+    func run() throws {
+        let path = try modelOption.resolvedPath()
+        let gguf = try GGUFFile(path: path)
+        let tokenizer = try BPETokenizer(gguf: gguf)
+        let model = try LlamaModel(file: gguf, threads: threads)
+        let promptTokens = try promptOptions.tokens(gguf: gguf, tokenizer: tokenizer)
+
+        let contextSize = min(ctx ?? min(model.config.contextLength, 4096), model.config.contextLength)
+        guard promptTokens.count < contextSize else {
+            throw CLIError("the prompt has \(promptTokens.count) tokens but the context holds \(contextSize) (raise --ctx; the model allows \(model.config.contextLength))")
+        }
+        let session = model.makeSession(contextSize: contextSize)
+
+        var params = SamplingParameters()
+        params.temperature = temp
+        params.topK = topK
+        params.topP = topP
+        params.minP = minP
+        params.repetitionPenalty = repeatPenalty
+        params.seed = seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        var sampler = try Sampler(params)
+
+        let t0 = now()
+        var out = try session.forward(tokens: promptTokens)
+        let t1 = now()
+
+        var generated: [Int32] = []
+        var history = promptTokens
+        var stream = StreamingDecoder(tokenizer: tokenizer)
+        var text = ""
+        var stop = "length"
+        let eog = tokenizer.endOfGenerationTokens
+        while generated.count < n {
+            let next = out.logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
+            generated.append(next)
+            history.append(next)
+            if eog.contains(next) { stop = "eos"; break }
+            let piece = stream.push(next)
+            text += piece
+            if !json { FileHandle.standardOutput.write(piece.data(using: .utf8)!) }
+            guard generated.count < n else { break }
+            guard session.length < contextSize else { stop = "context"; break }
+            out = try session.forward(tokens: [next])
+        }
+        let tail = stream.flush()
+        text += tail
+        let t2 = now()
+
+        // The first token comes from the prefill's logits; decode speed counts the forwards after it.
+        let decodeForwards = max(generated.count - 1, 0)
+        let stats = Stats(
+            prompt_token_count: promptTokens.count, generated_token_count: generated.count,
+            prefill_seconds: t1 - t0, decode_seconds: t2 - t1,
+            prompt_tokens_per_s: Double(promptTokens.count) / (t1 - t0),
+            decode_tokens_per_s: decodeForwards > 0 ? Double(decodeForwards) / (t2 - t1) : 0,
+            stop_reason: stop, seed: params.seed, threads: threads)
+        if json {
+            try printJSON(Output(prompt_tokens: promptTokens, tokens: generated, text: text, stats: stats))
+        } else {
+            FileHandle.standardOutput.write((tail + "\n").data(using: .utf8)!)
+            printErr(String(format: "\nprompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | stop: %@ | seed %llu, %d threads",
+                            promptTokens.count, stats.prompt_tokens_per_s, generated.count, stats.decode_tokens_per_s,
+                            stop, params.seed, threads))
+        }
+    }
+}
