@@ -37,7 +37,8 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama", "Tokenizer", "Sampling", "GGUF", "TestSupport"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "Sampling", "GGUF", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "specdec"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],
     // Numeric kernels pass raw pointers into worker threads; Swift 6's strict sendability

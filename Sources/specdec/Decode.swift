@@ -76,8 +76,8 @@ struct Decode: ParsableCommand {
     func run() throws {
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
-        let tokenizer = try BPETokenizer(gguf: gguf)
         let model = try LlamaModel(file: gguf, threads: threads)
+        let tokenizer = try BPETokenizer(gguf: gguf)
         let promptTokens = try promptOptions.tokens(gguf: gguf, tokenizer: tokenizer)
 
         let contextSize = min(ctx ?? min(model.config.contextLength, 4096), model.config.contextLength)
