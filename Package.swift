@@ -36,7 +36,7 @@ let package = Package(
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Sampling", "GGUF", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "specdec"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
