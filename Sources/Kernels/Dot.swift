@@ -3,8 +3,9 @@
 /// Determinism contract: the result of `dotRow` depends only on the row bytes, `x` and
 /// `count`. Every kernel accumulates in Float with a fixed lane layout and a fixed final
 /// reduction tree, uses no threads, and Swift never reassociates or contracts
-/// floating-point operations (no fast-math, no implicit FMA), so `matVec` (and any batched
-/// caller built on it) gives results bit-identical to one `dotRow` call per row.
+/// floating-point operations (no fast-math, no implicit FMA), so `matVec` and `matMul` (and
+/// any batched caller) give results bit-identical to one `dotRow` call per row and vector.
+/// The results do not depend on the build's target CPU either (no FMA contraction).
 /// (Exception: when the result is NaN, its sign/payload is unspecified.)
 ///
 /// Method.
@@ -14,14 +15,19 @@
 ///   16-lane accumulator; at the end the lanes are reduced pairwise (`hsum`).
 /// - F16/BF16: the same, 32 elements at a time, plus an in-order scalar tail. F32: two
 ///   16-lane accumulators over the row, plus an in-order scalar tail.
-/// - Q4_0/Q4_1: nibble-order kernel (see below): `x` is rearranged once per call (per
-///   `matVec` call, or per `dotRow` call — so prefer `matVec` for many rows).
+/// - Q4_0/Q4_1: nibble-order kernel (see below). `matVec`/`matMul` rearrange `x` once per
+///   call; `dotRow` rearranges it in registers per block (same bits, ~2x slower per row), so
+///   prefer `matVec`/`matMul` for many rows.
 ///
 /// Why this shape: Swift's SIMD operators reach LLVM as per-lane scalar code that the SLP
 /// vectorizer re-packs. Store-seeded conversion loops and `acc += a * b` chains are re-packed
 /// reliably (clean SSE2 code on the baseline x86-64 target); reduction trees and byte
 /// shuffles inside one expression are not (LLVM then mixes lanes and the loop runs 2-3x
-/// slower). Keep that in mind before "simplifying" the kernels.
+/// slower). The Q4 nibble kernel's tree is the one measured exception on the baseline target
+/// (4 GB/s vs 2 GB/s for dequantize-and-accumulate) — but it degrades to ~1.5 GB/s when
+/// built with `-target-cpu haswell`, where dequantize-and-accumulate reaches ~4 GB/s (Q4_1)
+/// and ~10 GB/s (Q8_0). Re-measure (KernelsTests benchmark) before changing build flags or
+/// "simplifying" the kernels.
 
 // MARK: - Small helpers
 
@@ -73,8 +79,8 @@ public func dotRow(_ type: QuantType, _ row: UnsafeRawPointer, _ x: UnsafePointe
     case .f16: return dotHalfRow(row, x, count, bf16: false)
     case .bf16: return dotHalfRow(row, x, count, bf16: true)
     case .q8_0: return dotBlocks(row, x, count / 32, 34, 32) { dequantizeBlockQ8_0($0, $1) }
-    case .q4_0: return withPermutedXQ4(x, count) { xp, sx in dotQ4(row, xp, sx, count / 32, hasMin: false) }
-    case .q4_1: return withPermutedXQ4(x, count) { xp, sx in dotQ4(row, xp, sx, count / 32, hasMin: true) }
+    case .q4_0: return dotRowQ4_0(row, x, count)
+    case .q4_1: return dotRowQ4_1(row, x, count)
     case .q4_K: return dotBlocks(row, x, count / 256, 144, 256) { dequantizeBlockQ4_K($0, $1) }
     case .q5_K: return dotBlocks(row, x, count / 256, 176, 256) { dequantizeBlockQ5_K($0, $1) }
     case .q6_K: return dotBlocks(row, x, count / 256, 210, 256) { dequantizeBlockQ6_K($0, $1) }
@@ -100,15 +106,50 @@ public func matVec(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, row
     case .q8_0:
         for r in 0..<rowCount { y[r] = dotBlocks(rows + r * rowBytes, x, count / 32, 34, 32) { dequantizeBlockQ8_0($0, $1) } }
     case .q4_0:
-        withPermutedXQ4(x, count) { xp, sx in
-            for r in 0..<rowCount { y[r] = dotQ4(rows + r * rowBytes, xp, sx, count / 32, hasMin: false) }
+        withPreparedXQ4(x, n: 1, count) { xp, _ in
+            for r in 0..<rowCount { y[r] = dotQ4(rows + r * rowBytes, prepared: xp, count, hasMin: false) }
         }
     case .q4_1:
-        withPermutedXQ4(x, count) { xp, sx in
-            for r in 0..<rowCount { y[r] = dotQ4(rows + r * rowBytes, xp, sx, count / 32, hasMin: true) }
+        withPreparedXQ4(x, n: 1, count) { xp, _ in
+            for r in 0..<rowCount { y[r] = dotQ4(rows + r * rowBytes, prepared: xp, count, hasMin: true) }
         }
     case .q4_K, .q5_K, .q6_K:
         for r in 0..<rowCount { y[r] = dotRow(type, rows + r * rowBytes, x, count: count) }
+    }
+}
+
+/// Batched form for several activation vectors:
+/// `y[t * yStride + r] = dotRow(type, rows + r * rowBytes, x + t * count, count: count)`
+/// for `r` in `0..<rowCount`, `t` in `0..<n` — bit-identical to those `dotRow` calls (and to
+/// `matVec` per token). Rows are the outer loop, so each weight row is streamed from memory
+/// once for all `n` vectors; per-vector preparation of `x` (Q4_0/Q4_1) is done once per call
+/// instead of once per row. Single-threaded; callers split rows across threads.
+public func matMul(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int,
+                   x: UnsafePointer<Float>, n: Int, count: Int,
+                   into y: UnsafeMutablePointer<Float>, yStride: Int) {
+    precondition(count >= 0 && count % type.blockSize == 0, "matMul: \(count) is not a whole number of \(type) blocks")
+    precondition(rowCount >= 0 && n >= 0 && rowBytes >= type.rowBytes(count)!, "matMul: bad sizes")
+    switch type {
+    case .q4_0, .q4_1:
+        let hasMin = type == .q4_1
+        withPreparedXQ4(x, n: n, count) { xp, stride in
+            for r in 0..<rowCount {
+                let w = rows + r * rowBytes
+                for t in 0..<n { y[t * yStride + r] = dotQ4(w, prepared: xp + t * stride, count, hasMin: hasMin) }
+            }
+        }
+    case .q8_0:
+        for r in 0..<rowCount {
+            let w = rows + r * rowBytes
+            for t in 0..<n {
+                y[t * yStride + r] = dotBlocks(w, x + t * count, count / 32, 34, 32) { dequantizeBlockQ8_0($0, $1) }
+            }
+        }
+    default:
+        for r in 0..<rowCount {
+            let w = rows + r * rowBytes
+            for t in 0..<n { y[t * yStride + r] = dotRow(type, w, x + t * count, count: count) }
+        }
     }
 }
 
@@ -117,7 +158,8 @@ public func matVec(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, row
 // The 16 quant bytes of a block are loaded as four 32-bit lanes; `(w >> 4g) & 15` isolates,
 // in lane k, the nibble at bit 4g, i.e. element 16·(g & 1) + 4k + (g >> 1) of the block. The
 // nibbles are never shuffled into element order: `x` is rearranged once into this order
-// instead (`withPermutedXQ4`, once per `matVec`, once per `dotRow`). Per block:
+// instead (`prepareXQ4`, once per vector per `matVec`/`matMul` call; `dotRow` does the same
+// 4×4 transposes in registers, `dotRowQ4`). Per block:
 //     s = Σ_g cvt(nibbles_g) · x'_g            (8 × 4 lanes, fixed tree)
 //     acc += s · d;   macc += m · Σ x_block    (Q4_0: m = −8·d, exact)
 // (This block's tree happens to be re-packed cleanly by LLVM's SLP vectorizer, which is not
@@ -131,28 +173,54 @@ func ld4a(_ p: UnsafeRawPointer, _ byteOffset: Int) -> SIMD4<Float> {
 @inline(__always)
 func cvt(_ v: SIMD4<UInt32>) -> SIMD4<Float> { SIMD4<Float>(unsafeBitCast(v, to: SIMD4<Int32>.self)) }
 
-/// x in nibble order (see above) followed by the per-block sums of x; `count` a multiple of 32.
+/// Floats needed by `prepareXQ4` for `count` elements (a multiple of 4, so that consecutive
+/// prepared vectors stay 16-byte aligned).
 @inline(__always)
-func withPermutedXQ4<R>(_ x: UnsafePointer<Float>, _ count: Int,
-                        _ body: (UnsafeRawPointer, UnsafePointer<Float>) -> R) -> R {
+func preparedXQ4Stride(_ count: Int) -> Int {
     let blocks = count / 32
-    // SIMD4<Float> elements: 16-byte aligned, so the kernel's x loads can be aligned loads.
-    return withUnsafeTemporaryAllocation(of: SIMD4<Float>.self, capacity: max(8 * blocks + (blocks + 3) / 4, 1)) { buf in
-        let xp = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
-        let sums = xp + 32 * blocks
-        for b in 0..<blocks {
-            let src = x + 32 * b, dst = xp + 32 * b
-            for g in 0..<8 {
-                for k in 0..<4 { dst[4 * g + k] = src[16 * (g & 1) + 4 * k + (g >> 1)] }
+    return 32 * blocks + (blocks + 3) / 4 * 4
+}
+
+/// Writes x in nibble order (see above), then the per-block sums of x, to `xp`
+/// (`preparedXQ4Stride(count)` floats, 16-byte aligned); `count` a multiple of 32.
+@inline(__always)
+func prepareXQ4(_ x: UnsafePointer<Float>, _ count: Int, _ xp: UnsafeMutablePointer<Float>) {
+    let blocks = count / 32
+    let sums = xp + 32 * blocks
+    for b in 0..<blocks {
+        let src = UnsafeRawPointer(x + 32 * b), dst = UnsafeMutableRawPointer(xp + 32 * b)
+        // Two 4×4 transposes: group g = 2t + h, lane k ← element 16h + 4k + t.
+        for h in 0..<2 {
+            let a = src.loadUnaligned(fromByteOffset: 64 * h, as: SIMD4<Float>.self)
+            let c = src.loadUnaligned(fromByteOffset: 64 * h + 16, as: SIMD4<Float>.self)
+            let e = src.loadUnaligned(fromByteOffset: 64 * h + 32, as: SIMD4<Float>.self)
+            let f = src.loadUnaligned(fromByteOffset: 64 * h + 48, as: SIMD4<Float>.self)
+            for t in 0..<4 {
+                dst.storeBytes(of: SIMD4<Float>(a[t], c[t], e[t], f[t]), toByteOffset: 16 * (2 * t + h), as: SIMD4<Float>.self)
             }
-            // Σ x over the block in a fixed order (in natural element order).
-            var s = SIMD16<Float>.zero
-            s += ld16(UnsafeRawPointer(src), 0)
-            s += ld16(UnsafeRawPointer(src), 64)
-            sums[b] = hsum(s)
         }
-        return body(UnsafeRawPointer(xp), UnsafePointer(sums))
+        // Σ x over the block in a fixed order (natural element order; same in `dotRowQ4`).
+        sums[b] = hsum(ld16(src, 0) + ld16(src, 64))
     }
+}
+
+/// Runs `body` with `n` prepared copies of x (`prepareXQ4`), `stride` floats apart, in a
+/// 16-byte-aligned temporary buffer (SIMD4<Float> elements), so the kernel's x loads are aligned.
+@inline(__always)
+func withPreparedXQ4<R>(_ x: UnsafePointer<Float>, n: Int, _ count: Int,
+                        _ body: (UnsafeMutablePointer<Float>, Int) -> R) -> R {
+    let stride = preparedXQ4Stride(count)
+    return withUnsafeTemporaryAllocation(of: SIMD4<Float>.self, capacity: max(n * stride / 4, 1)) { buf in
+        let xp = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
+        for t in 0..<n { prepareXQ4(x + t * count, count, xp + t * stride) }
+        return body(xp, stride)
+    }
+}
+
+/// One row of Q4_0/Q4_1 against a prepared x (`prepareXQ4`).
+@inline(__always)
+func dotQ4(_ row: UnsafeRawPointer, prepared xp: UnsafePointer<Float>, _ count: Int, hasMin: Bool) -> Float {
+    dotQ4(row, UnsafeRawPointer(xp), xp + 32 * (count / 32), count / 32, hasMin: hasMin)
 }
 
 /// The two adjacent fp16 fields (d, m) of a Q4_1 block, exactly as `halfToFloat` would give
@@ -176,6 +244,16 @@ func ldHalfPair(_ p: UnsafeRawPointer) -> (Float, Float) {
 func dotQ4(_ row: UnsafeRawPointer, _ xp: UnsafeRawPointer, _ sx: UnsafePointer<Float>, _ blocks: Int, hasMin: Bool) -> Float {
     var acc = SIMD4<Float>()
     var macc: Float = 0
+    dotQ4(row, xp, sx, blocks, hasMin: hasMin, &acc, &macc)
+    let h = acc.lowHalf + acc.highHalf
+    return (h[0] + h[1]) + macc
+}
+
+/// The block loop of `dotQ4`, continuing from (`acc`, `macc`): running it over consecutive
+/// runs of blocks gives bit-for-bit the same state as one run over all of them.
+@inline(__always)
+func dotQ4(_ row: UnsafeRawPointer, _ xp: UnsafeRawPointer, _ sx: UnsafePointer<Float>, _ blocks: Int, hasMin: Bool,
+           _ acc: inout SIMD4<Float>, _ macc: inout Float) {
     var p = row
     var x = xp
     let m15 = SIMD4<UInt32>(repeating: 15)
@@ -198,8 +276,53 @@ func dotQ4(_ row: UnsafeRawPointer, _ xp: UnsafeRawPointer, _ sx: UnsafePointer<
         p += hasMin ? 20 : 18
         x += 128
     }
+}
+
+/// `dotRow` for Q4_0/Q4_1 without a preparation pass: the same arithmetic as `dotQ4` on a
+/// prepared x (bit-identical), with the nibble-order x vectors and block sums formed in
+/// registers from the natural-order x.
+@inline(__always)
+func dotRowQ4(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int, hasMin: Bool) -> Float {
+    var acc = SIMD4<Float>()
+    var macc: Float = 0
+    var p = row
+    var xr = UnsafeRawPointer(x)
+    let m15 = SIMD4<UInt32>(repeating: 15)
+    let qsOffset = hasMin ? 4 : 2
+    for _ in 0..<(count / 32) {
+        let d: Float, m: Float
+        if hasMin {
+            (d, m) = ldHalfPair(p)
+        } else {
+            d = ldHalf(p, 0)
+            m = -8 * d
+        }
+        let lo = ld16(xr, 0), hi = ld16(xr, 64)
+        let sx = hsum(lo + hi)
+        // group g = 2t + h, lane k <- element 16h + 4k + t
+        @inline(__always) func xg(_ v: SIMD16<Float>, _ t: Int) -> SIMD4<Float> { SIMD4(v[t], v[4 + t], v[8 + t], v[12 + t]) }
+        let w = p.loadUnaligned(fromByteOffset: qsOffset, as: SIMD4<UInt32>.self)
+        let s = ((cvt(w & m15) * xg(lo, 0) + cvt((w &>> 4) & m15) * xg(hi, 0))
+              + (cvt((w &>> 8) & m15) * xg(lo, 1) + cvt((w &>> 12) & m15) * xg(hi, 1)))
+              + ((cvt((w &>> 16) & m15) * xg(lo, 2) + cvt((w &>> 20) & m15) * xg(hi, 2))
+              + (cvt((w &>> 24) & m15) * xg(lo, 3) + cvt(w &>> 28) * xg(hi, 3)))
+        acc += s * d
+        macc += m * sx
+        p += hasMin ? 20 : 18
+        xr += 128
+    }
     let h = acc.lowHalf + acc.highHalf
     return (h[0] + h[1]) + macc
+}
+
+@inline(never)
+func dotRowQ4_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int) -> Float {
+    dotRowQ4(row, x, count, hasMin: false)
+}
+
+@inline(never)
+func dotRowQ4_1(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int) -> Float {
+    dotRowQ4(row, x, count, hasMin: true)
 }
 
 // MARK: - Kernels

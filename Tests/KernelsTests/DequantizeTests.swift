@@ -278,6 +278,32 @@ struct DequantizeTests {
         #expect(same(one[0], y[0]) && one[1] == -7)
     }
 
+    @Test("matMul equals dotRow per (row, vector) bit for bit", arguments: QuantType.allCases)
+    func matMulMatchesDotRow(_ type: QuantType) throws {
+        let f = try loadFixture(type)
+        let n = 3, rowCount = f.rows, yStride = rowCount + 2
+        var rng = TestRNG(state: 5)
+        let x = rng.floats(n * f.cols)
+        var y = [Float](repeating: -1, count: n * yStride)
+        f.raw.withUnsafeBytes { m in
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    matMul(type, rows: m.baseAddress!, rowBytes: f.rowBytes, rowCount: rowCount,
+                           x: xp.baseAddress!, n: n, count: f.cols, into: yp.baseAddress!, yStride: yStride)
+                }
+            }
+        }
+        for t in 0..<n {
+            let xt = Array(x[(t * f.cols)..<((t + 1) * f.cols)])
+            for r in 0..<rowCount {
+                let single = dot(type, f.raw[(r * f.rowBytes)..<((r + 1) * f.rowBytes)], xt, count: f.cols)
+                let got = y[t * yStride + r]
+                #expect(got.bitPattern == single.bitPattern || (got.isNaN && single.isNaN), "\(type) t=\(t) r=\(r)")
+            }
+            #expect(y[t * yStride + rowCount] == -1 && y[t * yStride + rowCount + 1] == -1)   // untouched
+        }
+    }
+
     @Test("F16 SIMD conversion in dotRow agrees with halfToFloat for all 65536 halves")
     func f16DotLanesExhaustive() {
         // One half in one of 32 lanes, the rest +0, x = 1: the dot is exactly that half
@@ -336,12 +362,17 @@ struct DequantizeTests {
 
     @Test("benchmark: single-thread matVec throughput (prints GB/s; no assertion on speed)")
     func benchmark() {
-        func bench(_ type: QuantType, rows: Int, cols: Int) {
+        func bench(_ type: QuantType, rows: Int, cols: Int, perRowDotRow: Bool = false) {
             let rowBytes = type.rowBytes(cols)!
             var rng = TestRNG(state: 1)
             var mat = (0..<(rows * rowBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             // sane fp16 scales
-            let scaleOffsets: [Int] = type == .q4_1 ? [0, 2] : [0]
+            let scaleOffsets: [Int]
+            switch type {
+            case .q4_1, .q4_K, .q5_K: scaleOffsets = [0, 2]
+            case .q6_K: scaleOffsets = [208]
+            default: scaleOffsets = [0]
+            }
             for b in 0..<(rows * rowBytes / type.blockBytes) {
                 for o in scaleOffsets {
                     let h = floatToHalf(0.01 * (rng.float() + 1.5))
@@ -359,8 +390,12 @@ struct DequantizeTests {
                     y.withUnsafeMutableBufferPointer { yp in
                         for _ in 0..<iters {
                             let t0 = DispatchTime.now().uptimeNanoseconds
-                            matVec(type, rows: m.baseAddress!, rowBytes: rowBytes, rowCount: rows,
-                                   x: xp.baseAddress!, count: cols, into: yp.baseAddress!)
+                            if perRowDotRow {
+                                for r in 0..<rows { yp[r] = dotRow(type, m.baseAddress! + r * rowBytes, xp.baseAddress!, count: cols) }
+                            } else {
+                                matVec(type, rows: m.baseAddress!, rowBytes: rowBytes, rowCount: rows,
+                                       x: xp.baseAddress!, count: cols, into: yp.baseAddress!)
+                            }
                             let t = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
                             best = min(best, t)
                         }
@@ -368,7 +403,7 @@ struct DequantizeTests {
                 }
             }
             let gbs = bytes / best / 1e9
-            print("BENCH \(type) \(rows)x\(cols) matVec: \(String(format: "%.3f", best * 1e3)) ms, \(String(format: "%.2f", gbs)) GB/s weights, \(String(format: "%.2f", Double(rows * cols) / best / 1e9)) Gelem/s (best of \(iters))")
+            print("BENCH \(type) \(rows)x\(cols) \(perRowDotRow ? "dotRow per row" : "matVec"): \(String(format: "%.3f", best * 1e3)) ms, \(String(format: "%.2f", gbs)) GB/s weights, \(String(format: "%.2f", Double(rows * cols) / best / 1e9)) Gelem/s (best of \(iters))")
             if type.blockSize > 1 { #expect(y.allSatisfy { $0.isFinite }) }
         }
         bench(.q4_1, rows: 1536, cols: 576)
@@ -377,5 +412,9 @@ struct DequantizeTests {
         bench(.q8_0, rows: 1536, cols: 576)
         bench(.f16, rows: 1536, cols: 576)
         bench(.f32, rows: 1536, cols: 576)
+        bench(.q4_K, rows: 1536, cols: 512)
+        bench(.q6_K, rows: 1536, cols: 512)
+        bench(.q4_1, rows: 1536, cols: 576, perRowDotRow: true)
+        bench(.q8_0, rows: 1536, cols: 576, perRowDotRow: true)
     }
 }
