@@ -31,14 +31,10 @@ public struct PackedMatrix: @unchecked Sendable {
     /// invariance: a verifier batch reproduces single-token decoding bit for bit). Rows are the
     /// outer loop so that a weight row is read from memory once for all tokens.
     public func multiply(_ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
-        let rows = self.rows, cols = self.cols, type = self.type
+        let rows = self.rows, cols = self.cols, type = self.type, rowBytes = self.rowBytes
         parallelChunks(rows, threads: threads, minChunk: 16) { range in
-            for r in range {
-                let w = row(r)
-                for t in 0..<n {
-                    y[t * rows + r] = dotRow(type, w, x + t * cols, count: cols)
-                }
-            }
+            matMul(type, rows: row(range.lowerBound), rowBytes: rowBytes, rowCount: range.count,
+                   x: x, n: n, count: cols, into: y + range.lowerBound, yStride: rows)
         }
     }
 }
