@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Kernels"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Sampling", "GGUF", "TestSupport"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "specdec"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],
