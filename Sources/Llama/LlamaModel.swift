@@ -10,12 +10,14 @@ public enum LlamaError: Error, CustomStringConvertible, Equatable {
     case contextFull(needed: Int, capacity: Int)
     case tokenOutOfRange(Int32, vocabSize: Int)
     case emptyInput
+    case badMask(String)
 
     public var description: String {
         switch self {
         case .contextFull(let n, let c): return "the sequence needs \(n) positions but the context holds \(c) (raise --ctx or shorten the prompt)"
         case .tokenOutOfRange(let t, let v): return "token id \(t) is outside the vocabulary (0..<\(v))"
         case .emptyInput: return "nothing to evaluate: the input is empty"
+        case .badMask(let why): return "bad attention mask: \(why)"
         }
     }
 }

@@ -23,6 +23,29 @@ public struct ForwardOutput {
     }
 }
 
+/// Which entries of a batch each entry attends to, besides the whole cache before the batch.
+public enum BatchMask: Sendable, Equatable {
+    /// Entry i sees entries 0...i (prefill, plain decoding).
+    case causal
+    /// A draft tree: `parents[i]` is the batch index of entry i's parent (−1 = the cached prefix);
+    /// entry i sees its ancestors and itself and sits at position start + its depth. Parents must
+    /// come before children.
+    case tree(parents: [Int])
+
+    /// For each entry, the batch entries it sees (ascending) and its depth below the prefix.
+    func resolve(count n: Int) throws -> (visible: [[Int]], depth: [Int])? {
+        guard case .tree(let parents) = self else { return nil }
+        guard parents.count == n else { throw LlamaError.badMask("\(parents.count) parents for \(n) tokens") }
+        var visible: [[Int]] = [], depth: [Int] = []
+        for (i, p) in parents.enumerated() {
+            guard p >= -1, p < i else { throw LlamaError.badMask("entry \(i) has parent \(p); parents must come before children") }
+            visible.append((p < 0 ? [] : visible[p]) + [i])
+            depth.append(p < 0 ? 0 : depth[p] + 1)
+        }
+        return (visible, depth)
+    }
+}
+
 /// One sequence being decoded: a preallocated KV cache over `contextSize` positions plus the
 /// forward pass (llama2.c style: embed, per layer RMSNorm → attention → RMSNorm → SwiGLU, final
 /// norm, head). Not thread-safe; create one per sequence.
@@ -73,7 +96,8 @@ public final class LlamaSession {
     }
 
     /// Appends `tokens` to the sequence in one batched forward.
-    public func forward(tokens: [Int32], logits: LogitRows = .last, captureLayers: [Int] = []) throws -> ForwardOutput {
+    public func forward(tokens: [Int32], logits: LogitRows = .last, mask: BatchMask = .causal,
+                        captureLayers: [Int] = []) throws -> ForwardOutput {
         guard !tokens.isEmpty else { throw LlamaError.emptyInput }
         let d = c.width
         var x = [Float](repeating: 0, count: tokens.count * d)
@@ -84,18 +108,23 @@ public final class LlamaSession {
                 emb.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
             }
         }
-        return try forward(embeddings: x, logits: logits, captureLayers: captureLayers)
+        return try forward(embeddings: x, logits: logits, mask: mask, captureLayers: captureLayers)
     }
 
     /// Appends `embeddings` (n × width input vectors, e.g. token embeddings mixed with projected
-    /// image patches) to the sequence in one batched forward.
-    public func forward(embeddings: [Float], logits: LogitRows = .last, captureLayers: [Int] = []) throws -> ForwardOutput {
+    /// image patches) to the sequence in one batched forward. With a tree mask the entries occupy
+    /// cache slots length..<length+n but take positions from their depth; keep the accepted ones
+    /// with `compact(keeping:)`.
+    public func forward(embeddings: [Float], logits: LogitRows = .last, mask: BatchMask = .causal,
+                        captureLayers: [Int] = []) throws -> ForwardOutput {
         let d = c.width, kvw = c.kvWidth, ff = c.ffnWidth
         let n = embeddings.count / d
         guard n > 0, embeddings.count == n * d else { throw LlamaError.emptyInput }
         guard length + n <= contextSize else { throw LlamaError.contextFull(needed: length + n, capacity: contextSize) }
         let threads = model.threads
         let start = length
+        let tree = try mask.resolve(count: n)
+        let positions = (0..<n).map { start + (tree?.depth[$0] ?? $0) }
 
         var x = embeddings
         var h = [Float](repeating: 0, count: n * d)
@@ -120,11 +149,11 @@ public final class LlamaSession {
             }
             q.withUnsafeMutableBufferPointer { qp in
                 for i in 0..<n {
-                    rope(qp.baseAddress! + i * d, heads: c.headCount, position: start + i)
-                    rope(kCache + i * kvw, heads: c.kvHeadCount, position: start + i)
+                    rope(qp.baseAddress! + i * d, heads: c.headCount, position: positions[i])
+                    rope(kCache + i * kvw, heads: c.kvHeadCount, position: positions[i])
                 }
             }
-            attention(layer: l, q: q, n: n, start: start, into: &attn)
+            attention(layer: l, q: q, n: n, start: start, visible: tree?.visible, into: &attn)
             attn.withUnsafeBufferPointer { ap in
                 proj.withUnsafeMutableBufferPointer { pp in
                     w.wo.multiply(ap.baseAddress!, n: n, into: pp.baseAddress!, threads: threads)
@@ -196,8 +225,10 @@ public final class LlamaSession {
         }
     }
 
-    /// Causal grouped-query attention of the n new queries over cache slots 0...start+i.
-    private func attention(layer l: Int, q: [Float], n: Int, start: Int, into out: inout [Float]) {
+    /// Grouped-query attention of the n new queries over the cached prefix (slots 0..<start) and
+    /// the batch entries each may see (causal: 0...i; tree: `visible[i]`). Slots are visited in
+    /// ascending order, so an entry's result equals that of the same tokens decoded one by one.
+    private func attention(layer l: Int, q: [Float], n: Int, start: Int, visible: [[Int]]?, into out: inout [Float]) {
         let hd = c.headDim, kvw = c.kvWidth, d = c.width
         let group = c.headCount / c.kvHeadCount
         let scale = 1 / Float(hd).squareRoot()
@@ -208,38 +239,62 @@ public final class LlamaSession {
                 let qp = qb.baseAddress!, op = ob.baseAddress!
                 parallelChunks(tasks, threads: model.threads) { range in
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: start + n) { scores in
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: start + n) { slots in
                         for task in range {
                             let i = task / c.headCount, head = task % c.headCount
                             let kvOff = (head / group) * hd
                             let qv = qp + i * d + head * hd
-                            let visible = start + i + 1
+                            var count = 0
+                            for j in 0..<start { slots[count] = j; count += 1 }
+                            if let vis = visible?[i] {
+                                for j in vis { slots[count] = start + j; count += 1 }
+                            } else {
+                                for j in 0...i { slots[count] = start + j; count += 1 }
+                            }
                             var m = -Float.infinity
-                            for j in 0..<visible {
-                                let k = kc + j * kvw + kvOff
-                                var s: Float = 0
-                                for e in 0..<hd { s += qv[e] * k[e] }
-                                s *= scale
-                                scores[j] = s
-                                m = max(m, s)
+                            for s in 0..<count {
+                                let k = kc + slots[s] * kvw + kvOff
+                                var dot: Float = 0
+                                for e in 0..<hd { dot += qv[e] * k[e] }
+                                dot *= scale
+                                scores[s] = dot
+                                m = max(m, dot)
                             }
                             var sum: Float = 0
-                            for j in 0..<visible {
-                                let e = expf(scores[j] - m)
-                                scores[j] = e
+                            for s in 0..<count {
+                                let e = expf(scores[s] - m)
+                                scores[s] = e
                                 sum += e
                             }
                             let o = op + i * d + head * hd
                             for e in 0..<hd { o[e] = 0 }
                             let inv = 1 / sum
-                            for j in 0..<visible {
-                                let a = scores[j] * inv
-                                let v = vc + j * kvw + kvOff
+                            for s in 0..<count {
+                                let a = scores[s] * inv
+                                let v = vc + slots[s] * kvw + kvOff
                                 for e in 0..<hd { o[e] += a * v[e] }
                             }
                         }
                     }
+                    }
                 }
             }
         }
+    }
+
+    /// Keeps only the batch entries `kept` (indices into the last forward's batch, in order, e.g.
+    /// the accepted path of a draft tree) and moves their cached keys and values to consecutive
+    /// slots right after the prefix `batchStart`. Their RoPE positions are already right when each
+    /// kept entry's depth equals its index in `kept`, as on a tree path.
+    public func compact(batchStart: Int, keeping kept: [Int]) {
+        let kvw = c.kvWidth
+        for (dst, src) in kept.enumerated() where dst != src {
+            precondition(src > dst && batchStart + src < length, "compact: kept entries must be ascending batch indices")
+            for l in 0..<c.layerCount {
+                (keys[l] + (batchStart + dst) * kvw).update(from: keys[l] + (batchStart + src) * kvw, count: kvw)
+                (values[l] + (batchStart + dst) * kvw).update(from: values[l] + (batchStart + src) * kvw, count: kvw)
+            }
+        }
+        length = batchStart + kept.count
     }
 }
