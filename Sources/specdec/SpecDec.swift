@@ -1,4 +1,5 @@
 import ArgumentParser
+import Kernels
 
 @main
 struct SpecDec: ParsableCommand {
@@ -9,6 +10,11 @@ struct SpecDec: ParsableCommand {
         Models are GGUF files. Without -m, commands use the model that scripts/setup.sh fetched \
         (SmolLM2-135M-Instruct Q4_1): $SPECDEC_MODEL, else $SPECDEC_CACHE or ~/.cache/specdec.
         """,
-        subcommands: [Decode.self, Tokenize.self, Inspect.self]
+        subcommands: [Decode.self, Tokenize.self, Inspect.self, BLASCheckCommand.self]
     )
+
+    static func main() {
+        OpenBLASCore.reexecIfNeeded()
+        main(nil)
+    }
 }
