@@ -84,7 +84,21 @@ public final class LlamaSession {
         }
     }
 
+    /// Batches at least this large use OpenBLAS when batch invariance is not required.
+    public static let blasMinimumBatch = 16
+    private var scratch: UnsafeMutablePointer<Float>?
+    private var scratchCount = 0
+
+    private func blasScratch(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if let s = scratch, scratchCount >= count { return s }
+        scratch?.deallocate()
+        scratch = .allocate(capacity: count)
+        scratchCount = count
+        return scratch!
+    }
+
     deinit {
+        scratch?.deallocate()
         keys.forEach { $0.deallocate() }
         values.forEach { $0.deallocate() }
         ropeCos.deallocate(); ropeSin.deallocate()
@@ -97,7 +111,7 @@ public final class LlamaSession {
 
     /// Appends `tokens` to the sequence in one batched forward.
     public func forward(tokens: [Int32], logits: LogitRows = .last, mask: BatchMask = .causal,
-                        captureLayers: [Int] = []) throws -> ForwardOutput {
+                        captureLayers: [Int] = [], batchInvariant: Bool = true) throws -> ForwardOutput {
         guard !tokens.isEmpty else { throw LlamaError.emptyInput }
         let d = c.width
         var x = [Float](repeating: 0, count: tokens.count * d)
@@ -108,15 +122,20 @@ public final class LlamaSession {
                 emb.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
             }
         }
-        return try forward(embeddings: x, logits: logits, mask: mask, captureLayers: captureLayers)
+        return try forward(embeddings: x, logits: logits, mask: mask, captureLayers: captureLayers,
+                           batchInvariant: batchInvariant)
     }
 
     /// Appends `embeddings` (n × width input vectors, e.g. token embeddings mixed with projected
     /// image patches) to the sequence in one batched forward. With a tree mask the entries occupy
     /// cache slots length..<length+n but take positions from their depth; keep the accepted ones
     /// with `compact(keeping:)`.
+    ///
+    /// `batchInvariant` (the default) computes every token exactly as a single-token forward would,
+    /// bit for bit, whatever the batch: what verification needs. `false` lets large batches use
+    /// OpenBLAS sgemm, much faster for a prompt but with batch-dependent rounding.
     public func forward(embeddings: [Float], logits: LogitRows = .last, mask: BatchMask = .causal,
-                        captureLayers: [Int] = []) throws -> ForwardOutput {
+                        captureLayers: [Int] = [], batchInvariant: Bool = true) throws -> ForwardOutput {
         let d = c.width, kvw = c.kvWidth, ff = c.ffnWidth
         let n = embeddings.count / d
         guard n > 0, embeddings.count == n * d else { throw LlamaError.emptyInput }
@@ -124,6 +143,14 @@ public final class LlamaSession {
         let threads = model.threads
         let start = length
         let tree = try mask.resolve(count: n)
+        /// y = x · Wᵀ for `count` activation rows, by the path this forward allows.
+        func mul(_ w: PackedMatrix, _ x: UnsafePointer<Float>, _ count: Int, _ y: UnsafeMutablePointer<Float>) {
+            if !batchInvariant && count >= Self.blasMinimumBatch {
+                w.multiplyBLAS(x, n: count, into: y, threads: threads, scratch: blasScratch(w.blasScratchCount))
+            } else {
+                w.multiply(x, n: count, into: y, threads: threads)
+            }
+        }
         let positions = (0..<n).map { start + (tree?.depth[$0] ?? $0) }
 
         var x = embeddings
@@ -141,11 +168,11 @@ public final class LlamaSession {
             rmsNorm(x, w.attnNorm, into: &h, n: n)
             h.withUnsafeBufferPointer { hp in
                 q.withUnsafeMutableBufferPointer { qp in
-                    w.wq.multiply(hp.baseAddress!, n: n, into: qp.baseAddress!, threads: threads)
+                    mul(w.wq, hp.baseAddress!, n, qp.baseAddress!)
                 }
                 // K and V go straight into their cache slots.
-                w.wk.multiply(hp.baseAddress!, n: n, into: kCache, threads: threads)
-                w.wv.multiply(hp.baseAddress!, n: n, into: vCache, threads: threads)
+                mul(w.wk, hp.baseAddress!, n, kCache)
+                mul(w.wv, hp.baseAddress!, n, vCache)
             }
             q.withUnsafeMutableBufferPointer { qp in
                 for i in 0..<n {
@@ -156,15 +183,15 @@ public final class LlamaSession {
             attention(layer: l, q: q, n: n, start: start, visible: tree?.visible, into: &attn)
             attn.withUnsafeBufferPointer { ap in
                 proj.withUnsafeMutableBufferPointer { pp in
-                    w.wo.multiply(ap.baseAddress!, n: n, into: pp.baseAddress!, threads: threads)
+                    mul(w.wo, ap.baseAddress!, n, pp.baseAddress!)
                 }
             }
             for i in 0..<(n * d) { x[i] += proj[i] }
 
             rmsNorm(x, w.ffnNorm, into: &h, n: n)
             h.withUnsafeBufferPointer { hp in
-                g.withUnsafeMutableBufferPointer { gp in w.gate.multiply(hp.baseAddress!, n: n, into: gp.baseAddress!, threads: threads) }
-                u.withUnsafeMutableBufferPointer { up in w.up.multiply(hp.baseAddress!, n: n, into: up.baseAddress!, threads: threads) }
+                g.withUnsafeMutableBufferPointer { gp in mul(w.gate, hp.baseAddress!, n, gp.baseAddress!) }
+                u.withUnsafeMutableBufferPointer { up in mul(w.up, hp.baseAddress!, n, up.baseAddress!) }
             }
             for i in 0..<(n * ff) {
                 let a = g[i]
@@ -172,7 +199,7 @@ public final class LlamaSession {
             }
             g.withUnsafeBufferPointer { gp in
                 proj.withUnsafeMutableBufferPointer { pp in
-                    w.down.multiply(gp.baseAddress!, n: n, into: pp.baseAddress!, threads: threads)
+                    mul(w.down, gp.baseAddress!, n, pp.baseAddress!)
                 }
             }
             for i in 0..<(n * d) { x[i] += proj[i] }
@@ -192,7 +219,7 @@ public final class LlamaSession {
             let selected = rows.count == n ? h : rows.flatMap { h[$0 * d ..< ($0 + 1) * d] }
             selected.withUnsafeBufferPointer { sp in
                 out.withUnsafeMutableBufferPointer { op in
-                    model.weights.output.multiply(sp.baseAddress!, n: rows.count, into: op.baseAddress!, threads: threads)
+                    mul(model.weights.output, sp.baseAddress!, rows.count, op.baseAddress!)
                 }
             }
         }

@@ -96,7 +96,7 @@ struct Decode: ParsableCommand {
         var sampler = try Sampler(params)
 
         let t0 = now()
-        var out = try session.forward(tokens: promptTokens)
+        var out = try session.forward(tokens: promptTokens, batchInvariant: false)
         let t1 = now()
 
         var generated: [Int32] = []

@@ -28,11 +28,12 @@ let golden: [GoldenCase] = {
         #expect(model.weights.outputIsTied)
     }
 
-    @Test(arguments: golden.map(\.name))
-    func prefillLogitsMatchReference(name: String) throws {
+    /// Both prefill paths: the batch-invariant kernels and OpenBLAS sgemm (used for prompts).
+    @Test(arguments: golden.map(\.name), [true, false])
+    func prefillLogitsMatchReference(name: String, batchInvariant: Bool) throws {
         let g = golden.first { $0.name == name }!
         let session = model.makeSession(contextSize: 1024)
-        let out = try session.forward(tokens: g.ids.map(Int32.init), logits: .all)
+        let out = try session.forward(tokens: g.ids.map(Int32.init), logits: .all, batchInvariant: batchInvariant)
         let vocab = model.config.vocabSize
         #expect(out.logits.count == g.ids.count * vocab)
         // argmax and max logit at every prompt position: catches RoPE, cache and mask bugs early in the sequence.
