@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Vision
+import Vision
 
 struct ImageDecodeTests {
     @Test func placeholder() { #expect(Bool(true)) }
