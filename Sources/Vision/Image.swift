@@ -197,12 +197,17 @@ public enum ImageDecoder {
         let done = rgba.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, 0, nil) }
         guard done != 0 else { throw pngError(&image, name: name) }
         var px = [Float](repeating: 0, count: width * height * 3)
-        let inv: Float = 1 / 255
         for i in 0..<(width * height) {
-            let a = Float(rgba[4 * i + 3]) * inv
+            let alpha = rgba[4 * i + 3]
             for c in 0..<3 {
-                // alpha composited on white in sRGB values
-                px[3 * i + c] = Float(rgba[4 * i + c]) * inv * a + (1 - a)
+                let v = Float(rgba[4 * i + c]) / 255
+                if alpha == 255 {
+                    px[3 * i + c] = v
+                } else {
+                    // alpha composited on white, in sRGB values
+                    let a = Float(alpha) / 255
+                    px[3 * i + c] = v * a + (1 - a)
+                }
             }
         }
         return RGBImage(width: width, height: height, pixels: px)
@@ -237,11 +242,13 @@ public enum ImageDecoder {
             throw ImageError(file: name, kind: .unreadable, reason: "cannot start the JPEG decoder")
         }
         defer { tjDestroy(handle) }
+        // A JPEG ends with the EOI marker; a failure on data without it is most likely a cut file.
+        let cut = bytes.count < 4 || bytes[bytes.count - 2] != 0xFF || bytes[bytes.count - 1] != 0xD9
         func fail(_ stage: String) -> ImageError {
             let msg = tjGetErrorStr2(handle).map { String(cString: $0) } ?? "unknown error"
             let lower = msg.lowercased()
             let kind: ImageError.Kind
-            if lower.contains("premature end") || lower.contains("no image") || lower.contains("truncated") {
+            if cut || lower.contains("premature end") || lower.contains("no image") || lower.contains("truncated") {
                 kind = .truncated
             } else if lower.contains("empty jpeg image") {
                 kind = .zeroSize
@@ -258,6 +265,9 @@ public enum ImageDecoder {
             tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &w, &h, &subsamp, &colorspace)
         }
         guard header == 0 else { throw fail("header") }
+        if (w <= 0 || h <= 0) && cut {
+            throw ImageError(file: name, kind: .truncated, reason: "JPEG data is truncated (no image size before the data ends)")
+        }
         try limits.check(width: Int(w), height: Int(h), file: name)
         if colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue) {
             throw ImageError(file: name, kind: .unsupported, reason: "CMYK JPEG images are not supported (RGB and greyscale are)")
@@ -271,8 +281,7 @@ public enum ImageDecoder {
             }
         }
         guard rc == 0 else { throw fail("pixels") }
-        let inv: Float = 1 / 255
-        return RGBImage(width: width, height: height, pixels: rgb.map { Float($0) * inv })
+        return RGBImage(width: width, height: height, pixels: rgb.map { Float($0) / 255 })
     }
 
     // MARK: PPM / PGM

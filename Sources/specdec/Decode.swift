@@ -17,6 +17,7 @@ struct Decode: ParsableCommand {
 
     @OptionGroup var modelOption: ModelOption
     @OptionGroup var promptOptions: PromptOptions
+    @OptionGroup var imageOptions: ImageOptions
 
     @Option(name: [.short, .customLong("n-predict")], help: "Maximum tokens to generate.")
     var n = 256
@@ -64,6 +65,10 @@ struct Decode: ParsableCommand {
         var stop_reason: String
         var seed: UInt64
         var threads: Int
+        // with --image only
+        var image_count: Int?
+        var image_token_count: Int?
+        var image_seconds: Double?
     }
 
     struct Output: Encodable {
@@ -78,7 +83,8 @@ struct Decode: ParsableCommand {
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)
         let tokenizer = try BPETokenizer(gguf: gguf)
-        let promptTokens = try promptOptions.tokens(gguf: gguf, tokenizer: tokenizer)
+        let prompt = try PreparedPrompt.make(promptOptions, imageOptions, gguf: gguf, tokenizer: tokenizer, model: model)
+        let promptTokens = prompt.tokens  // -1 at image rows
 
         let contextSize = min(ctx ?? min(model.config.contextLength, 4096), model.config.contextLength)
         guard promptTokens.count < contextSize else {
@@ -96,11 +102,11 @@ struct Decode: ParsableCommand {
         var sampler = try Sampler(params)
 
         let t0 = now()
-        var out = try session.forward(tokens: promptTokens, batchInvariant: false)
+        var out = try prompt.prefill(session, batchInvariant: false)
         let t1 = now()
 
         var generated: [Int32] = []
-        var history = promptTokens
+        var history = prompt.history
         var stream = StreamingDecoder(tokenizer: tokenizer)
         var text = ""
         var stop = "length"
@@ -128,7 +134,10 @@ struct Decode: ParsableCommand {
             prefill_seconds: t1 - t0, decode_seconds: t2 - t1,
             prompt_tokens_per_s: Double(promptTokens.count) / (t1 - t0),
             decode_tokens_per_s: decodeForwards > 0 ? Double(decodeForwards) / (t2 - t1) : 0,
-            stop_reason: stop, seed: params.seed, threads: threads)
+            stop_reason: stop, seed: params.seed, threads: threads,
+            image_count: prompt.sequence == nil ? nil : prompt.imageCount,
+            image_token_count: prompt.sequence == nil ? nil : prompt.imageTokenCount,
+            image_seconds: prompt.sequence == nil ? nil : prompt.imageSeconds)
         if json {
             try printJSON(Output(prompt_tokens: promptTokens, tokens: generated, text: text, stats: stats))
         } else {
@@ -136,6 +145,10 @@ struct Decode: ParsableCommand {
             printErr(String(format: "\nprompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | stop: %@ | seed %llu, %d threads",
                             promptTokens.count, stats.prompt_tokens_per_s, generated.count, stats.decode_tokens_per_s,
                             stop, params.seed, threads))
+            if prompt.imageCount > 0 {
+                printErr(String(format: "images: %d, %d positions of the prompt, encoded in %.3f s", prompt.imageCount,
+                                prompt.imageTokenCount, prompt.imageSeconds))
+            }
         }
     }
 }
