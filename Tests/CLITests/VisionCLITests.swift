@@ -47,6 +47,21 @@ import TestSupport
         }
     }
 
+    @Test func benchMeasuresImagePrefill() throws {
+        let r = try CLI.run(["bench", "--pp", "8", "--tg", "1", "--verify", "", "--bandwidth-mib", "0", "--reps", "1",
+                             "--mmproj", Self.tower, "--image", Self.image("red"), "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let i = try #require(try CLI.json(r.stdout)["image_prefill"] as? [String: Any])
+        #expect(i["image_rows"] as? Int == 4)
+        let encode = try #require(i["encode_ms"] as? Double), prefill = try #require(i["prefill_ms"] as? Double)
+        let total = try #require(i["total_ms"] as? Double)
+        #expect(encode > 0 && prefill > 0 && total >= encode + prefill - 1e-6)
+        let plain = try CLI.run(["bench", "--pp", "8", "--tg", "1", "--verify", "", "--bandwidth-mib", "0", "--reps", "1", "--json"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let plainJSON = try CLI.json(plain.stdout)
+        #expect(plainJSON["image_prefill"] == nil)
+    }
+
     @Test func inspectShowsTheTower() throws {
         let r = try CLI.run(["inspect", Self.tower])
         #expect(r.status == 0)

@@ -1,0 +1,66 @@
+import Foundation
+import GGUF
+import Llama
+import Tokenizer
+import Vision
+
+/// `specdec bench --mmproj TOWER --image FILE`: the cost of an image prompt, split into the
+/// image's encoding (file decoding, preprocessing, ViT and projector) and the language model's
+/// prefill of the whole prompt (chat template, question and image rows, one batched forward).
+struct ImagePrefillBench: Encodable {
+    var tower: String
+    var images: [String]
+    var image_rows: Int
+    var prompt_positions: Int
+    var encode_ms: Double
+    var prefill_ms: Double
+    var total_ms: Double
+    var total_min_ms: Double
+    var total_max_ms: Double
+
+    static let question = "Describe this image."
+
+    /// Median (and min/max of the total) over `reps` runs after one warm-up run.
+    static func measure(_ options: ImageOptions, model: LlamaModel, gguf: GGUFFile, reps: Int,
+                        log: (String) -> Void) throws -> ImagePrefillBench? {
+        guard let towerPath = options.mmproj, !options.images.isEmpty else { return nil }
+        let tower = try VisionTower(path: towerPath)
+        try tower.check(compatibleWith: model)
+        let tokenizer = try BPETokenizer(gguf: gguf)
+        let markers = ImageMarkers.forTower(tower, tokenizer: tokenizer)
+        let user = try VisionPrompt.placeImages(in: question, count: options.images.count, markers: markers)
+        let rendered = try ChatTemplate(gguf: gguf).render(messages: [.user(user)])
+        var session: LlamaSession?
+        var encode: [Double] = [], prefill: [Double] = [], total: [Double] = []
+        var rows = 0, positions = 0
+        for r in 0...reps {
+            let t0 = now()
+            let embeddings = try options.images.map { try tower.encode(ImageDecoder.load(path: $0)) }
+            let t1 = now()
+            let seq = try VisionPrompt.build(rendered: rendered, images: embeddings, markers: markers,
+                                             tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
+            if session == nil { session = model.makeSession(contextSize: seq.count + 1) }
+            session!.truncate(to: 0)
+            _ = try session!.forward(embeddings: seq.embeddings, logits: .last, batchInvariant: false)
+            let t2 = now()
+            rows = seq.imageMask.filter { $0 }.count
+            positions = seq.count
+            guard r > 0 else { continue }  // warm-up
+            encode.append((t1 - t0) * 1000); prefill.append((t2 - t1) * 1000); total.append((t2 - t0) * 1000)
+            log("  image prefill \(r)/\(reps): \(String(format: "%.2f", total.last!)) ms (encode \(String(format: "%.2f", encode.last!)))")
+        }
+        func med(_ v: [Double]) -> Double {
+            let s = v.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        return ImagePrefillBench(tower: towerPath, images: options.images, image_rows: rows, prompt_positions: positions,
+                                 encode_ms: med(encode), prefill_ms: med(prefill), total_ms: med(total),
+                                 total_min_ms: total.min()!, total_max_ms: total.max()!)
+    }
+
+    /// One line for the bench table.
+    var tableLine: String {
+        String(format: "image prefill: %.2f ms median (%.2f–%.2f): encode %.2f ms (decode, resize, ViT, projector) + LM prefill %.2f ms of %d positions (%d image rows)",
+               total_ms, total_min_ms, total_max_ms, encode_ms, prefill_ms, prompt_positions, image_rows)
+    }
+}
