@@ -60,6 +60,9 @@ import TestSupport
         let tgMedian = (o["tg8"] as? [String: Any])?["median_tokens_per_s"] as? Double ?? 0
         #expect(close(o["tg8_percent_of_floor"] as? Double ?? 0, 100 * tgMedian / floor))
         #expect((o["peak_rss_mb"] as? Double ?? 0) > 1)
+        #if os(Linux)
+        #expect((o["load_average_start"] as? Double ?? -1) >= 0 && (o["load_average_end"] as? Double ?? -1) >= 0)
+        #endif
     }
 
     @Test func tableWithoutBandwidth() throws {
