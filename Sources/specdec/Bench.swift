@@ -15,11 +15,14 @@ struct Bench: ParsableCommand {
         bandwidth_gbs: the best of several multi-threaded read passes over a buffer of \
         --bandwidth-mib MiB (1 GB = 10^9 bytes); floor_tokens_per_s is that bandwidth divided by \
         the weight bytes one decoded token reads. Progress goes to stderr; stdout holds one table, \
-        or with --json one JSON object.
+        or with --json one JSON object. With --mmproj TOWER --image FILE, image_prefill: the time \
+        to encode the image (decoding, resizing, ViT, projector) plus the prefill of a question \
+        about it, in ms.
         """
     )
 
     @OptionGroup var modelOption: ModelOption
+    @OptionGroup var imageOptions: ImageOptions
 
     @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
     var threads: Int = defaultThreadCount
@@ -122,6 +125,7 @@ struct Bench: ParsableCommand {
         /// The 1-minute load average when the bench started and ended (the machine may be shared).
         var load_average_start: Double?
         var load_average_end: Double?
+        var image_prefill: ImagePrefillBench?
 
         struct Key: CodingKey {
             var stringValue: String
@@ -154,6 +158,7 @@ struct Bench: ParsableCommand {
             try c.encode(peak_rss_mb, forKey: Key("peak_rss_mb"))
             try c.encodeIfPresent(load_average_start, forKey: Key("load_average_start"))
             try c.encodeIfPresent(load_average_end, forKey: Key("load_average_end"))
+            try c.encodeIfPresent(image_prefill, forKey: Key("image_prefill"))
         }
     }
 
@@ -232,6 +237,8 @@ struct Bench: ParsableCommand {
             verifyCost = VerifyCost(context: verifyCtx, batch_invariant: true, logits: "all", points: points)
         }
 
+        let imagePrefill = try ImagePrefillBench.measure(imageOptions, model: model, gguf: gguf, reps: reps, log: printErr)
+
         // Before the bandwidth buffer exists, so that it does not count.
         let peakRSS = peakRSSMiB()
 
@@ -257,7 +264,7 @@ struct Bench: ParsableCommand {
             verify_cost: verifyCost, bandwidth_gbs: best, bandwidth_median_gbs: bandwidth.isEmpty ? nil : median(bandwidth),
             bandwidth_buffer_mib: bandwidthMiB, bandwidth_passes: bandwidthMiB > 0 ? bandwidthPasses : 0,
             weight_bytes_per_token: bytesPerToken, floor_tokens_per_s: floor, peak_rss_mb: peakRSS,
-            load_average_start: loadStart, load_average_end: loadAverage())
+            load_average_start: loadStart, load_average_end: loadAverage(), image_prefill: imagePrefill)
         if json {
             try printJSON(out)
         } else {
@@ -293,6 +300,7 @@ struct Bench: ParsableCommand {
         if let a = o.load_average_start, let b = o.load_average_end {
             s += "\nload average (1 min): \(fmt(a, 2)) at start, \(fmt(b, 2)) at end"
         }
+        if let i = o.image_prefill { s += "\n" + i.tableLine }
         return s
     }
 }
