@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Independent reference for specdec's vision tower (Tests/VisionTests fixtures).
 
-Writes tiny random llama.cpp-style `mmproj` towers with llama.cpp's own `gguf` package (one
-per supported projector: `mlp` with a class token, pre-LN, legacy-swapped FFN names and quick
-GELU; `idefics3` with post-LN, tanh GELU and a patch grid that needs padding before the pixel
-shuffle), a small non-square test PNG, and golden outputs computed here in float64 numpy: the
+Writes tiny random llama.cpp-style `mmproj` towers with llama.cpp's own `gguf` package (`mlp`
+with a class token, pre-LN, legacy-swapped FFN names and quick GELU; `mlp` with two feature
+layers concatenated and post-LN; `idefics3` with post-LN, tanh GELU and a patch grid that needs
+padding before the pixel shuffle), a small non-square test PNG, and golden outputs computed here in float64 numpy: the
 preprocessed tower input, the image embeddings, and bilinear/bicubic resizes of the test image.
 
 The forward is written from llama.cpp's clip.cpp semantics (build_vit, clip_graph_llava,
@@ -168,9 +168,13 @@ def forward(path, planar):
         x = x + w["v.position_embd.weight"]
     if "v.pre_ln.weight" in w:
         x = layer_norm(x, w["v.pre_ln.weight"], w.get("v.pre_ln.bias"), eps)
-    n_run = nl - 1 if proj == "mlp" else nl
+    feats = sorted(set(int(v) for v in kv.get("clip.vision.feature_layer", []))) if proj == "mlp" else []
+    n_run = (max(feats) if feats else nl - 1) if proj == "mlp" else nl
     hd = d // nh
+    stack = []
     for l in range(n_run):
+        if l in feats:
+            stack.append(x)
         p = f"v.blk.{l}."
         up, down = p + "ffn_up", p + "ffn_down"
         if w[down + ".weight"].shape[1] == d:  # ggml ne[0] == n_embd: legacy swapped names
@@ -192,6 +196,10 @@ def forward(path, planar):
     if "v.post_ln.weight" in w:
         x = layer_norm(x, w["v.post_ln.weight"], w.get("v.post_ln.bias"), eps)
     if proj == "mlp":
+        if feats:  # llama.cpp clip_graph_llava: hidden states of the feature layers, concatenated
+            if n_run in feats:
+                stack.append(x)
+            x = np.concatenate(stack, axis=1)
         if has_cls:
             x = x[1:]
         hdn = gelu(x @ w["mm.0.weight"].T + w.get("mm.0.bias", 0))
@@ -224,6 +232,8 @@ def write_tower(path, rng, hp, types):
     wr.add_array("clip.vision.image_std", hp["std"])
     if hp["projector"] == "idefics3":
         wr.add_uint32("clip.vision.projector.scale_factor", hp["scale"])
+    if "feature_layers" in hp:
+        wr.add_array("clip.vision.feature_layer", hp["feature_layers"])
 
     def add(name, arr):
         t = types.get(name, "f32")
@@ -262,7 +272,8 @@ def write_tower(path, rng, hp, types):
     if hp.get("post_ln"):
         add("v.post_ln.weight", 1 + rnd(d, scale=0.1)); add("v.post_ln.bias", rnd(d, scale=0.1))
     if hp["projector"] == "mlp":
-        add("mm.0.weight", rnd(hp["hidden"], d, scale=1 / np.sqrt(d))); add("mm.0.bias", rnd(hp["hidden"], scale=0.1))
+        fw = d * len(hp.get("feature_layers", [0]))
+        add("mm.0.weight", rnd(hp["hidden"], fw, scale=1 / np.sqrt(fw))); add("mm.0.bias", rnd(hp["hidden"], scale=0.1))
         add("mm.2.weight", rnd(hp["out"], hp["hidden"], scale=1 / np.sqrt(hp["hidden"]))); add("mm.2.bias", rnd(hp["out"], scale=0.1))
     else:
         k = d * hp["scale"] ** 2
@@ -274,10 +285,14 @@ TOWERS = {
     "tiny-mlp": dict(projector="mlp", image_size=32, patch=8, d=32, ff=48, blocks=3, heads=4, eps=1e-5,
                      mean=[0.48145466, 0.4578275, 0.40821073], std=[0.26862954, 0.26130258, 0.27577711],
                      use_gelu=False, cls=True, pre_ln=True, post_ln=False, legacy_ffn_names=True, hidden=40, out=24),
+    "tiny-mlp-layers": dict(projector="mlp", image_size=24, patch=6, d=16, ff=40, blocks=3, heads=2, eps=1e-5,
+                            mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], use_gelu=True, post_ln=True,
+                            feature_layers=[3, 1], hidden=20, out=12),
     "tiny-idefics3": dict(projector="idefics3", image_size=40, patch=8, d=32, ff=64, blocks=2, heads=2, eps=1e-6,
                           mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5], use_gelu=True, post_ln=True, scale=2, out=24),
 }
 TYPES = {
+    "tiny-mlp-layers": {"v.blk.2.ffn_up.weight": "f16"},
     "tiny-mlp": {"v.patch_embd.weight": "f16", "v.blk.0.attn_q.weight": "q8_0", "v.blk.1.attn_v.weight": "q8_0",
                  "v.blk.0.ffn_down.weight": "f16", "mm.0.weight": "f16"},
     "tiny-idefics3": {"v.patch_embd.weight": "f16", "v.blk.1.attn_k.weight": "q8_0", "mm.model.fc.weight": "f16",

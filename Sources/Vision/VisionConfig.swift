@@ -40,14 +40,21 @@ public struct VisionConfig: Sendable, Equatable {
     public var activation: VisionActivation
     /// Idefics3 pixel-shuffle factor (1 for mlp).
     public var scaleFactor: Int
+    /// `clip.vision.feature_layer` of an `mlp` tower: the hidden states (0 = the blocks' input,
+    /// L = after L blocks) whose features are concatenated for the projector; empty = llama.cpp's
+    /// default, the second-to-last block's output.
+    public var featureLayers: [Int] = []
 
     public var patchesPerSide: Int { imageSize / patchSize }
     public var patchCount: Int { patchesPerSide * patchesPerSide }
     public var headDim: Int { width / headCount }
 
-    /// Blocks the forward runs. As llama.cpp: a LLaVA (`mlp`) tower without
-    /// `clip.vision.feature_layer` takes the features of the second-to-last block.
-    public var blocksRun: Int { projector == .mlp ? blockCount - 1 : blockCount }
+    /// Blocks the forward runs. As llama.cpp: a LLaVA (`mlp`) tower runs up to its deepest
+    /// feature layer, by default the second-to-last block.
+    public var blocksRun: Int { projector == .mlp ? (featureLayers.max() ?? blockCount - 1) : blockCount }
+
+    /// Width of the projector's input rows.
+    public var featureWidth: Int { width * max(1, featureLayers.count) }
 
     /// Output rows per image.
     public var tokensPerImage: Int {
@@ -124,15 +131,23 @@ public struct VisionConfig: Sendable, Equatable {
         switch p {
         case .mlp:
             scaleFactor = 1
-            guard blockCount >= 2 else {
-                throw err("clip.vision.block_count", "an mlp (LLaVA) tower runs block_count - 1 blocks, so it needs at least 2")
+            if f["clip.vision.feature_layer"] != nil {
+                let layers = try f.intArray("clip.vision.feature_layer")
+                guard !layers.isEmpty, layers.allSatisfy({ (0...blockCount).contains($0) }) else {
+                    throw err("clip.vision.feature_layer", "\(layers) must be layers between 0 and the block count \(blockCount)")
+                }
+                featureLayers = Array(Set(layers)).sorted()
+            } else {
+                guard blockCount >= 2 else {
+                    throw err("clip.vision.block_count", "an mlp (LLaVA) tower runs block_count - 1 blocks, so it needs at least 2")
+                }
             }
         case .idefics3:
             scaleFactor = try positive("clip.vision.projector.scale_factor")
         }
         // Variants this implementation does not run: refuse rather than compute something else.
-        for key in ["clip.vision.feature_layer", "clip.vision.image_grid_pinpoints"] where f[key] != nil {
-            throw err(key, "is set: multi-layer features and any-resolution tiling (LLaVA 1.6, Granite) are not supported")
+        if f["clip.vision.image_grid_pinpoints"] != nil {
+            throw err("clip.vision.image_grid_pinpoints", "is set: any-resolution tiling (LLaVA 1.6) is not supported")
         }
         if let m = f["clip.vision.mm_patch_merge_type"]?.stringValue, m != "flat" {
             throw err("clip.vision.mm_patch_merge_type", "'\(m)' is not supported (flat is)")

@@ -143,12 +143,13 @@ public final class VisionTower: @unchecked Sendable {
 
         switch c.projector {
         case .mlp:
+            let fw = c.featureWidth
             let s0 = try shape("mm.0.weight")
-            guard s0.count == 2, s0[0] == d else { throw err("mm.0.weight", "shape \(s0), expected [\(d), hidden]") }
+            guard s0.count == 2, s0[0] == fw else { throw err("mm.0.weight", "shape \(s0), expected [\(fw), hidden]") }
             let hidden = s0[1]
             let s2 = try shape("mm.2.weight")
             guard s2.count == 2, s2[0] == hidden else { throw err("mm.2.weight", "shape \(s2), expected [\(hidden), output width]") }
-            mm0 = try matrix("mm.0.weight", rows: hidden, cols: d)
+            mm0 = try matrix("mm.0.weight", rows: hidden, cols: fw)
             mm0b = try optional("mm.0.bias", [hidden])
             mm2 = try matrix("mm.2.weight", rows: s2[1], cols: hidden)
             mm2b = try optional("mm.2.bias", [s2[1]])
@@ -227,7 +228,10 @@ public final class VisionTower: @unchecked Sendable {
         }
         if let ln = preLN { x = layerNorm(x, n: n, ln.w, ln.b) }
 
-        for blk in blocks.prefix(c.blocksRun) {
+        // mlp feature layers: hidden states kept on the way (llama.cpp clip_graph_llava).
+        var stack: [[Float]] = []
+        for (l, blk) in blocks.prefix(c.blocksRun).enumerated() {
+            if c.featureLayers.contains(l) { stack.append(x) }
             let h = layerNorm(x, n: n, blk.ln1w, blk.ln1b)
             let q = linear(h, n: n, blk.q, blk.qb)
             let k = linear(h, n: n, blk.k, blk.kb)
@@ -245,7 +249,18 @@ public final class VisionTower: @unchecked Sendable {
 
         switch c.projector {
         case .mlp:
-            let feats = classEmbedding == nil ? x : Array(x[d...])
+            var all = x
+            if !c.featureLayers.isEmpty {
+                if c.featureLayers.contains(c.blocksRun) { stack.append(x) }
+                // concatenated per position, shallowest layer first
+                let fw = c.featureWidth
+                all = [Float](repeating: 0, count: n * fw)
+                for (j, st) in stack.enumerated() {
+                    for t in 0..<n { for e in 0..<d { all[t * fw + j * d + e] = st[t * d + e] } }
+                }
+            }
+            let fw = c.featureWidth
+            let feats = classEmbedding == nil ? all : Array(all[fw...])
             var hdn = linear(feats, n: np, mm0!, mm0b)
             activate(&hdn, .gelu)
             return ImageEmbedding(rows: np, width: outputWidth, data: linear(hdn, n: np, mm2!, mm2b))

@@ -48,7 +48,7 @@ struct TowerGoldenTests {
         #expect(maxAbsDiff(bc.pixels, g.bicubic_20x13) < 1e-5)
     }
 
-    @Test(arguments: ["tiny-mlp", "tiny-idefics3"])
+    @Test(arguments: ["tiny-mlp", "tiny-mlp-layers", "tiny-idefics3"])
     func towerMatchesReference(name: String) throws {
         let g = try Fixtures.golden.get()
         let t = try #require(g.towers[name])
@@ -61,6 +61,7 @@ struct TowerGoldenTests {
         #expect(tower.config.tokensPerImage == t.rows)
         let diff = maxAbsDiff(e.data, t.embeddings)
         #expect(diff < 1e-3, "max |Δ| = \(diff)")
+        print("tower \(name): \(e.rows)×\(e.width) embeddings, max |Δ| vs numpy float64 = \(diff)")
         // The golden input itself (not our preprocessing) gives the same answer.
         #expect(maxAbsDiff(tower.forward(planar: t.input).data, t.embeddings) < 1e-3)
     }
@@ -68,6 +69,8 @@ struct TowerGoldenTests {
     @Test func configOfFixtures() throws {
         let mlp = try VisionTower(path: Fixtures.path("tiny-mlp.gguf")).config
         #expect(mlp.projector == .mlp && mlp.activation == .geluQuick && mlp.blocksRun == 2 && mlp.tokensPerImage == 16)
+        let layers = try VisionTower(path: Fixtures.path("tiny-mlp-layers.gguf")).config
+        #expect(layers.featureLayers == [1, 3] && layers.blocksRun == 3 && layers.featureWidth == 32)
         let ide = try VisionTower(path: Fixtures.path("tiny-idefics3.gguf")).config
         #expect(ide.projector == .idefics3 && ide.activation == .gelu && ide.scaleFactor == 2 && ide.tokensPerImage == 9)
     }
