@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
         .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter"]),
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
-        .target(name: "DataSynth", dependencies: ["Llama", "CZstd"]),
+        .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling"]),
         .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
 
         .executableTarget(name: "specdec", dependencies: [
@@ -43,6 +43,7 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Sampling", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "specdec", "Kernels"]),
+        .testTarget(name: "DataSynthTests", dependencies: ["DataSynth", "TestSupport", "specdec", "Llama", "Tokenizer", "GGUF"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "GGUF", "Kernels", "Llama", "Tokenizer", "Sampling", "TestSupport"], exclude: ["Fixtures"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],

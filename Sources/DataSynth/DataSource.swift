@@ -1,7 +1,10 @@
+import Foundation
+import Sampling
+
 /// One prompt for the target to answer while writing training data.
 public struct SynthPrompt: Sendable, Equatable {
     public var id: String
-    /// User turns of the conversation, in order.
+    /// User turns of the conversation, in order. `<image>` marks where an image goes.
     public var userTurns: [String]
     /// Image files referenced by `<image>` markers, in prompt order.
     public var imagePaths: [String]
@@ -11,9 +14,322 @@ public struct SynthPrompt: Sendable, Equatable {
 }
 
 /// Where `specdec synth-data` takes its prompts from (LLaVA JSON, JSONL, the built-in generator).
-/// Filled in by the data-synthesis issue.
+/// Random access by sample index, so that `--shard i/N` and resuming skip samples for free.
 public protocol DataSource {
-    /// Total number of prompts, when known, for progress and sharding.
-    var count: Int? { get }
-    mutating func next() throws -> SynthPrompt?
+    /// Number of prompts available (`Int.max` for generators).
+    var count: Int { get }
+    /// What goes into the shard header's `source`.
+    var info: SourceInfo { get }
+    func prompt(at index: Int) throws -> SynthPrompt
+}
+
+/// The marker for an image in user text (LLaVA's convention).
+public let imageMarker = "<image>"
+
+/// The prompts of another source that have no image, renumbered 0, 1, 2, … (`--text-only`).
+public struct TextOnlySource: DataSource {
+    public let base: DataSource
+    /// Index in `base` of each kept prompt.
+    public let kept: [Int]
+    public init(_ base: DataSource) throws {
+        precondition(base.count != Int.max, "text-only filtering needs a finite source")
+        self.base = base
+        kept = try (0..<base.count).filter { try base.prompt(at: $0).imagePaths.isEmpty }
+    }
+    public var count: Int { kept.count }
+    public var info: SourceInfo { var i = base.info; i.filter = "text-only"; return i }
+    public func prompt(at index: Int) throws -> SynthPrompt {
+        guard index >= 0, index < kept.count else {
+            throw DataError(file: base.info.file ?? base.info.kind, field: "samples", reason: "no text-only prompt \(index): there are \(kept.count)")
+        }
+        return try base.prompt(at: kept[index])
+    }
+}
+
+// MARK: - JSONL text prompts
+
+/// One JSON object per line: `{"prompt": "..."}`, or `text`, `question`, `instruction` (+ `input`),
+/// `turns: [..]` for several user turns, or `conversations` (LLaVA `from`/`value`) / `messages`
+/// (`role`/`content`) whose human/user turns are kept. Optional `id` (string or number) and
+/// `image` (string or list). Blank lines are skipped.
+public struct JSONLPromptSource: DataSource {
+    public let path: String
+    public let prompts: [SynthPrompt]
+    public let info: SourceInfo
+    public var count: Int { prompts.count }
+
+    public init(path: String) throws {
+        self.path = path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DataError(file: path, field: "file", reason: "cannot read the prompt file")
+        }
+        let bytes = [UInt8](data)
+        var out: [SynthPrompt] = []
+        var lineNumber = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if text.isEmpty { continue }
+            let field = "line \(lineNumber)"
+            let obj: Any
+            do { obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) } catch {
+                throw DataError(file: path, field: field, reason: "not valid JSON")
+            }
+            guard let o = obj as? [String: Any] else { throw DataError(file: path, field: field, reason: "expected a JSON object") }
+            let id = try idString(o["id"], file: path, field: field) ?? "line-\(lineNumber)"
+            var turns: [String]
+            if let t = o["turns"] {
+                guard let a = t as? [String], !a.isEmpty else { throw DataError(file: path, field: "\(field).turns", reason: "expected a non-empty list of strings") }
+                turns = a
+            } else if let c = o["conversations"] ?? o["messages"] {
+                turns = try humanTurns(c, file: path, field: field)
+            } else if let p = (o["prompt"] ?? o["text"] ?? o["question"] ?? o["instruction"]) {
+                guard let s = p as? String else { throw DataError(file: path, field: field, reason: "the prompt must be a string") }
+                var t = s
+                if o["instruction"] != nil, let input = o["input"] as? String, !input.isEmpty { t += "\n\n" + input }
+                turns = [t]
+            } else {
+                throw DataError(file: path, field: field, reason: "no prompt (expected one of prompt, text, question, instruction, turns, conversations, messages)")
+            }
+            if let bad = turns.firstIndex(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) {
+                throw DataError(file: path, field: field, reason: "user turn \(bad) is empty")
+            }
+            let images = try imageList(o["image"], file: path, field: field)
+            turns = try placeImages(turns, imageCount: images.count, file: path, field: field)
+            out.append(SynthPrompt(id: id, userTurns: turns, imagePaths: images))
+        }
+        prompts = out
+        info = SourceInfo(kind: "prompts-jsonl", file: (path as NSString).lastPathComponent, sha256: SHA256.hex(bytes))
+    }
+
+    public func prompt(at index: Int) throws -> SynthPrompt {
+        guard index >= 0, index < prompts.count else {
+            throw DataError(file: path, field: "samples", reason: "no prompt \(index): the file has \(prompts.count)")
+        }
+        return prompts[index]
+    }
+}
+
+// MARK: - LLaVA JSON
+
+/// LLaVA-format JSON: `[{"id", "image", "conversations": [{"from": "human", "value": "<image>\n..."},
+/// {"from": "gpt", "value": ...}, ...]}, ...]`. The human turns are kept (the target answers them
+/// itself); `image` is resolved against `imageDir` (default: the JSON file's folder).
+public struct LLaVASource: DataSource {
+    public let path: String
+    public let imageDir: String
+    public let prompts: [SynthPrompt]
+    public let info: SourceInfo
+    public var count: Int { prompts.count }
+
+    public init(path: String, imageDir: String? = nil) throws {
+        self.path = path
+        let dir = imageDir ?? (path as NSString).deletingLastPathComponent
+        self.imageDir = dir
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DataError(file: path, field: "file", reason: "cannot read the LLaVA JSON file")
+        }
+        let root: Any
+        do { root = try JSONSerialization.jsonObject(with: data) } catch {
+            throw DataError(file: path, field: "file", reason: "not valid JSON")
+        }
+        guard let entries = root as? [Any] else {
+            throw DataError(file: path, field: "file", reason: "expected a JSON list of samples")
+        }
+        var out: [SynthPrompt] = []
+        out.reserveCapacity(entries.count)
+        for (k, e) in entries.enumerated() {
+            let field = "[\(k)]"
+            guard let o = e as? [String: Any] else { throw DataError(file: path, field: field, reason: "expected an object") }
+            let id = try idString(o["id"], file: path, field: field) ?? "llava-\(k)"
+            guard let conv = o["conversations"] else {
+                throw DataError(file: path, field: "\(field).conversations", reason: "missing (sample \(id))")
+            }
+            var turns = try humanTurns(conv, file: path, field: field)
+            let images = try imageList(o["image"], file: path, field: field).map { p -> String in
+                p.hasPrefix("/") ? p : (dir as NSString).appendingPathComponent(p)
+            }
+            turns = try placeImages(turns, imageCount: images.count, file: path, field: field)
+            out.append(SynthPrompt(id: id, userTurns: turns, imagePaths: images))
+        }
+        prompts = out
+        info = SourceInfo(kind: "llava-json", file: (path as NSString).lastPathComponent, sha256: SHA256.hex([UInt8](data)))
+    }
+
+    public func prompt(at index: Int) throws -> SynthPrompt {
+        guard index >= 0, index < prompts.count else {
+            throw DataError(file: path, field: "samples", reason: "no sample \(index): the file has \(prompts.count)")
+        }
+        return prompts[index]
+    }
+}
+
+func idString(_ v: Any?, file: String, field: String) throws -> String? {
+    guard let v else { return nil }
+    if let s = v as? String { return s }
+    if let n = v as? NSNumber, !(v is Bool) { return n.stringValue }
+    throw DataError(file: file, field: "\(field).id", reason: "expected a string or a number")
+}
+
+func imageList(_ v: Any?, file: String, field: String) throws -> [String] {
+    guard let v, !(v is NSNull) else { return [] }
+    if let s = v as? String { return [s] }
+    if let a = v as? [String] { return a }
+    throw DataError(file: file, field: "\(field).image", reason: "expected a file name or a list of them")
+}
+
+/// The human/user turns of a LLaVA (`from`/`value`) or chat (`role`/`content`) conversation.
+func humanTurns(_ v: Any, file: String, field: String) throws -> [String] {
+    guard let list = v as? [Any] else { throw DataError(file: file, field: "\(field).conversations", reason: "expected a list of turns") }
+    var turns: [String] = []
+    for (i, t) in list.enumerated() {
+        guard let o = t as? [String: Any] else { throw DataError(file: file, field: "\(field).conversations[\(i)]", reason: "expected an object") }
+        guard let role = (o["from"] ?? o["role"]) as? String else {
+            throw DataError(file: file, field: "\(field).conversations[\(i)].from", reason: "missing speaker (from or role)")
+        }
+        guard let value = (o["value"] ?? o["content"]) as? String else {
+            throw DataError(file: file, field: "\(field).conversations[\(i)].value", reason: "missing text (value or content)")
+        }
+        switch role.lowercased() {
+        case "human", "user": turns.append(value)
+        case "gpt", "assistant", "bot", "model", "system": continue
+        default: throw DataError(file: file, field: "\(field).conversations[\(i)].from", reason: "unknown speaker \"\(role)\"")
+        }
+    }
+    guard !turns.isEmpty else { throw DataError(file: file, field: "\(field).conversations", reason: "no human turn") }
+    return turns
+}
+
+/// Checks `<image>` markers against the images: without any marker, the images go before the
+/// first turn's text (LLaVA's default); otherwise there must be one marker per image.
+func placeImages(_ turns: [String], imageCount: Int, file: String, field: String) throws -> [String] {
+    let markers = turns.reduce(0) { $0 + $1.components(separatedBy: imageMarker).count - 1 }
+    if markers == imageCount { return turns }
+    if markers == 0 {
+        var t = turns
+        t[0] = String(repeating: imageMarker + "\n", count: imageCount) + t[0]
+        return t
+    }
+    throw DataError(file: file, field: field, reason: "\(markers) \(imageMarker) marker\(markers == 1 ? "" : "s") but \(imageCount) image\(imageCount == 1 ? "" : "s")")
+}
+
+// MARK: - built-in text prompts
+
+/// Varied instructions, questions, code, list and arithmetic prompts from templates; prompt i depends
+/// only on (seed, i). About one in eight has a follow-up user turn.
+public struct TextPromptGenerator: DataSource {
+    public let seed: UInt64
+    public init(seed: UInt64) { self.seed = seed }
+    public var count: Int { Int.max }
+    public var info: SourceInfo { SourceInfo(kind: "generate-text", seed: seed) }
+
+    struct Rand {
+        var g: SeededGenerator
+        mutating func int(_ n: Int) -> Int { Int(g.next() % UInt64(n)) }
+        mutating func pick<T>(_ a: [T]) -> T { a[int(a.count)] }
+        mutating func range(_ lo: Int, _ hi: Int) -> Int { lo + int(hi - lo + 1) }
+    }
+
+    static let topics = ["a lighthouse keeper", "the first day of spring", "a robot learning to paint", "an old map found in an attic",
+                         "a city without cars", "a friendship between a cat and a crow", "the last bookstore in town", "a storm at sea",
+                         "a chef who lost their sense of taste", "a journey across the desert", "a village on a floating island",
+                         "a scientist who discovers a new colour", "the night the power went out", "a lost letter delivered fifty years late",
+                         "a mountain that moves", "a library that never closes", "a detective who can hear plants", "a bridge between two rival towns"]
+    static let forms = ["short story", "poem", "letter", "diary entry", "news report", "speech", "fable", "dialogue", "blog post", "product description"]
+    static let whyQuestions = ["the sky is blue", "leaves change colour in autumn", "ice floats on water", "we dream", "the moon has phases",
+                               "bread rises", "some metals rust", "birds migrate", "the ocean is salty", "we get hiccups", "cats purr",
+                               "stars twinkle", "onions make people cry", "airplanes can fly", "the seasons change",
+                               "volcanoes erupt", "we need sleep", "the Roman Empire fell", "coffee keeps people awake", "glass is transparent",
+                               "some animals hibernate", "prices rise over time", "the Earth has a magnetic field", "we yawn", "plants need light"]
+    static let howThings = ["a refrigerator", "the internet", "a vaccine", "a solar panel", "a compass", "GPS", "a bicycle gear",
+                            "an electric motor", "photosynthesis", "a search engine", "a credit card payment", "a rainbow", "a microwave oven",
+                            "public key encryption", "a hash table", "a heat pump", "a nuclear reactor", "a camera lens", "a bank loan",
+                            "the human heart", "a compiler", "noise-cancelling headphones", "a 3D printer", "a touch screen"]
+    static let pairs = [("a virus", "a bacterium"), ("weather", "climate"), ("a list", "a tuple in Python"), ("speed", "velocity"),
+                        ("an alligator", "a crocodile"), ("TCP", "UDP"), ("a comet", "an asteroid"), ("empathy", "sympathy"),
+                        ("RAM", "storage"), ("a democracy", "a republic"), ("baking soda", "baking powder"), ("a stack", "a queue"),
+                        ("mitosis", "meiosis"), ("an app", "a website")]
+    static let languages = ["Python", "JavaScript", "Swift", "C", "Rust", "Go", "Java", "C++", "Ruby", "TypeScript"]
+    static let codeTasks = ["reverses a string", "checks whether a number is prime", "returns the n-th Fibonacci number",
+                            "counts the words in a sentence", "removes duplicates from a list", "finds the largest element of an array",
+                            "converts Celsius to Fahrenheit", "checks whether a string is a palindrome", "sorts a list with insertion sort",
+                            "merges two sorted lists", "computes the factorial of n", "parses a date in the form YYYY-MM-DD",
+                            "counts how often each character occurs", "flattens a nested list", "computes the greatest common divisor of two numbers",
+                            "validates an email address", "reads a CSV file and sums a column", "implements binary search"]
+    static let snippets = ["def f(xs):\n    return [x * x for x in xs if x % 2 == 0]",
+                           "for i in range(1, 16):\n    print('FizzBuzz' if i % 15 == 0 else i)",
+                           "const total = items.reduce((sum, item) => sum + item.price, 0);",
+                           "int count = 0;\nwhile (n > 0) { count += n & 1; n >>= 1; }",
+                           "let words = text.split(separator: \" \").map { $0.lowercased() }",
+                           "SELECT name, COUNT(*) FROM orders GROUP BY name HAVING COUNT(*) > 3;",
+                           "def g(n):\n    return n if n < 2 else g(n - 1) + g(n - 2)",
+                           "x = {}\nfor w in words:\n    x[w] = x.get(w, 0) + 1"]
+    static let listThings = ["tips for sleeping better", "ways to save water at home", "famous scientists and their discoveries",
+                             "healthy breakfast ideas", "reasons to learn a second language", "things to pack for a camping trip",
+                             "common mistakes new programmers make", "board games for a family evening", "ways to reduce stress",
+                             "questions to ask in a job interview", "uses for a paper clip", "habits of good writers", "facts about octopuses",
+                             "inventions that changed the world", "ideas for a rainy afternoon", "steps to start a vegetable garden"]
+    static let concepts = ["gravity", "inflation", "machine learning", "the water cycle", "compound interest", "evolution", "electricity",
+                           "recursion", "supply and demand", "black holes", "the immune system", "probability", "democracy",
+                           "plate tectonics", "a neural network", "the greenhouse effect"]
+    static let audiences = ["a five-year-old", "a high school student", "a grandparent", "a software engineer", "someone who has never heard of it",
+                            "a curious teenager", "a busy manager"]
+    static let sentences = ["the meeting has been moved to next week because many people are away",
+                            "we could not finish the project on time due to unexpected problems",
+                            "thanks for the help yesterday, it really made a difference",
+                            "the new phone is fast but the battery does not last long",
+                            "please send me the report before friday if you can",
+                            "the food was cold and the waiter forgot our drinks",
+                            "i think we should try a different approach next time",
+                            "our team won the game in the last minute"]
+    static let tones = ["more formal", "friendlier", "shorter", "more persuasive", "simpler", "more polite", "sound like a pirate"]
+    static let codeQuestions = ["Explain what this code does:", "What does this code compute? Go through it line by line.",
+                                "Is there a bug or a possible improvement in this code?", "Rewrite this code in another language and explain the changes:"]
+    static let styles = ["", "", "", "", "Use simple language.", "Include an example.", "Use headings and short paragraphs.",
+                         "Be precise.", "Explain your reasoning.", "Mention common pitfalls."]
+    static let followUps = ["Can you give a concrete example?", "Now summarise your answer in three sentences.",
+                            "What are the most common misconceptions about this?", "Can you explain that more simply?",
+                            "What would you add if you had more space?", "Turn that into a short list of key points."]
+    static let items = ["apples", "books", "pencils", "marbles", "stickers", "cookies", "tickets", "stamps"]
+    static let names = ["Ana", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas"]
+
+    public func prompt(at index: Int) -> SynthPrompt {
+        var r = Rand(g: SeededGenerator(seed: mixSeed(seed, UInt64(index), salt: 0x7465_7874)))
+        let text: String
+        switch r.int(10) {
+        case 0: text = "Write a \(r.pick(Self.forms)) about \(r.pick(Self.topics))."
+        case 1:
+            let w = r.pick(Self.whyQuestions)
+            text = r.pick(["Can you explain why \(w)?", "Explain in detail why \(w).", "What is the scientific reason why \(w)?", "Why is it that \(w)?"])
+        case 2:
+            let h = r.pick(Self.howThings)
+            text = r.pick(["How does \(h) work?", "Explain how \(h) works.", "Describe step by step how \(h) works."])
+        case 3:
+            let (a, b) = r.pick(Self.pairs)
+            text = r.pick(["What is the difference between \(a) and \(b)?", "Compare \(a) and \(b).", "How do \(a) and \(b) differ, and what do they have in common?"])
+        case 4: text = "Write a \(r.pick(Self.languages)) function that \(r.pick(Self.codeTasks))\(r.pick([".", ", with comments.", ", and show how to call it."]))"
+        case 5: text = "\(r.pick(Self.codeQuestions))\n\n\(r.pick(Self.snippets))"
+        case 6: text = "\(r.pick(["List", "Give me", "Name"])) \(r.range(3, 10)) \(r.pick(Self.listThings))."
+        case 7: text = "Explain \(r.pick(Self.concepts)) to \(r.pick(Self.audiences))."
+        case 8: text = "Rewrite this sentence to make it \(r.pick(Self.tones)): \"\(r.pick(Self.sentences))\""
+        default:
+            let n = r.pick(Self.names), m = r.pick(Self.names), it = r.pick(Self.items)
+            let a = r.range(3, 40), b = r.range(2, 25)
+            text = r.pick(["\(n) has \(a) \(it) and gives \(b) to \(m). How many \(it) does \(n) have left, if that is possible? Show your reasoning.",
+                           "\(n) buys \(a) \(it) at \(b) dollars each. How much does \(n) pay in total? Explain each step.",
+                           "A train travels \(a * 10) km in \(b) hours. What is its average speed? Explain how you get the answer."])
+        }
+        let style = r.pick(Self.styles)
+        var turns = [style.isEmpty ? text : text + " " + style]
+        if r.int(8) == 0 { turns.append(r.pick(Self.followUps)) }
+        return SynthPrompt(id: "text-\(index)", userTurns: turns)
+    }
+}
+
+/// A 64-bit seed from (seed, index): SplitMix64 finaliser over a mix of both.
+public func mixSeed(_ seed: UInt64, _ index: UInt64, salt: UInt64 = 0) -> UInt64 {
+    var x = seed ^ (index &* 0x9E37_79B9_7F4A_7C15) ^ (salt &* 0xD1B5_4A32_D192_ED03)
+    x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+    return x ^ (x >> 31)
 }

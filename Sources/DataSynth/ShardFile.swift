@@ -1,0 +1,597 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import GGUF
+
+/// One entry of a shard's index (see the layout in ShardFormat.swift).
+public struct IndexEntry: Equatable, Sendable {
+    public var sampleIndex: Int
+    public var offset: Int
+    public var frameSize: Int
+    public var crc: UInt32
+    public var tokenCount: Int
+    public var answerTokens: Int
+}
+
+/// Reads a file whole. Errors name the file.
+func readWholeFile(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw DataError(file: path, field: "file", reason: "cannot open: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw DataError(file: path, field: "file", reason: "cannot stat: \(String(cString: strerror(errno)))") }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw DataError(file: path, field: "file", reason: "not a regular file") }
+    let size = Int(st.st_size)
+    var out = [UInt8](repeating: 0, count: size)
+    var got = 0
+    while got < size {
+        let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, size - got) }
+        if n < 0 { if errno == EINTR { continue }; throw DataError(file: path, field: "file", reason: "read failed: \(String(cString: strerror(errno)))") }
+        if n == 0 { break }
+        got += n
+    }
+    if got < size { out.removeSubrange(got...) }
+    return out
+}
+
+/// The pieces of a shard and the checks on them, shared by the reader, `data verify` and resume.
+enum ShardParser {
+    /// Checks the 24-byte prologue.
+    static func checkPrologue(_ b: [UInt8], file: String) throws {
+        guard b.count >= ShardLayout.prologueSize else {
+            throw DataError(file: file, field: "prologue", offset: 0, reason: "the file has \(b.count) bytes, fewer than the \(ShardLayout.prologueSize)-byte prologue")
+        }
+        var r = ByteReader(bytes: Array(b[0..<ShardLayout.prologueSize]), file: file, field: "prologue", base: 0)
+        let skip = try r.u32("magic")
+        let size = try r.u32("size")
+        let magic = try r.take(8, "magic")
+        guard skip == ShardLayout.prologueMagic, size == 16, magic == ShardLayout.fileMagic else {
+            throw DataError(file: file, field: "prologue.magic", offset: 0, reason: "not a specdec shard (bad magic number)")
+        }
+        let version = try r.u32("version")
+        guard version == ShardLayout.version else {
+            throw DataError(file: file, field: "prologue.version", offset: 16,
+                             reason: "unsupported shard version \(version) (this specdec reads version \(ShardLayout.version))")
+        }
+        let crc = try r.u32("crc")
+        guard crc == CRC32.checksum(b[0..<20]) else {
+            throw DataError(file: file, field: "prologue.crc", offset: 20, reason: "CRC-32 mismatch")
+        }
+    }
+
+    enum FrameFailure: Error { case truncated, corrupt(String) }
+
+    /// The zstd frame at `offset`: its decompressed payload and its size in the file.
+    static func frame(_ b: [UInt8], at offset: Int, dctx: Zstd.Decompressor) -> Result<(payload: [UInt8], size: Int), FrameFailure> {
+        guard offset <= b.count else { return .failure(.truncated) }
+        return b.withUnsafeBytes { all -> Result<(payload: [UInt8], size: Int), FrameFailure> in
+            let rest = UnsafeRawBufferPointer(rebasing: all[offset...])
+            let size: Int
+            switch Zstd.frameSize(rest) {
+            case .success(let s): size = s
+            case .failure(.truncated): return .failure(.truncated)
+            case .failure(.corrupt(let why)): return .failure(.corrupt(why))
+            }
+            switch dctx.decompressFrame(UnsafeRawBufferPointer(rebasing: rest[0..<size])) {
+            case .success(let p): return .success((p, size))
+            case .failure(.truncated): return .failure(.truncated)
+            case .failure(.corrupt(let why)): return .failure(.corrupt(why))
+            }
+        }
+    }
+
+    /// Reads the header frame after the prologue; returns the header, its raw JSON and the frame's size.
+    static func header(_ b: [UInt8], file: String, dctx: Zstd.Decompressor) throws -> (ShardHeader, json: [UInt8], frameSize: Int) {
+        let at = ShardLayout.prologueSize
+        switch frame(b, at: at, dctx: dctx) {
+        case .failure(.truncated):
+            throw DataError(file: file, field: "header", offset: at, reason: "the file ends inside the header frame")
+        case .failure(.corrupt(let why)):
+            throw DataError(file: file, field: "header", offset: at, reason: why)
+        case .success(let (json, size)):
+            let h: ShardHeader
+            do { h = try jsonDecoder().decode(ShardHeader.self, from: Data(json)) } catch {
+                throw DataError(file: file, field: "header", offset: at, reason: "invalid header JSON: \(describeDecodingError(error))")
+            }
+            guard h.format == "specdec-shard" else { throw DataError(file: file, field: "header.format", offset: at, reason: "\"\(h.format)\", expected \"specdec-shard\"") }
+            guard h.version == Int(ShardLayout.version) else {
+                throw DataError(file: file, field: "header.version", offset: at, reason: "unsupported version \(h.version) (this specdec reads version \(ShardLayout.version))")
+            }
+            guard h.samples >= 0, h.shard.count >= 1, h.shard.index >= 0, h.shard.index < h.shard.count else {
+                throw DataError(file: file, field: "header.shard", offset: at, reason: "shard \(h.shard) of \(h.samples) samples is impossible")
+            }
+            guard h.hidden.width >= 0, h.hidden.width <= ShardLayout.maxWidth, (h.hidden.encoding == .none) == (h.hidden.width == 0) else {
+                throw DataError(file: file, field: "header.hidden", offset: at, reason: "width \(h.hidden.width) does not fit encoding \(h.hidden.encoding.rawValue)")
+            }
+            return (h, json, size)
+        }
+    }
+
+    struct Trailer { var indexOffset: Int; var recordCount: Int; var headerCRC: UInt32; var indexCRC: UInt32 }
+
+    static func trailer(_ b: [UInt8], file: String) throws -> Trailer {
+        let start = b.count - ShardLayout.trailerSize
+        guard start >= ShardLayout.prologueSize else {
+            throw DataError(file: file, field: "trailer", offset: nil, reason: "the file is too short to hold a trailer")
+        }
+        var r = ByteReader(bytes: Array(b[start...]), file: file, field: "trailer", base: start)
+        let magic = try r.u32("magic"), size = try r.u32("size")
+        let indexOffset = try r.u64("index_offset"), count = try r.u64("record_count")
+        let hcrc = try r.u32("header_crc"), icrc = try r.u32("index_crc"), tcrc = try r.u32("crc")
+        let end = try r.take(4, "end")
+        guard magic == ShardLayout.trailerMagic, size == 32, end == ShardLayout.trailerEnd else {
+            throw DataError(file: file, field: "trailer", offset: start, reason: "no trailer at the end of the file (truncated, or not finished)")
+        }
+        guard tcrc == CRC32.checksum(b[start..<(start + 32)]) else {
+            throw DataError(file: file, field: "trailer.crc", offset: start + 32, reason: "CRC-32 mismatch")
+        }
+        guard indexOffset <= UInt64(start), count <= UInt64(b.count) else {
+            throw DataError(file: file, field: "trailer", offset: start, reason: "index offset \(indexOffset) or record count \(count) is out of range")
+        }
+        return Trailer(indexOffset: Int(indexOffset), recordCount: Int(count), headerCRC: hcrc, indexCRC: icrc)
+    }
+
+    static func index(_ p: [UInt8], file: String, offset: Int) throws -> [IndexEntry] {
+        var r = ByteReader(bytes: p, file: file, field: "index")
+        guard try r.take(4, "magic") == ShardLayout.indexMagic else {
+            throw DataError(file: file, field: "index.magic", offset: offset, reason: "not an index frame (expected \"SIDX\")")
+        }
+        let es = Int(try r.u32("entry_size"))
+        let count = try r.u64("count")
+        guard es == ShardLayout.indexEntrySize, count <= UInt64(p.count), 16 + Int(count) * es == p.count else {
+            throw DataError(file: file, field: "index", offset: offset, reason: "\(count) entries of \(es) bytes do not fill its \(p.count) bytes")
+        }
+        var out: [IndexEntry] = []
+        out.reserveCapacity(Int(count))
+        for _ in 0..<Int(count) {
+            let si = try r.u64("sample_index"), off = try r.u64("offset")
+            let size = try r.u32("frame_size"), crc = try r.u32("crc")
+            let t = try r.u32("token_count"), a = try r.u32("answer_tokens")
+            guard si < UInt64(Int.max / 2), off < UInt64(Int.max / 2) else {
+                throw DataError(file: file, field: "index", offset: offset, reason: "entry out of range")
+            }
+            out.append(IndexEntry(sampleIndex: Int(si), offset: Int(off), frameSize: Int(size), crc: crc, tokenCount: Int(t), answerTokens: Int(a)))
+        }
+        return out
+    }
+
+    /// Outcome of walking the record frames from the header on.
+    enum ScanEnd: Equatable {
+        /// The bytes ended at a frame boundary.
+        case end
+        /// The last frame is cut short at this offset (an interrupted write).
+        case truncated(Int)
+        /// The index frame starts here (a finished shard, or one finished but not renamed).
+        case footer(Int)
+        case corrupt(DataError)
+    }
+
+    struct Scan {
+        var entries: [IndexEntry] = []
+        var records: [SampleRecord] = []
+        var endOffset: Int
+        var end: ScanEnd
+    }
+
+    /// Walks record frames in order from `start`, checking each record's checksum, layout and
+    /// sample index (the k-th must be `shard.index + k·shard.count`).
+    static func scan(_ b: [UInt8], from start: Int, header: ShardHeader, file: String, dctx: Zstd.Decompressor,
+                     keepRecords: Bool = false) -> Scan {
+        var s = Scan(endOffset: start, end: .end)
+        var pos = start
+        while pos < b.count {
+            let k = s.entries.count
+            let field = "record[\(k)]"
+            switch frame(b, at: pos, dctx: dctx) {
+            case .failure(.truncated):
+                // A zstd frame that runs past the end; a skippable frame (the trailer) is not one.
+                if b.count - pos >= 4, b.withUnsafeBytes({ $0.loadUnaligned(fromByteOffset: pos, as: UInt32.self) }) == ShardLayout.trailerMagic {
+                    s.end = .corrupt(DataError(file: file, field: "trailer", offset: pos, reason: "a trailer without an index frame before it"))
+                } else {
+                    s.end = .truncated(pos)
+                }
+                return s
+            case .failure(.corrupt(let why)):
+                s.end = .corrupt(DataError(file: file, field: field, offset: pos, reason: why)); return s
+            case .success(let (p, size)):
+                if p.count >= 4 && Array(p[0..<4]) == ShardLayout.indexMagic {
+                    s.end = .footer(pos); return s
+                }
+                let rec: SampleRecord
+                do {
+                    rec = try SampleRecord.decode(p, file: file, field: field, expectedEncoding: header.hidden.encoding,
+                                                  expectedWidth: header.hidden.width)
+                } catch let e as DataError {
+                    var e = e; if e.offset == nil { e.offset = pos }
+                    s.end = .corrupt(e); return s
+                } catch {
+                    s.end = .corrupt(DataError(file: file, field: field, offset: pos, reason: "\(error)")); return s
+                }
+                let want = header.shard.index + k * header.shard.count
+                guard rec.index == want, want < header.samples else {
+                    s.end = .corrupt(DataError(file: file, field: "\(field).sample_index", offset: pos,
+                                                reason: "sample \(rec.index), expected \(want < header.samples ? "\(want)" : "no more records") (shard \(header.shard) of \(header.samples) samples)"))
+                    return s
+                }
+                let crc = CRC32.checksum(b[pos..<(pos + size)])
+                s.entries.append(IndexEntry(sampleIndex: rec.index, offset: pos, frameSize: size, crc: crc,
+                                            tokenCount: rec.tokens.count, answerTokens: rec.answerTokenCount))
+                if keepRecords { s.records.append(rec) }
+                pos += size
+                s.endOffset = pos
+            }
+        }
+        return s
+    }
+}
+
+/// The complete, intact records at the start of an unfinished shard's bytes (a `.tmp` being
+/// written): what a resumed run keeps. Throws if the prologue or header is damaged.
+public func unfinishedShardEntries(_ bytes: [UInt8], file: String = "<memory>") throws -> [IndexEntry] {
+    let dctx = Zstd.Decompressor()
+    try ShardParser.checkPrologue(bytes, file: file)
+    let (h, _, hs) = try ShardParser.header(bytes, file: file, dctx: dctx)
+    return ShardParser.scan(bytes, from: ShardLayout.prologueSize + hs, header: h, file: file, dctx: dctx).entries
+}
+
+/// Random access to a finished shard: prologue, header, trailer and index are checked on open;
+/// each record's CRC, zstd checksum and layout when read.
+public final class ShardReader {
+    public let path: String
+    public let header: ShardHeader
+    public let headerJSON: [UInt8]
+    public let entries: [IndexEntry]
+    public let fileSize: Int
+    private let bytes: [UInt8]
+    private let dctx = Zstd.Decompressor()
+
+    public convenience init(path: String) throws {
+        try self.init(bytes: try readWholeFile(path), path: path)
+    }
+
+    /// A shard already in memory; `path` is only used in errors.
+    public init(bytes b: [UInt8], path: String) throws {
+        self.path = path
+        bytes = b
+        fileSize = b.count
+        try ShardParser.checkPrologue(b, file: path)
+        let (h, json, hsize) = try ShardParser.header(b, file: path, dctx: dctx)
+        header = h; headerJSON = json
+        let headerEnd = ShardLayout.prologueSize + hsize
+        let t = try ShardParser.trailer(b, file: path)
+        guard t.headerCRC == CRC32.checksum(b[ShardLayout.prologueSize..<headerEnd]) else {
+            throw DataError(file: path, field: "header.crc", offset: ShardLayout.prologueSize, reason: "CRC-32 of the header frame does not match the trailer")
+        }
+        guard t.indexOffset >= headerEnd else {
+            throw DataError(file: path, field: "trailer.index_offset", offset: b.count - ShardLayout.trailerSize, reason: "\(t.indexOffset) points inside the header")
+        }
+        let indexEnd = b.count - ShardLayout.trailerSize
+        switch ShardParser.frame(Array(b[t.indexOffset..<indexEnd]), at: 0, dctx: dctx) {
+        case .failure(.truncated):
+            throw DataError(file: path, field: "index", offset: t.indexOffset, reason: "the index frame runs into the trailer")
+        case .failure(.corrupt(let why)):
+            throw DataError(file: path, field: "index", offset: t.indexOffset, reason: why)
+        case .success(let (p, size)):
+            guard t.indexOffset + size == indexEnd else {
+                throw DataError(file: path, field: "index", offset: t.indexOffset, reason: "\(indexEnd - t.indexOffset - size) stray bytes between the index frame and the trailer")
+            }
+            guard t.indexCRC == CRC32.checksum(b[t.indexOffset..<indexEnd]) else {
+                throw DataError(file: path, field: "index.crc", offset: t.indexOffset, reason: "CRC-32 of the index frame does not match the trailer")
+            }
+            entries = try ShardParser.index(p, file: path, offset: t.indexOffset)
+        }
+        guard entries.count == t.recordCount else {
+            throw DataError(file: path, field: "index", offset: t.indexOffset, reason: "\(entries.count) entries but the trailer says \(t.recordCount) records")
+        }
+        var pos = headerEnd
+        for (k, e) in entries.enumerated() {
+            guard e.offset == pos, e.frameSize > 0, e.frameSize <= t.indexOffset - pos else {
+                throw DataError(file: path, field: "index[\(k)]", offset: t.indexOffset,
+                                 reason: "frame at \(e.offset) of \(e.frameSize) bytes does not follow the previous one (expected offset \(pos))")
+            }
+            let want = h.shard.index + k * h.shard.count
+            guard e.sampleIndex == want, want < h.samples else {
+                throw DataError(file: path, field: "index[\(k)].sample_index", offset: t.indexOffset,
+                                 reason: "sample \(e.sampleIndex), expected \(want) (shard \(h.shard) of \(h.samples) samples)")
+            }
+            pos += e.frameSize
+        }
+        guard pos == t.indexOffset else {
+            throw DataError(file: path, field: "index", offset: pos, reason: "\(t.indexOffset - pos) bytes between the last record and the index belong to no record")
+        }
+    }
+
+    public var recordCount: Int { entries.count }
+
+    /// The decompressed payload of record k (CRC and zstd checksum checked).
+    public func payload(_ k: Int) throws -> [UInt8] {
+        guard k >= 0, k < entries.count else { throw DataError(file: path, field: "record", reason: "no record \(k) (the shard has \(entries.count))") }
+        let e = entries[k]
+        let frameBytes = bytes[e.offset..<(e.offset + e.frameSize)]
+        guard CRC32.checksum(frameBytes) == e.crc else {
+            throw DataError(file: path, field: "record[\(k)].crc", offset: e.offset, reason: "CRC-32 of the frame does not match the index")
+        }
+        switch ShardParser.frame(Array(frameBytes), at: 0, dctx: dctx) {
+        case .failure(.truncated):
+            throw DataError(file: path, field: "record[\(k)]", offset: e.offset, reason: "frame shorter than the index says")
+        case .failure(.corrupt(let why)):
+            throw DataError(file: path, field: "record[\(k)]", offset: e.offset, reason: why)
+        case .success(let (p, size)):
+            guard size == e.frameSize else {
+                throw DataError(file: path, field: "record[\(k)]", offset: e.offset, reason: "frame is \(size) bytes, the index says \(e.frameSize)")
+            }
+            return p
+        }
+    }
+
+    /// The compressed frame of record k, as stored.
+    public func frameBytes(_ k: Int) -> [UInt8] {
+        let e = entries[k]
+        return Array(bytes[e.offset..<(e.offset + e.frameSize)])
+    }
+
+    /// Record k, decoded and cross-checked against the index and header.
+    public func record(_ k: Int) throws -> SampleRecord {
+        let p = try payload(k)
+        let e = entries[k]
+        var r: SampleRecord
+        do {
+            r = try SampleRecord.decode(p, file: path, field: "record[\(k)]", expectedEncoding: header.hidden.encoding, expectedWidth: header.hidden.width)
+        } catch var err as DataError {
+            if err.offset == nil { err.offset = e.offset }
+            throw err
+        }
+        guard r.index == e.sampleIndex, r.tokens.count == e.tokenCount, r.answerTokenCount == e.answerTokens else {
+            throw DataError(file: path, field: "record[\(k)]", offset: e.offset,
+                             reason: "record (sample \(r.index), \(r.tokens.count) tokens, \(r.answerTokenCount) answer tokens) disagrees with the index (sample \(e.sampleIndex), \(e.tokenCount), \(e.answerTokens))")
+        }
+        if let bad = r.tokens.first(where: { $0 < 0 || Int($0) >= header.model.vocabSize }) {
+            throw DataError(file: path, field: "record[\(k)].tokens", offset: e.offset, reason: "token id \(bad) is outside the vocabulary (0..<\(header.model.vocabSize))")
+        }
+        r.index = e.sampleIndex
+        return r
+    }
+}
+
+/// What `verifyShard` found.
+public struct ShardCheck: Sendable {
+    public var path: String
+    public var faults: [DataError] = []
+    public var header: ShardHeader?
+    public var entries: [IndexEntry] = []
+    public var bytes = 0
+    public var stopReasons: [String: Int] = [:]
+}
+
+/// Checks every byte of a finished shard: structure, CRCs, zstd checksums, every record decodes and
+/// agrees with the index and header, the sample indices are exactly the shard's.
+public func verifyShard(path: String, maxFaults: Int = 20) -> ShardCheck {
+    let bytes: [UInt8]
+    do { bytes = try readWholeFile(path) } catch let e as DataError {
+        var c = ShardCheck(path: path); c.faults.append(e); return c
+    } catch {
+        var c = ShardCheck(path: path); c.faults.append(DataError(file: path, field: "file", reason: "\(error)")); return c
+    }
+    return verifyShard(bytes: bytes, path: path, maxFaults: maxFaults)
+}
+
+/// `verifyShard` on bytes already in memory; `path` names them in faults.
+public func verifyShard(bytes: [UInt8], path: String, maxFaults: Int = 20) -> ShardCheck {
+    var c = ShardCheck(path: path)
+    let reader: ShardReader
+    do {
+        reader = try ShardReader(bytes: bytes, path: path)
+    } catch let e as DataError {
+        c.faults.append(e)
+        // Say how much of it is intact.
+        do {
+            let b = bytes
+            c.bytes = b.count
+            let dctx = Zstd.Decompressor()
+            if (try? ShardParser.checkPrologue(b, file: path)) != nil, let (h, _, hs) = try? ShardParser.header(b, file: path, dctx: dctx) {
+                c.header = h
+                let s = ShardParser.scan(b, from: ShardLayout.prologueSize + hs, header: h, file: path, dctx: dctx)
+                switch s.end {
+                case .truncated(let at):
+                    c.faults.append(DataError(file: path, field: "record[\(s.entries.count)]", offset: at, reason: "the file ends inside this frame (\(s.entries.count) complete records before it)"))
+                case .corrupt(let err) where err != e:
+                    c.faults.append(err)
+                default: break
+                }
+            }
+        }
+        return c
+    } catch {
+        c.faults.append(DataError(file: path, field: "file", reason: "\(error)"))
+        return c
+    }
+    c.header = reader.header
+    c.entries = reader.entries
+    c.bytes = reader.fileSize
+    for k in 0..<reader.recordCount {
+        do {
+            let r = try reader.record(k)
+            for s in r.stopReasons { c.stopReasons[s, default: 0] += 1 }
+        } catch let e as DataError {
+            c.faults.append(e)
+            if c.faults.count >= maxFaults { break }
+        } catch {
+            c.faults.append(DataError(file: path, field: "record[\(k)]", reason: "\(error)"))
+        }
+    }
+    let h = reader.header
+    let expected = h.shard.indices(samples: h.samples).underestimatedCount
+    if reader.recordCount != expected {
+        c.faults.append(DataError(file: path, field: "records", reason: "\(reader.recordCount) records, but shard \(h.shard) of \(h.samples) samples should hold \(expected)"))
+    }
+    return c
+}
+
+/// Appends records to `shard-….sds.tmp` and finishes it into `shard-….sds`.
+public final class ShardWriter {
+    public let finalPath: String
+    public let tmpPath: String
+    public let header: ShardHeader
+    /// Records kept from an interrupted run (0 for a fresh file).
+    public let resumedRecords: Int
+    /// Bytes of an incomplete last frame cut off when resuming.
+    public let discardedBytes: Int
+    public private(set) var entries: [IndexEntry] = []
+    private var fd: Int32
+    private var offset: Int
+    private let compressor: Zstd.Compressor
+    private let headerFrameCRC: UInt32
+    private let durable: Bool
+
+    /// The first bytes of every shard of this run: prologue and header frame.
+    static func prefix(header: ShardHeader, compressor: Zstd.Compressor) -> [UInt8] {
+        ShardLayout.prologue() + compressor.compress(header.jsonBytes())
+    }
+
+    /// The prologue and header frame a shard with this header starts with.
+    public static func prefix(header: ShardHeader) -> [UInt8] {
+        prefix(header: header, compressor: Zstd.Compressor(level: header.zstdLevel))
+    }
+
+    /// Opens `finalPath + ".tmp"`: a new file, or an interrupted one whose complete records are kept.
+    /// Refuses a file written with other settings or with a damaged record, saying how to recover.
+    /// `durable: false` skips the fsyncs of `finish` (scratch data, tests).
+    public init(path finalPath: String, header: ShardHeader, durable: Bool = true) throws {
+        self.finalPath = finalPath
+        self.durable = durable
+        tmpPath = finalPath + ".tmp"
+        self.header = header
+        compressor = Zstd.Compressor(level: header.zstdLevel)
+        let prefix = Self.prefix(header: header, compressor: compressor)
+        var headerCRC = CRC32.checksum(prefix[ShardLayout.prologueSize...])
+        let tmp = tmpPath
+
+        var keep = 0
+        var resumed: [IndexEntry] = []
+        var discarded = 0
+        if access(tmp, F_OK) == 0 {
+            let b = try readWholeFile(tmp)
+            let startOver = "delete it (rm \(tmp)) to write this shard from the beginning"
+            if b.count < prefix.count && Array(prefix[0..<b.count]) == b {
+                // Killed before the header was complete: nothing to keep.
+                discarded = b.count
+            } else {
+                let dctx = Zstd.Decompressor()
+                let json: [UInt8], headerSize: Int
+                do {
+                    try ShardParser.checkPrologue(b, file: tmp)
+                    (_, json, headerSize) = try ShardParser.header(b, file: tmp, dctx: dctx)
+                } catch var e as DataError {
+                    e.reason += "; this unfinished shard is not usable: \(startOver)"
+                    throw e
+                }
+                guard json == header.jsonBytes() else {
+                    let other = try? jsonDecoder().decode(ShardHeader.self, from: Data(json))
+                    let diff = other.map { $0.differences(from: header) } ?? []
+                    throw DataError(file: tmp, field: "header", offset: ShardLayout.prologueSize,
+                                     reason: "written with different settings (\(diff.isEmpty ? "header bytes" : diff.joined(separator: ", ")) differ); rerun with the arguments it was made with, or \(startOver)")
+                }
+                // The same settings; the header frame's bytes may come from another zstd build: keep them.
+                let start = ShardLayout.prologueSize + headerSize
+                headerCRC = CRC32.checksum(b[ShardLayout.prologueSize..<start])
+                let s = ShardParser.scan(b, from: start, header: header, file: tmp, dctx: dctx)
+                switch s.end {
+                case .end, .truncated, .footer:
+                    resumed = s.entries
+                    keep = s.endOffset
+                    discarded = b.count - s.endOffset
+                case .corrupt(let e):
+                    let n = s.entries.count
+                    throw DataError(file: tmp, field: e.field, offset: e.offset,
+                                     reason: "\(e.reason). Refusing to append to a corrupt shard. The \(n) record\(n == 1 ? "" : "s") before byte \(s.endOffset) \(n == 1 ? "is" : "are") intact: to keep \(n == 1 ? "it" : "them") run `truncate -s \(s.endOffset) \(tmp)` and rerun the same command; or \(startOver)")
+                }
+            }
+        }
+        headerFrameCRC = headerCRC
+
+        let flags: Int32 = O_WRONLY | O_CREAT
+        fd = open(tmp, flags, 0o644)
+        guard fd >= 0 else { throw DataError(file: tmp, field: "file", reason: "cannot create: \(String(cString: strerror(errno)))") }
+        entries = resumed
+        resumedRecords = resumed.count
+        discardedBytes = discarded
+        if keep == 0 {
+            guard ftruncate(fd, 0) == 0 else { throw DataError(file: tmp, field: "file", reason: "cannot truncate: \(String(cString: strerror(errno)))") }
+            offset = 0
+            try writeAll(prefix)
+        } else {
+            guard ftruncate(fd, off_t(keep)) == 0, lseek(fd, off_t(keep), SEEK_SET) == off_t(keep) else {
+                throw DataError(file: tmp, field: "file", reason: "cannot cut the unfinished record: \(String(cString: strerror(errno)))")
+            }
+            offset = keep
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Index of the next sample this shard expects.
+    public var nextSampleIndex: Int { header.shard.index + entries.count * header.shard.count }
+
+    private func writeAll(_ bytes: [UInt8]) throws {
+        var done = 0
+        try bytes.withUnsafeBytes { buf in
+            while done < buf.count {
+                let n = write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 { if errno == EINTR { continue }; throw DataError(file: tmpPath, field: "file", reason: "write failed: \(String(cString: strerror(errno)))") }
+                done += n
+            }
+        }
+        offset += bytes.count
+    }
+
+    /// Appends one record (one write call). Returns the frame's size.
+    @discardableResult
+    public func append(_ r: SampleRecord) throws -> Int {
+        guard r.index == nextSampleIndex else {
+            throw DataError(file: tmpPath, field: "record", reason: "sample \(r.index) appended where sample \(nextSampleIndex) belongs")
+        }
+        if header.hidden.encoding != .none {
+            precondition(r.hidden.encoding == header.hidden.encoding && r.hidden.width == header.hidden.width, "record's hidden states do not match the header")
+        }
+        let frame = compressor.compress(r.payload())
+        let at = offset
+        try writeAll(frame)
+        entries.append(IndexEntry(sampleIndex: r.index, offset: at, frameSize: frame.count, crc: CRC32.checksum(frame),
+                                  tokenCount: r.tokens.count, answerTokens: r.answerTokenCount))
+        return frame.count
+    }
+
+    /// Appends index and trailer, syncs, renames the .tmp to the final name. Returns the file size.
+    @discardableResult
+    public func finish() throws -> Int {
+        var ix = ByteWriter()
+        ix.bytes(ShardLayout.indexMagic); ix.u32(UInt32(ShardLayout.indexEntrySize)); ix.u64(UInt64(entries.count))
+        for e in entries {
+            ix.u64(UInt64(e.sampleIndex)); ix.u64(UInt64(e.offset)); ix.u32(UInt32(e.frameSize)); ix.u32(e.crc)
+            ix.u32(UInt32(e.tokenCount)); ix.u32(UInt32(e.answerTokens))
+        }
+        let indexFrame = compressor.compress(ix.data)
+        let indexOffset = offset
+        try writeAll(indexFrame)
+        try writeAll(ShardLayout.trailer(indexOffset: indexOffset, recordCount: entries.count,
+                                         headerCRC: headerFrameCRC, indexCRC: CRC32.checksum(indexFrame)))
+        if durable {
+            guard fsync(fd) == 0 else { throw DataError(file: tmpPath, field: "file", reason: "fsync failed: \(String(cString: strerror(errno)))") }
+        }
+        close(fd); fd = -1
+        guard rename(tmpPath, finalPath) == 0 else {
+            throw DataError(file: finalPath, field: "file", reason: "cannot rename \(tmpPath) to it: \(String(cString: strerror(errno)))")
+        }
+        if durable { syncDirectory(of: finalPath) }
+        return offset
+    }
+}
+
+func syncDirectory(of path: String) {
+    let dir = (path as NSString).deletingLastPathComponent
+    let d = open(dir.isEmpty ? "." : dir, O_RDONLY)
+    if d >= 0 { _ = fsync(d); close(d) }
+}

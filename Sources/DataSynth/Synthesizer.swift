@@ -1,0 +1,277 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import GGUF
+import Llama
+import Sampling
+import Tokenizer
+
+/// The target answering prompts: each sample's token ids, loss mask and final-norm hidden states.
+public final class Synthesizer {
+    public let model: LlamaModel
+    public let tokenizer: BPETokenizer
+    public let template: ChatTemplate
+    public let settings: GenerationSettings
+    public let hiddenEncoding: HiddenEncoding
+    private let session: LlamaSession
+
+    public init(model: LlamaModel, tokenizer: BPETokenizer, template: ChatTemplate, settings: GenerationSettings,
+                hidden: HiddenEncoding) throws {
+        self.model = model; self.tokenizer = tokenizer; self.template = template
+        self.settings = settings; self.hiddenEncoding = hidden
+        guard settings.maxNew >= 0 else { throw DataError(file: "--max-new", field: "generation", reason: "must be ≥ 0") }
+        guard settings.contextSize >= 2 else { throw DataError(file: "--ctx", field: "generation", reason: "must be ≥ 2") }
+        session = model.makeSession(contextSize: settings.contextSize)
+        _ = try Sampler(samplingParameters(seed: 0))   // validates the sampling settings
+    }
+
+    func samplingParameters(seed: UInt64) -> SamplingParameters {
+        var p = SamplingParameters()
+        p.temperature = settings.temperature
+        p.topK = settings.topK; p.topP = settings.topP; p.minP = settings.minP
+        p.seed = seed
+        return p
+    }
+
+    /// The user text the target sees: the turn with the long-answer instruction appended.
+    public func userText(_ turn: String) -> String {
+        guard let l = settings.longAnswer, !l.isEmpty else { return turn }
+        return turn + "\n" + l
+    }
+
+    /// Answers every user turn of `prompt` in order; sample `index` seeds the sampler.
+    public func generate(_ prompt: SynthPrompt, index: Int) throws -> SampleRecord {
+        guard !prompt.userTurns.isEmpty else { throw DataError(file: prompt.id, field: "turns", reason: "the prompt has no user turn") }
+        guard prompt.imagePaths.isEmpty else {
+            throw DataError(file: prompt.id, field: "image", reason: "image samples need the vision tower (--mmproj), which specdec does not have yet; \(prompt.imagePaths.count) image(s) here, first \(prompt.imagePaths[0])")
+        }
+        var sampler = try Sampler(samplingParameters(seed: mixSeed(settings.seed, UInt64(index), salt: 0x7361_6d70)))
+        let ctx = session.contextSize
+        let width = model.config.width
+        let eog = tokenizer.endOfGenerationTokens
+        session.truncate(to: 0)
+
+        var chat: [ChatMessage] = []
+        if let s = settings.system { chat.append(.system(s)) }
+        var tokens: [Int32] = [], loss: [UInt8] = [], hidden: [Float] = []
+        var stops: [String] = []
+        var pending: Int32? = nil        // the last sampled token, not yet forwarded
+        var lastStoppedAtEOG = false
+        let sentinel = "\u{E000}specdec-answer\u{E001}"
+
+        turns: for (t, turn) in prompt.userTurns.enumerated() {
+            let user = userText(turn)
+            var input: [Int32] = pending.map { [$0] } ?? []
+            if t == 0 {
+                chat.append(.user(user))
+                input += tokenizer.encode(template.render(messages: chat, addGenerationPrompt: true))
+            } else {
+                // The template's text between the previous answer and the new generation prompt.
+                var probe = chat
+                probe[probe.count - 1] = .assistant(sentinel)
+                probe.append(.user(user))
+                let rendered = template.render(messages: probe, addGenerationPrompt: true)
+                guard let r = rendered.range(of: sentinel) else {
+                    throw DataError(file: prompt.id, field: "template", reason: "cannot continue a conversation with this chat template")
+                }
+                var suffix = String(rendered[r.upperBound...])
+                if lastStoppedAtEOG, let last = tokens.last {
+                    let eogText = tokenizer.decodeString([last])
+                    if !eogText.isEmpty, suffix.hasPrefix(eogText) { suffix.removeFirst(eogText.count) }
+                }
+                let more = tokenizer.encode(suffix, addBos: false)
+                guard session.length + input.count + more.count < ctx else {
+                    break turns   // no room for this turn and an answer
+                }
+                chat.append(.user(user))
+                input += more
+            }
+            guard session.length + input.count < ctx else {
+                throw DataError(file: prompt.id, field: "prompt", reason: "the prompt needs \(input.count) tokens but the context holds \(ctx) (raise --ctx)")
+            }
+            let out = try session.forward(tokens: input, logits: .last)
+            hidden += out.hidden
+            let fresh = pending == nil ? input[...] : input[1...]
+            tokens += fresh
+            loss += repeatElement(0, count: fresh.count)
+            pending = nil
+
+            var logits = out.logits
+            var answer: [Int32] = []
+            var stop = "length"
+            while answer.count < settings.maxNew {
+                if session.length >= ctx { stop = "context"; break }
+                let next = logits.withUnsafeBufferPointer { sampler.sample($0, history: tokens) }
+                answer.append(next); tokens.append(next); loss.append(1)
+                pending = next
+                if eog.contains(next) { stop = "eos"; break }
+                if answer.count == settings.maxNew { break }
+                let o = try session.forward(tokens: [next], logits: .last)
+                hidden += o.hidden
+                logits = o.logits
+                pending = nil
+            }
+            lastStoppedAtEOG = stop == "eos"
+            stops.append(stop)
+            let text = answer.last.map { eog.contains($0) } == true ? Array(answer.dropLast()) : answer
+            chat.append(.assistant(tokenizer.decodeString(text)))
+        }
+        if let p = pending {
+            let o = try session.forward(tokens: [p], logits: .none)
+            hidden += o.hidden
+        }
+        precondition(hidden.count == tokens.count * width, "hidden states out of step with tokens")
+        let n = tokens.count
+        return SampleRecord(index: index, id: prompt.id, messages: chat.map { Message(role: $0.role, content: $0.content) },
+                            stopReasons: stops, tokens: tokens, lossMask: loss, imageMask: [UInt8](repeating: 0, count: n),
+                            hidden: HiddenStates.encode(hidden, rows: n, width: width, as: hiddenEncoding))
+    }
+}
+
+/// Cached SHA-256 of model files (hashing 100 MB costs a noticeable fraction of a second).
+private nonisolated(unsafe) var modelHashCache: [String: String] = [:]
+private let modelHashLock = NSLock()
+
+/// Hex SHA-256 of a file, cached per (path, size, mtime) for the process.
+public func cachedFileSHA256(_ path: String) throws -> String {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw DataError(file: path, field: "file", reason: "cannot stat: \(String(cString: strerror(errno)))") }
+    let key = "\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+    modelHashLock.lock()
+    if let h = modelHashCache[key] { modelHashLock.unlock(); return h }
+    modelHashLock.unlock()
+    let h = try SHA256.hexOfFile(path)
+    modelHashLock.lock(); modelHashCache[key] = h; modelHashLock.unlock()
+    return h
+}
+
+extension ModelInfo {
+    /// Identity of a loaded model: file name, SHA-256 and shape.
+    public init(model: LlamaModel, path: String) throws {
+        self.init(file: (path as NSString).lastPathComponent, sha256: try cachedFileSHA256(path),
+                  architecture: model.config.architecture, width: model.config.width,
+                  vocabSize: model.config.vocabSize, layers: model.config.layerCount)
+    }
+}
+
+/// Progress after each record.
+public struct SynthProgress: Sendable {
+    /// Records in the shard (including those kept from an interrupted run).
+    public var done: Int
+    public var total: Int
+    /// Records generated by this run, their answer tokens and all their positions.
+    public var generatedSamples: Int
+    public var generatedTokens: Int
+    public var positions: Int
+    public var seconds: Double
+}
+
+/// What a `synth-data` run did.
+public struct SynthSummary: Codable, Sendable {
+    public var outDir: String
+    public var shardFile: String
+    public var manifestFile: String
+    public var shard: ShardSpec
+    public var samples: Int
+    public var records: Int
+    public var resumedRecords: Int
+    public var discardedBytes: Int
+    public var alreadyComplete: Bool
+    public var generatedSamples: Int
+    public var generatedTokens: Int
+    public var promptTokens: Int
+    public var seconds: Double
+    public var samplesPerSecond: Double
+    public var tokensPerSecond: Double
+    public var bytes: Int
+    public var bytesPerSample: Double
+    public var rawFp16HiddenBytes: Int
+    public var compressionRatio: Double
+}
+
+func wallClock() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Fills this worker's shard of the dataset in `outDir` (resuming an interrupted run), then writes
+/// its manifest.
+public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: ShardHeader, outDir: String,
+                         progress: (SynthProgress) -> Void = { _ in }) throws -> SynthSummary {
+    let fm = FileManager.default
+    do { try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
+        throw DataError(file: outDir, field: "--out", reason: "cannot create the folder: \(error.localizedDescription)")
+    }
+    guard source.count >= header.samples else {
+        throw DataError(file: source.info.file ?? source.info.kind, field: "samples",
+                        reason: "\(header.samples) samples asked for but the source has only \(source.count) prompts")
+    }
+    let shardPath = (outDir as NSString).appendingPathComponent(header.shard.shardFileName)
+    let manifestPath = (outDir as NSString).appendingPathComponent(header.shard.manifestFileName)
+    let start = wallClock()
+    var summary = SynthSummary(outDir: outDir, shardFile: shardPath, manifestFile: manifestPath, shard: header.shard,
+                               samples: header.samples, records: 0, resumedRecords: 0, discardedBytes: 0, alreadyComplete: false,
+                               generatedSamples: 0, generatedTokens: 0, promptTokens: 0, seconds: 0, samplesPerSecond: 0,
+                               tokensPerSecond: 0, bytes: 0, bytesPerSample: 0, rawFp16HiddenBytes: 0, compressionRatio: 0)
+    let total = header.shard.indices(samples: header.samples).underestimatedCount
+
+    if fm.fileExists(atPath: shardPath) {
+        // Finished earlier: check it is this run's and whole; (re)write the manifest.
+        let check = verifyShard(path: shardPath)
+        if let f = check.faults.first {
+            throw DataError(file: shardPath, field: f.field, offset: f.offset,
+                            reason: "\(f.reason); the finished shard is corrupt: delete it (rm \(shardPath)) and rerun to write it again")
+        }
+        let reader = try ShardReader(path: shardPath)
+        guard reader.headerJSON == header.jsonBytes() else {
+            let diff = reader.header.differences(from: header)
+            throw DataError(file: shardPath, field: "header", reason: "already written with different settings (\(diff.isEmpty ? "header bytes" : diff.joined(separator: ", ")) differ): use another --out, or delete it")
+        }
+        summary.alreadyComplete = true
+        summary.resumedRecords = reader.recordCount
+        try finishManifest(reader: reader, path: shardPath, manifestPath: manifestPath, summary: &summary)
+        return summary
+    }
+
+    let writer = try ShardWriter(path: shardPath, header: header)
+    summary.resumedRecords = writer.resumedRecords
+    summary.discardedBytes = writer.discardedBytes
+    var p = SynthProgress(done: writer.entries.count, total: total, generatedSamples: 0, generatedTokens: 0, positions: 0, seconds: 0)
+    progress(p)
+    for index in header.shard.indices(samples: header.samples).dropFirst(writer.entries.count) {
+        let prompt = try source.prompt(at: index)
+        let record = try synthesizer.generate(prompt, index: index)
+        try writer.append(record)
+        p.done += 1
+        p.generatedSamples += 1
+        p.generatedTokens += record.answerTokenCount
+        p.positions += record.tokens.count
+        summary.promptTokens += record.tokens.count - record.answerTokenCount
+        p.seconds = wallClock() - start
+        progress(p)
+    }
+    try writer.finish()
+    summary.generatedSamples = p.generatedSamples
+    summary.generatedTokens = p.generatedTokens
+    let reader = try ShardReader(path: shardPath)
+    try finishManifest(reader: reader, path: shardPath, manifestPath: manifestPath, summary: &summary)
+    summary.seconds = wallClock() - start
+    summary.samplesPerSecond = summary.seconds > 0 ? Double(summary.generatedSamples) / summary.seconds : 0
+    summary.tokensPerSecond = summary.seconds > 0 ? Double(summary.generatedTokens) / summary.seconds : 0
+    return summary
+}
+
+private func finishManifest(reader: ShardReader, path: String, manifestPath: String, summary: inout SynthSummary) throws {
+    let entry = try DatasetManifest.Entry(reader: reader, path: path)
+    let manifest = DatasetManifest(samples: reader.header.samples, shards: [entry])
+    if (try? DatasetManifest.load(manifestPath)) != manifest { try manifest.write(to: manifestPath) }
+    summary.records = reader.recordCount
+    summary.bytes = reader.fileSize
+    summary.bytesPerSample = reader.recordCount > 0 ? Double(reader.fileSize) / Double(reader.recordCount) : 0
+    summary.rawFp16HiddenBytes = entry.rawFp16HiddenBytes
+    summary.compressionRatio = reader.fileSize > 0 ? Double(entry.rawFp16HiddenBytes) / Double(reader.fileSize) : 0
+}
