@@ -1,6 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// KernelsAVX2 is compiled for Haswell-class x86-64 (AVX2, FMA, F16C, BMI); Kernels only calls it
+// after checking the CPU at run time. Elsewhere it is built plainly and never called.
+#if arch(x86_64)
+let avx2Settings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let avx2Settings: [SwiftSetting] = []
+#endif
+
 // Numeric code is only usable optimised: build and test with `-c release`.
 let package = Package(
     name: "specdec",
@@ -19,7 +27,11 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
         // Shared base.
-        .target(name: "Kernels", dependencies: ["COpenBLAS"]),           // quant formats, dequant, dot kernels, threads, BLAS
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernelsSupport", "KernelsAVX2"]), // quant formats, dequant, dot kernels, threads, BLAS
+        .target(name: "CKernelsSupport"),                                // cpuid, atomics for the thread pool (C)
+        // AVX2/FMA/F16C kernels: the whole module is compiled for Haswell-class CPUs; Kernels calls it
+        // only after a run-time CPU check, so the program as a whole still runs on baseline x86-64.
+        .target(name: "KernelsAVX2", swiftSettings: avx2Settings),
         .target(name: "GGUF", dependencies: ["Kernels"]),                // GGUF reader/writer over mmap
         .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates
         .target(name: "Sampling"),                                       // greedy / temperature / top-k / top-p / min-p

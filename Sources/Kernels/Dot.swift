@@ -68,11 +68,11 @@ func accumulate(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, 
     }
 }
 
-// MARK: - Public API
+// MARK: - Portable entry points (the public API, with run-time dispatch, is in Dispatch.swift)
 
 /// Dot product of one packed row of `count` elements (a whole number of blocks of `type`)
 /// with the float32 vector `x`. The row may be at any byte alignment.
-public func dotRow(_ type: QuantType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, count: Int) -> Float {
+func portableDotRow(_ type: QuantType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, count: Int) -> Float {
     precondition(count >= 0 && count % type.blockSize == 0, "dotRow: \(count) is not a whole number of \(type) blocks")
     switch type {
     case .f32: return dotF32(row, x, count)
@@ -91,7 +91,7 @@ public func dotRow(_ type: QuantType, _ row: UnsafeRawPointer, _ x: UnsafePointe
 /// single-threaded (callers split rows across threads), bit-identical to per-row `dotRow`.
 /// `rowBytes` is the stride between rows (at least `type.rowBytes(count)`); rows may be at
 /// any byte alignment.
-public func matVec(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int,
+func portableMatVec(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int,
                    x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
     precondition(count >= 0 && count % type.blockSize == 0, "matVec: \(count) is not a whole number of \(type) blocks")
     precondition(rowCount >= 0 && rowBytes >= type.rowBytes(count)!, "matVec: rowBytes too small")
@@ -114,7 +114,7 @@ public func matVec(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, row
             for r in 0..<rowCount { y[r] = dotQ4(rows + r * rowBytes, prepared: xp, count, hasMin: true) }
         }
     case .q4_K, .q5_K, .q6_K:
-        for r in 0..<rowCount { y[r] = dotRow(type, rows + r * rowBytes, x, count: count) }
+        for r in 0..<rowCount { y[r] = portableDotRow(type, rows + r * rowBytes, x, count: count) }
     }
 }
 
@@ -124,7 +124,7 @@ public func matVec(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, row
 /// `matVec` per token). Rows are the outer loop, so each weight row is streamed from memory
 /// once for all `n` vectors; per-vector preparation of `x` (Q4_0/Q4_1) is done once per call
 /// instead of once per row. Single-threaded; callers split rows across threads.
-public func matMul(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int,
+func portableMatMul(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int,
                    x: UnsafePointer<Float>, n: Int, count: Int,
                    into y: UnsafeMutablePointer<Float>, yStride: Int) {
     precondition(count >= 0 && count % type.blockSize == 0, "matMul: \(count) is not a whole number of \(type) blocks")
@@ -148,7 +148,7 @@ public func matMul(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, row
     default:
         for r in 0..<rowCount {
             let w = rows + r * rowBytes
-            for t in 0..<n { y[t * yStride + r] = dotRow(type, w, x + t * count, count: count) }
+            for t in 0..<n { y[t * yStride + r] = portableDotRow(type, w, x + t * count, count: count) }
         }
     }
 }

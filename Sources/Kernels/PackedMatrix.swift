@@ -26,15 +26,16 @@ public struct PackedMatrix: @unchecked Sendable {
 
     /// `y[t][r] = W[r] · x[t]` for `n` activation rows `x` (n × cols) into `y` (n × rows).
     ///
-    /// Every output is one `dotRow` of one weight row with one activation row, so the result of a
-    /// token does not depend on how many tokens share the call or on the thread count (batch
-    /// invariance: a verifier batch reproduces single-token decoding bit for bit). Rows are the
-    /// outer loop so that a weight row is read from memory once for all tokens.
-    public func multiply(_ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
+    /// Every output is one `dotRow` of one weight row with one activation row (on `path`), so the
+    /// result of a token does not depend on how many tokens share the call or on the thread count
+    /// (batch invariance: a verifier batch reproduces single-token decoding bit for bit). Rows are
+    /// the outer loop so that a weight row is read from memory once for all tokens.
+    public func multiply(_ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
+                         path: KernelPath = .active) {
         let rows = self.rows, cols = self.cols, type = self.type, rowBytes = self.rowBytes
         parallelChunks(rows, threads: threads, minChunk: 16) { range in
             matMul(type, rows: row(range.lowerBound), rowBytes: rowBytes, rowCount: range.count,
-                   x: x, n: n, count: cols, into: y + range.lowerBound, yStride: rows)
+                   x: x, n: n, count: cols, into: y + range.lowerBound, yStride: rows, path: path)
         }
     }
 }

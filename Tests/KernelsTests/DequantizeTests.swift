@@ -68,6 +68,9 @@ struct TestRNG {
     mutating func floats(_ n: Int) -> [Float] { (0..<n).map { _ in float() } }
 }
 
+/// The kernel paths this CPU can run (both on an AVX2 machine).
+let supportedPaths = KernelPath.allCases.filter(\.isSupported)
+
 /// Number of positions whose bit patterns differ.
 func bitMismatches(_ a: [Float], _ b: [Float]) -> Int {
     precondition(a.count == b.count)
@@ -87,11 +90,12 @@ func dequantize(_ type: QuantType, _ raw: [UInt8], count: Int, misalign: Int = 0
     return out
 }
 
-func dot(_ type: QuantType, _ raw: ArraySlice<UInt8>, _ x: [Float], count: Int, misalign: Int = 0) -> Float {
+func dot(_ type: QuantType, _ raw: ArraySlice<UInt8>, _ x: [Float], count: Int, misalign: Int = 0,
+         path: KernelPath = .active) -> Float {
     var buf = [UInt8](repeating: 0x55, count: raw.count + misalign + 8)
     buf.replaceSubrange(misalign..<(misalign + raw.count), with: raw)
     return buf.withUnsafeBytes { src in
-        x.withUnsafeBufferPointer { dotRow(type, src.baseAddress! + misalign, $0.baseAddress!, count: count) }
+        x.withUnsafeBufferPointer { dotRow(type, src.baseAddress! + misalign, $0.baseAddress!, count: count, path: path) }
     }
 }
 
@@ -177,8 +181,8 @@ struct DequantizeTests {
         #expect(d0 != d1, "\(type): dotRow ignored a changed weight")
     }
 
-    @Test("dotRow matches a float64 dot of the dequantized row", arguments: QuantType.allCases)
-    func dotMatchesReference(_ type: QuantType) throws {
+    @Test("dotRow matches a float64 dot of the dequantized row", arguments: QuantType.allCases, supportedPaths)
+    func dotMatchesReference(_ type: QuantType, _ path: KernelPath) throws {
         let f = try loadFixture(type)
         var rng = TestRNG(state: 42)
         for trial in 0..<3 {
@@ -186,7 +190,7 @@ struct DequantizeTests {
             for r in 0..<f.rows {
                 let w = f.expected[(r * f.cols)..<((r + 1) * f.cols)]
                 let raw = f.raw[(r * f.rowBytes)..<((r + 1) * f.rowBytes)]
-                let got = dot(type, raw, x, count: f.cols)
+                let got = dot(type, raw, x, count: f.cols, path: path)
                 let (ref, mag) = referenceDot(w, x)
                 if !w.allSatisfy({ $0.isFinite }) || !ref.isFinite {
                     // Row 0 of the float fixtures holds ±inf and NaN on purpose.
@@ -194,17 +198,17 @@ struct DequantizeTests {
                     continue
                 }
                 let err = abs(Double(got) - ref)
-                #expect(err <= 1e-5 * mag + 1e-30, "\(type) row \(r) trial \(trial): \(got) vs \(ref), err \(err / mag) of Σ|w·x|")
+                #expect(err <= 1e-5 * mag + 1e-30, "\(type) \(path) row \(r) trial \(trial): \(got) vs \(ref), err \(err / mag) of Σ|w·x|")
                 // Alignment of the row does not change a single bit.
                 for misalign in 1..<4 {
-                    #expect(dot(type, raw, x, count: f.cols, misalign: misalign).bitPattern == got.bitPattern)
+                    #expect(dot(type, raw, x, count: f.cols, misalign: misalign, path: path).bitPattern == got.bitPattern)
                 }
             }
         }
     }
 
-    @Test("float rows of any length (vector tails)", arguments: [QuantType.f32, .f16, .bf16])
-    func floatTails(_ type: QuantType) throws {
+    @Test("float rows of any length (vector tails)", arguments: [QuantType.f32, .f16, .bf16], supportedPaths)
+    func floatTails(_ type: QuantType, _ path: KernelPath) throws {
         let f = try loadFixture(type)
         var rng = TestRNG(state: 3)
         let x = rng.floats(f.cols)
@@ -213,15 +217,15 @@ struct DequantizeTests {
         let bpe = type.blockBytes
         for n in [0, 1, 2, 7, 15, 16, 17, 31, 32, 33, 47, 48, 63, 100, 257, 511, 512] {
             let raw = f.raw[(r * f.rowBytes)..<(r * f.rowBytes + n * bpe)]
-            let got = dot(type, raw, x, count: n)
+            let got = dot(type, raw, x, count: n, path: path)
             let (ref, mag) = referenceDot(w.prefix(n), x)
             #expect(abs(Double(got) - ref) <= 1e-5 * mag, "\(type) n=\(n): \(got) vs \(ref)")
             if n == 0 { #expect(got == 0) }
         }
     }
 
-    @Test("matVec equals per-row dotRow bit for bit", arguments: QuantType.allCases)
-    func matVecMatchesDotRow(_ type: QuantType) throws {
+    @Test("matVec equals per-row dotRow bit for bit", arguments: QuantType.allCases, supportedPaths)
+    func matVecMatchesDotRow(_ type: QuantType, _ path: KernelPath) throws {
         let f = try loadFixture(type)
         let blocks = f.raw.count / type.blockBytes
         let perRow = f.cols / type.blockSize
@@ -245,7 +249,7 @@ struct DequantizeTests {
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
                     matVec(type, rows: m.baseAddress! + 1, rowBytes: rowBytes, rowCount: rowCount,
-                           x: xp.baseAddress!, count: f.cols, into: yp.baseAddress!)
+                           x: xp.baseAddress!, count: f.cols, into: yp.baseAddress!, path: path)
                 }
             }
         }
@@ -255,14 +259,14 @@ struct DequantizeTests {
         func same(_ a: Float, _ b: Float) -> Bool { a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN) }
         var finiteRows = 0
         for r in 0..<rowCount {
-            let single = dot(type, mat[(1 + r * rowBytes)..<(1 + r * rowBytes + f.rowBytes)], x, count: f.cols)
+            let single = dot(type, mat[(1 + r * rowBytes)..<(1 + r * rowBytes + f.rowBytes)], x, count: f.cols, path: path)
             #expect(same(y[r], single), "\(type) row \(r): matVec \(y[r]) vs dotRow \(single)")
             if single.isFinite { finiteRows += 1 }
         }
         #expect(finiteRows > 0)
         // Repeated calls are deterministic as well.
         let again = x.withUnsafeBufferPointer { xp in
-            mat.withUnsafeBytes { dotRow(type, $0.baseAddress! + 1, xp.baseAddress!, count: f.cols) }
+            mat.withUnsafeBytes { dotRow(type, $0.baseAddress! + 1, xp.baseAddress!, count: f.cols, path: path) }
         }
         #expect(same(again, y[0]))
         // rowCount 0 writes nothing; a single row equals dotRow.
@@ -270,18 +274,18 @@ struct DequantizeTests {
         mat.withUnsafeBytes { m in
             x.withUnsafeBufferPointer { xp in
                 one.withUnsafeMutableBufferPointer { yp in
-                    matVec(type, rows: m.baseAddress! + 1, rowBytes: rowBytes, rowCount: 0, x: xp.baseAddress!, count: f.cols, into: yp.baseAddress! + 1)
-                    matVec(type, rows: m.baseAddress! + 1, rowBytes: f.rowBytes, rowCount: 1, x: xp.baseAddress!, count: f.cols, into: yp.baseAddress!)
+                    matVec(type, rows: m.baseAddress! + 1, rowBytes: rowBytes, rowCount: 0, x: xp.baseAddress!, count: f.cols, into: yp.baseAddress! + 1, path: path)
+                    matVec(type, rows: m.baseAddress! + 1, rowBytes: f.rowBytes, rowCount: 1, x: xp.baseAddress!, count: f.cols, into: yp.baseAddress!, path: path)
                 }
             }
         }
         #expect(same(one[0], y[0]) && one[1] == -7)
     }
 
-    @Test("matMul equals dotRow per (row, vector) bit for bit", arguments: QuantType.allCases)
-    func matMulMatchesDotRow(_ type: QuantType) throws {
+    @Test("matMul equals dotRow per (row, vector) bit for bit", arguments: QuantType.allCases, supportedPaths)
+    func matMulMatchesDotRow(_ type: QuantType, _ path: KernelPath) throws {
         let f = try loadFixture(type)
-        let n = 3, rowCount = f.rows, yStride = rowCount + 2
+        let n = 7, rowCount = f.rows, yStride = rowCount + 2   // 7 = a tile of 4 and one of 3
         var rng = TestRNG(state: 5)
         let x = rng.floats(n * f.cols)
         var y = [Float](repeating: -1, count: n * yStride)
@@ -289,14 +293,14 @@ struct DequantizeTests {
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
                     matMul(type, rows: m.baseAddress!, rowBytes: f.rowBytes, rowCount: rowCount,
-                           x: xp.baseAddress!, n: n, count: f.cols, into: yp.baseAddress!, yStride: yStride)
+                           x: xp.baseAddress!, n: n, count: f.cols, into: yp.baseAddress!, yStride: yStride, path: path)
                 }
             }
         }
         for t in 0..<n {
             let xt = Array(x[(t * f.cols)..<((t + 1) * f.cols)])
             for r in 0..<rowCount {
-                let single = dot(type, f.raw[(r * f.rowBytes)..<((r + 1) * f.rowBytes)], xt, count: f.cols)
+                let single = dot(type, f.raw[(r * f.rowBytes)..<((r + 1) * f.rowBytes)], xt, count: f.cols, path: path)
                 let got = y[t * yStride + r]
                 #expect(got.bitPattern == single.bitPattern || (got.isNaN && single.isNaN), "\(type) t=\(t) r=\(r)")
             }
@@ -304,8 +308,8 @@ struct DequantizeTests {
         }
     }
 
-    @Test("F16 SIMD conversion in dotRow agrees with halfToFloat for all 65536 halves")
-    func f16DotLanesExhaustive() {
+    @Test("F16 SIMD conversion in dotRow agrees with halfToFloat for all 65536 halves", arguments: supportedPaths)
+    func f16DotLanesExhaustive(_ path: KernelPath) {
         // One half in one of 32 lanes, the rest +0, x = 1: the dot is exactly that half
         // (converted by the vector path), or NaN for NaN inputs.
         var row = [UInt16](repeating: 0, count: 32)
@@ -314,7 +318,7 @@ struct DequantizeTests {
         for h in 0...0xFFFF {
             let lane = h % 32
             row[lane] = UInt16(h)
-            let got = row.withUnsafeBytes { r in x.withUnsafeBufferPointer { dotRow(.f16, r.baseAddress!, $0.baseAddress!, count: 32) } }
+            let got = row.withUnsafeBytes { r in x.withUnsafeBufferPointer { dotRow(.f16, r.baseAddress!, $0.baseAddress!, count: 32, path: path) } }
             let want = halfToFloat(UInt16(h))
             if want.isNaN ? !got.isNaN : got != want { failures += 1 }
             row[lane] = 0
@@ -322,8 +326,9 @@ struct DequantizeTests {
         #expect(failures == 0)
     }
 
-    @Test("block scales: every fp16 d (and Q4_1 m) is converted exactly by the dot kernels", arguments: [QuantType.q4_0, .q4_1, .q8_0])
-    func scaleConversionExhaustive(_ type: QuantType) {
+    @Test("block scales: every fp16 d (and Q4_1 m) is converted exactly by the dot kernels",
+          arguments: [QuantType.q4_0, .q4_1, .q8_0], supportedPaths)
+    func scaleConversionExhaustive(_ type: QuantType, _ path: KernelPath) {
         // One block whose element 0 has q = 1 (Q4_0: stored nibble 9), every other element q = 0
         // (Q4_0: 8), and x = e0: the dot is then exactly element 0 of the dequantized block,
         // d (or 1·d + m), as long as everything is finite (otherwise 0·inf makes the dot NaN).
@@ -348,7 +353,7 @@ struct DequantizeTests {
                 block[field] = UInt8(h & 0xff)
                 block[field + 1] = UInt8(h >> 8)
                 let deq = dequantize(type, block, count: 32)[0]
-                let got = dot(type, block[...], x, count: 32)
+                let got = dot(type, block[...], x, count: 32, path: path)
                 if !deq.isFinite || deq == 0 {
                     if deq.isNaN || deq.isInfinite { if !got.isNaN && got != deq { failures += 1 } }
                     else if got != 0 { failures += 1 }   // ±0: the accumulator's +0 absorbs the sign
@@ -360,8 +365,9 @@ struct DequantizeTests {
         #expect(failures == 0, "\(type): \(failures) scale patterns converted differently")
     }
 
-    @Test("benchmark: single-thread matVec throughput (prints GB/s; no assertion on speed)")
-    func benchmark() {
+    @Test("benchmark: single-thread matVec throughput (prints GB/s; no assertion on speed)", .serialized,
+          arguments: supportedPaths)
+    func benchmark(_ path: KernelPath) {
         func bench(_ type: QuantType, rows: Int, cols: Int, perRowDotRow: Bool = false) {
             let rowBytes = type.rowBytes(cols)!
             var rng = TestRNG(state: 1)
@@ -391,10 +397,10 @@ struct DequantizeTests {
                         for _ in 0..<iters {
                             let t0 = DispatchTime.now().uptimeNanoseconds
                             if perRowDotRow {
-                                for r in 0..<rows { yp[r] = dotRow(type, m.baseAddress! + r * rowBytes, xp.baseAddress!, count: cols) }
+                                for r in 0..<rows { yp[r] = dotRow(type, m.baseAddress! + r * rowBytes, xp.baseAddress!, count: cols, path: path) }
                             } else {
                                 matVec(type, rows: m.baseAddress!, rowBytes: rowBytes, rowCount: rows,
-                                       x: xp.baseAddress!, count: cols, into: yp.baseAddress!)
+                                       x: xp.baseAddress!, count: cols, into: yp.baseAddress!, path: path)
                             }
                             let t = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
                             best = min(best, t)
@@ -403,7 +409,7 @@ struct DequantizeTests {
                 }
             }
             let gbs = bytes / best / 1e9
-            print("BENCH \(type) \(rows)x\(cols) \(perRowDotRow ? "dotRow per row" : "matVec"): \(String(format: "%.3f", best * 1e3)) ms, \(String(format: "%.2f", gbs)) GB/s weights, \(String(format: "%.2f", Double(rows * cols) / best / 1e9)) Gelem/s (best of \(iters))")
+            print("BENCH \(path) \(type) \(rows)x\(cols) \(perRowDotRow ? "dotRow per row" : "matVec"): \(String(format: "%.3f", best * 1e3)) ms, \(String(format: "%.2f", gbs)) GB/s weights, \(String(format: "%.2f", Double(rows * cols) / best / 1e9)) Gelem/s (best of \(iters))")
             if type.blockSize > 1 { #expect(y.allSatisfy { $0.isFinite }) }
         }
         bench(.q4_1, rows: 1536, cols: 576)
