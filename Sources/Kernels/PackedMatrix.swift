@@ -28,14 +28,61 @@ public struct PackedMatrix: @unchecked Sendable {
     ///
     /// Every output is one `dotRow` of one weight row with one activation row (on `path`), so the
     /// result of a token does not depend on how many tokens share the call or on the thread count
-    /// (batch invariance: a verifier batch reproduces single-token decoding bit for bit). Rows are
-    /// the outer loop so that a weight row is read from memory once for all tokens.
+    /// (batch invariance: a verifier batch reproduces single-token decoding bit for bit). Rows
+    /// are the outer loop so that a weight row is read from memory once for all tokens; contiguous
+    /// row chunks run on `threads` threads of the shared pool.
     public func multiply(_ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
                          path: KernelPath = .active) {
-        let rows = self.rows, cols = self.cols, type = self.type, rowBytes = self.rowBytes
-        parallelChunks(rows, threads: threads, minChunk: 16) { range in
-            matMul(type, rows: row(range.lowerBound), rowBytes: rowBytes, rowCount: range.count,
-                   x: x, n: n, count: cols, into: y + range.lowerBound, yStride: rows, path: path)
+        PackedMatrix.multiply(parts: 1, { _ in (self, y) }, x: x, n: n, threads: threads, path: path)
+    }
+
+    /// Several matrices with the same `cols` applied to the same activations in one parallel
+    /// region (e.g. the Q, K and V projections): for each part, `y[t][r] = W[r] · x[t]` into the
+    /// part's output (n × its rows). Bit-identical to one `multiply` per part.
+    public static func multiply(_ parts: [(matrix: PackedMatrix, output: UnsafeMutablePointer<Float>)],
+                                x: UnsafePointer<Float>, n: Int, threads: Int, path: KernelPath = .active) {
+        parts.withUnsafeBufferPointer { p in
+            multiply(parts: p.count, { (p[$0].matrix, p[$0].output) }, x: x, n: n, threads: threads, path: path)
+        }
+    }
+
+    /// Rows per chunk at least this many (per-chunk costs: a claim, preparing x).
+    static let minChunkRows = 16
+
+    @inline(__always)
+    static func multiply(parts count: Int, _ part: (Int) -> (PackedMatrix, UnsafeMutablePointer<Float>),
+                         x: UnsafePointer<Float>, n: Int, threads: Int, path: KernelPath) {
+        guard count > 0 else { return }
+        let cols = part(0).0.cols
+        for i in 0..<count { precondition(part(i).0.cols == cols, "PackedMatrix.multiply: parts differ in cols") }
+        if threads <= 1 || n == 0 {
+            for i in 0..<count {
+                let (m, y) = part(i)
+                matMul(m.type, rows: m.data, rowBytes: m.rowBytes, rowCount: m.rows, x: x, n: n, count: cols,
+                       into: y, yStride: m.rows, path: path)
+            }
+            return
+        }
+        // Chunks per part, in proportion to its bytes; `first[i]` is part i's first chunk.
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: count + 1) { first in
+            var total = 0
+            for i in 0..<count { total += part(i).0.rows * part(i).0.rowBytes }
+            let target = threads * chunksPerThread
+            first[0] = 0
+            for i in 0..<count {
+                let m = part(i).0
+                let share = (target * m.rows * m.rowBytes + total - 1) / max(total, 1)
+                first[i + 1] = first[i] + max(1, min(share, m.rows / minChunkRows))
+            }
+            parallelFor(first[count], threads: threads) { c in
+                var i = 0
+                while first[i + 1] <= c { i += 1 }
+                let (m, y) = part(i)
+                let chunks = first[i + 1] - first[i], j = c - first[i]
+                let lo = m.rows * j / chunks, hi = m.rows * (j + 1) / chunks
+                matMul(m.type, rows: m.row(lo), rowBytes: m.rowBytes, rowCount: hi - lo, x: x, n: n, count: cols,
+                       into: y + lo, yStride: m.rows, path: path)
+            }
         }
     }
 }

@@ -125,6 +125,40 @@ struct KernelPathTests {
         }
     }
 
+    @Test("a fused multiply of several matrices equals one multiply per matrix", arguments: supportedPaths)
+    func fusedMultiplyEqualsSeparate(_ path: KernelPath) {
+        let cols = 32 * 18
+        let shapes: [(QuantType, Int)] = [(.q4_1, 576), (.q4_1, 192), (.q8_0, 67)]
+        let mats = shapes.enumerated().map { randomMatrix($1.0, rows: $1.1, cols: cols, seed: UInt64($0) + 100) }
+        var rng = TestRNG(state: 8)
+        let n = 5
+        let x = rng.floats(n * cols)
+        var separate = shapes.map { [Float](repeating: 0, count: n * $0.1) }
+        var fused = shapes.map { [Float](repeating: .nan, count: n * $0.1) }
+        let bases = mats.map { m -> UnsafeMutableRawPointer in
+            let p = UnsafeMutableRawPointer.allocate(byteCount: m.count, alignment: 16)
+            p.copyMemory(from: m, byteCount: m.count)
+            return p
+        }
+        defer { bases.forEach { $0.deallocate() } }
+        let ws = shapes.enumerated().map { PackedMatrix(type: $1.0, rows: $1.1, cols: cols, data: bases[$0]) }
+        x.withUnsafeBufferPointer { xp in
+            for i in 0..<ws.count {
+                separate[i].withUnsafeMutableBufferPointer { ws[i].multiply(xp.baseAddress!, n: n, into: $0.baseAddress!, threads: 1, path: path) }
+            }
+            for threads in [1, 2, 3] {
+                let outs = (0..<ws.count).map { i in UnsafeMutablePointer<Float>.allocate(capacity: n * shapes[i].1) }
+                PackedMatrix.multiply(Array(zip(ws, outs)).map { (matrix: $0.0, output: $0.1) },
+                                      x: xp.baseAddress!, n: n, threads: threads, path: path)
+                for i in 0..<ws.count {
+                    fused[i] = Array(UnsafeBufferPointer(start: outs[i], count: n * shapes[i].1))
+                    outs[i].deallocate()
+                    #expect(bitMismatches(fused[i], separate[i]) == 0, "part \(i) threads \(threads)")
+                }
+            }
+        }
+    }
+
     @Test func environmentSelectsThePath() {
         #expect(KernelPath.fromEnvironment(nil).path == KernelPath.best)
         #expect(KernelPath.fromEnvironment("").path == KernelPath.best)
@@ -144,5 +178,104 @@ struct KernelPathTests {
         // Every x86-64 machine this project runs on has AVX2; make a silent fallback visible.
         print("kernel paths: active \(KernelPath.active), best \(KernelPath.best), AVX2 \(KernelPath.avx2.isSupported ? "supported" : "NOT supported")")
         #endif
+    }
+}
+
+@Suite("Thread pool")
+struct ThreadPoolTests {
+    @Test func everyIndexRunsExactlyOnce() {
+        for threads in 1...5 {
+            for count in [0, 1, 2, 3, 7, 64, 1000] {
+                let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(count, 1))
+                hits.initialize(repeating: 0, count: max(count, 1))
+                // Each index is written by exactly one thread, so plain stores are race-free.
+                parallelFor(count, threads: threads) { i in hits[i] += 1 }
+                #expect((0..<count).allSatisfy { hits[$0] == 1 }, "threads \(threads) count \(count)")
+                hits.deallocate()
+            }
+        }
+    }
+
+    @Test func workersRunChunksConcurrently() {
+        // Each of the two chunks waits for the other to start: only completes in time when two
+        // threads really run them at once.
+        let a = DispatchSemaphore(value: 0), b = DispatchSemaphore(value: 0)
+        let met = UnsafeMutablePointer<Bool>.allocate(capacity: 2)
+        defer { met.deallocate() }
+        met.initialize(repeating: false, count: 2)
+        // A pool of its own: the shared one may be busy with other tests (then a call runs serially).
+        let pool = ThreadPool()
+        pool.parallelFor(2, threads: 2) { i in
+            if i == 0 { b.signal(); met[0] = a.wait(timeout: .now() + 10) == .success }
+            else { a.signal(); met[1] = b.wait(timeout: .now() + 10) == .success }
+        }
+        #expect(met[0] && met[1])
+        #expect(pool.workers == 1)
+    }
+
+    @Test func chunksAreContiguousAndCoverTheRange() {
+        for threads in 1...4 {
+            for count in [0, 1, 5, 16, 17, 100] {
+                let owner = UnsafeMutablePointer<Int>.allocate(capacity: max(count, 1))
+                owner.initialize(repeating: -1, count: max(count, 1))
+                parallelChunks(count, threads: threads, minChunk: 4) { r in
+                    for i in r { owner[i] = r.lowerBound }
+                }
+                #expect((0..<count).allSatisfy { owner[$0] >= 0 && owner[$0] <= $0 })
+                owner.deallocate()
+            }
+        }
+    }
+
+    @Test func nestedAndConcurrentCallsComplete() {
+        let n = 64
+        let sums = UnsafeMutablePointer<Int>.allocate(capacity: 8 * n)
+        sums.initialize(repeating: 0, count: 8 * n)
+        // 8 callers at once (most run serially because the pool is busy), each with nested calls.
+        DispatchQueue.concurrentPerform(iterations: 8) { caller in
+            for _ in 0..<50 {
+                parallelFor(n, threads: 3) { i in
+                    var inner = 0
+                    parallelFor(4, threads: 2) { _ in }   // nested: runs inline
+                    inner += 1
+                    sums[caller * n + i] += inner
+                }
+            }
+        }
+        #expect((0..<(8 * n)).allSatisfy { sums[$0] == 50 })
+        sums.deallocate()
+    }
+
+    @Test func manySmallJobs() {
+        var total = 0
+        let cell = UnsafeMutablePointer<Int>.allocate(capacity: 4)
+        for _ in 0..<20_000 {
+            cell.initialize(repeating: 0, count: 4)
+            parallelFor(4, threads: 4) { i in cell[i] = i + 1 }
+            total += cell[0] + cell[1] + cell[2] + cell[3]
+        }
+        cell.deallocate()
+        #expect(total == 20_000 * 10)
+    }
+}
+
+@Suite("Thread pool benchmark", .serialized)
+struct ThreadPoolBenchmark {
+    @Test("benchmark: parallelFor round trip (prints µs; no assertion on speed)")
+    func roundTrip() {
+        let threads = 2
+        let cell = UnsafeMutablePointer<Int>.allocate(capacity: 8 * 64)
+        defer { cell.deallocate() }
+        cell.initialize(repeating: 0, count: 8 * 64)
+        for chunks in [2, 8] {
+            let calls = 20_000
+            var best = Double.infinity
+            for _ in 0..<5 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<calls { parallelFor(chunks, threads: threads) { cell[$0 * 64] &+= 1 } }
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / Double(calls))
+            }
+            print("BENCH parallelFor \(chunks) chunks on \(threads) threads: \(String(format: "%.2f", best / 1000)) µs per call")
+        }
     }
 }
