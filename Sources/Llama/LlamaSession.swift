@@ -151,6 +151,14 @@ public final class LlamaSession {
                 w.multiply(x, n: count, into: y, threads: threads)
             }
         }
+        /// Several matrices over the same activations, in one parallel region when batch-invariant.
+        func mul(_ parts: [(matrix: PackedMatrix, output: UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>, _ count: Int) {
+            if !batchInvariant && count >= Self.blasMinimumBatch {
+                for p in parts { mul(p.matrix, x, count, p.output) }
+            } else {
+                PackedMatrix.multiply(parts, x: x, n: count, threads: threads)
+            }
+        }
         let positions = (0..<n).map { start + (tree?.depth[$0] ?? $0) }
 
         var x = embeddings
@@ -168,11 +176,9 @@ public final class LlamaSession {
             rmsNorm(x, w.attnNorm, into: &h, n: n)
             h.withUnsafeBufferPointer { hp in
                 q.withUnsafeMutableBufferPointer { qp in
-                    mul(w.wq, hp.baseAddress!, n, qp.baseAddress!)
+                    // Q, K and V together; K and V go straight into their cache slots.
+                    mul([(w.wq, qp.baseAddress!), (w.wk, kCache), (w.wv, vCache)], hp.baseAddress!, n)
                 }
-                // K and V go straight into their cache slots.
-                mul(w.wk, hp.baseAddress!, n, kCache)
-                mul(w.wv, hp.baseAddress!, n, vCache)
             }
             q.withUnsafeMutableBufferPointer { qp in
                 for i in 0..<n {
@@ -190,8 +196,11 @@ public final class LlamaSession {
 
             rmsNorm(x, w.ffnNorm, into: &h, n: n)
             h.withUnsafeBufferPointer { hp in
-                g.withUnsafeMutableBufferPointer { gp in mul(w.gate, hp.baseAddress!, n, gp.baseAddress!) }
-                u.withUnsafeMutableBufferPointer { up in mul(w.up, hp.baseAddress!, n, up.baseAddress!) }
+                g.withUnsafeMutableBufferPointer { gp in
+                    u.withUnsafeMutableBufferPointer { up in
+                        mul([(w.gate, gp.baseAddress!), (w.up, up.baseAddress!)], hp.baseAddress!, n)
+                    }
+                }
             }
             for i in 0..<(n * ff) {
                 let a = g[i]
