@@ -147,8 +147,7 @@ public final class ThreadPool: @unchecked Sendable {
 #endif
             let rc = pthread_create(&tid, &attr, { arg in
                 let ctx = Unmanaged<WorkerContext>.fromOpaque(arg!).takeRetainedValue()
-                ctx.pool.workerLoop(index: ctx.index, seen: ctx.generation)
-                return nil
+                ctx.pool.workerLoop(index: ctx.index, seen: ctx.generation)   // never returns
             }, ctx)
             pthread_attr_destroy(&attr)
             if rc != 0 {
