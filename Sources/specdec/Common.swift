@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GGUF
+import Sampling
 import Tokenizer
 
 /// A user-facing failure: printed as one line, exit status 1.
@@ -76,6 +77,28 @@ struct PromptOptions: ParsableArguments {
             rendered = template.render(messages: messages, addGenerationPrompt: true)
         }
         return tokenizer.encode(rendered)
+    }
+}
+
+/// `--temp`, `--top-k`, `--top-p`, `--min-p`: how every generating command chooses tokens.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Sampling temperature; 0 = greedy.")
+    var temp: Float = 0
+
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = off; sampling only).")
+    var topK = 40
+
+    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability (1 = off; sampling only).")
+    var topP: Float = 0.95
+
+    @Option(name: .customLong("min-p"), help: "Drop tokens below this fraction of the best one's probability (0 = off; sampling only).")
+    var minP: Float = 0.05
+
+    func apply(to p: inout SamplingParameters) {
+        p.temperature = temp
+        p.topK = topK
+        p.topP = topP
+        p.minP = minP
     }
 }
 

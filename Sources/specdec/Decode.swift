@@ -22,17 +22,7 @@ struct Decode: ParsableCommand {
     @Option(name: [.short, .customLong("n-predict")], help: "Maximum tokens to generate.")
     var n = 256
 
-    @Option(help: "Sampling temperature; 0 = greedy.")
-    var temp: Float = 0
-
-    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = off; sampling only).")
-    var topK = 40
-
-    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability (1 = off; sampling only).")
-    var topP: Float = 0.95
-
-    @Option(name: .customLong("min-p"), help: "Drop tokens below this fraction of the best one's probability (0 = off; sampling only).")
-    var minP: Float = 0.05
+    @OptionGroup var sampling: SamplingOptions
 
     @Option(name: .customLong("repeat-penalty"), help: "Penalty for tokens in the last 64 (1 = off).")
     var repeatPenalty: Float = 1
@@ -93,10 +83,7 @@ struct Decode: ParsableCommand {
         let session = model.makeSession(contextSize: contextSize)
 
         var params = SamplingParameters()
-        params.temperature = temp
-        params.topK = topK
-        params.topP = topP
-        params.minP = minP
+        sampling.apply(to: &params)
         params.repetitionPenalty = repeatPenalty
         params.seed = seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         var sampler = try Sampler(params)

@@ -53,17 +53,7 @@ struct SynthData: ParsableCommand {
     @Option(name: .customLong("max-new"), help: "Maximum answer tokens per user turn.")
     var maxNew = 256
 
-    @Option(help: "Sampling temperature; 0 = greedy.")
-    var temp: Float = 0
-
-    @Option(name: .customLong("top-k"), help: "Top-k when sampling (0 = off).")
-    var topK = 40
-
-    @Option(name: .customLong("top-p"), help: "Top-p when sampling (1 = off).")
-    var topP: Float = 0.95
-
-    @Option(name: .customLong("min-p"), help: "Min-p when sampling (0 = off).")
-    var minP: Float = 0.05
+    @OptionGroup var sampling: SamplingOptions
 
     @Option(help: "Seed of the prompt generator and of sampling.")
     var seed: UInt64 = 0
@@ -169,8 +159,8 @@ struct SynthData: ParsableCommand {
 
         var settings = GenerationSettings()
         settings.maxNew = maxNew
-        settings.temperature = temp
-        settings.topK = topK; settings.topP = topP; settings.minP = minP
+        settings.temperature = sampling.temp
+        settings.topK = sampling.topK; settings.topP = sampling.topP; settings.minP = sampling.minP
         settings.seed = seed
         settings.longAnswer = noLongAnswer ? nil : longAnswer.replacingOccurrences(of: "{words}", with: String(longAnswerWords))
         settings.system = system

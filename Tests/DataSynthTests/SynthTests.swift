@@ -8,14 +8,7 @@ import DataSynth
 
 /// Runs the built `specdec` binary (it sits beside the test bundle in the build folder).
 enum Specdec {
-    static let binary: URL = {
-        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-        var dir = exe.deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("specdec").path), dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("specdec")
-    }()
+    static let binary = TestPaths.specdecBinary
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }
 

@@ -12,6 +12,17 @@ public enum TestPaths {
         return repoRoot.deletingLastPathComponent().appendingPathComponent("shared/reference")
     }
 
+    /// The built `specdec` binary: it sits beside the test bundle in the build folder (or above it,
+    /// where the test binary lives inside a .xctest bundle folder).
+    public static let specdecBinary: URL = {
+        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        var dir = exe.deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("specdec").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("specdec")
+    }()
+
     /// The model `scripts/setup.sh` fetched: `SPECDEC_MODEL`, else `$SPECDEC_CACHE` or ~/.cache/specdec.
     public static var model: String {
         let env = ProcessInfo.processInfo.environment
