@@ -5,15 +5,41 @@ public struct DraftCandidate: Sendable, Equatable {
     public init(token: Int32, logProb: Float) { self.token = token; self.logProb = logProb }
 }
 
+/// An image span of the target's sequence: target positions `start ..< start + rows` whose inputs
+/// are the projected image embeddings `embeddings` (rows × width, row-major).
+public struct DraftImageSpan: Sendable, Equatable {
+    public var start: Int
+    public var rows: Int
+    public var embeddings: [Float]
+    public init(start: Int, rows: Int, embeddings: [Float]) {
+        self.start = start; self.rows = rows; self.embeddings = embeddings
+    }
+}
+
 /// A small model that proposes continuations from the target's own features (EAGLE / ViSpec).
-/// Filled in by the draft issue; the protocol fixes the seam now.
-public protocol Drafter {
-    /// Feeds tokens the target accepted together with the target's final-norm hidden states
-    /// (`features`: tokens.count × width) so the draft's cache follows the accepted sequence.
-    mutating func accept(tokens: [Int32], features: [Float]) throws
-    /// Expands candidate nodes in one batched forward; `parents[i]` is the index of node i's parent
-    /// (−1 = the last accepted token). Returns the top-`k` candidates per node.
-    mutating func expand(tokens: [Int32], parents: [Int], topK k: Int) throws -> [[DraftCandidate]]
-    /// Forgets everything after `length` accepted tokens.
-    mutating func truncate(to length: Int)
+/// Indexing and the meaning of an entry are defined in docs/draft-design.md.
+///
+/// One drafting round: `accept` the target's newly verified positions (it returns the candidates
+/// for the token after them), then `expand` the tree level by level; the next `accept` discards
+/// the round's tree nodes. Drafting is not lossless-critical: the verifier checks every token.
+public protocol Drafter: AnyObject {
+    /// Target positions accepted so far (the next `accept` starts at this target position).
+    var acceptedPositions: Int { get }
+
+    /// Appends target positions `acceptedPositions ..< acceptedPositions + n`:
+    /// `features` (n × width) are the target's final-norm hidden states at those positions and
+    /// `nextTokens[i]` is the token at the position after position i (the last one is the token
+    /// the target has just emitted and not yet evaluated). `images` lists image spans lying in
+    /// the new positions (+1), with their embeddings; tokens inside a span are placeholders.
+    /// Returns the `topK` most likely tokens after `nextTokens.last`, best first.
+    func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate]
+
+    /// Adds tree nodes after those added by earlier `expand` calls of this round, in one batched
+    /// forward. `parents[i]` is the index of node i's parent among all nodes of this round
+    /// (earlier calls first, then this call's; −1 = the root, the last accepted token); a parent
+    /// comes before its children. Returns each new node's `topK` next-token candidates, best first.
+    func expand(tokens: [Int32], parents: [Int], topK: Int) throws -> [[DraftCandidate]]
+
+    /// Starts over with an empty sequence.
+    func reset()
 }
