@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
         .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter"]),
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
-        .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling"]),
+        .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
 
         .executableTarget(name: "specdec", dependencies: [
