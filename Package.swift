@@ -34,15 +34,17 @@ let package = Package(
         .target(name: "KernelsAVX2", swiftSettings: avx2Settings),
         .target(name: "GGUF", dependencies: ["Kernels"]),                // GGUF reader/writer over mmap
         .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates
+        .target(name: "SafeTensors"),                                    // safetensors reader/writer (draft checkpoints)
         .target(name: "Sampling"),                                       // greedy / temperature / top-k / top-p / min-p
         .target(name: "Llama", dependencies: ["GGUF", "Kernels"]), // the LLaMA-family target model
 
         // ViSpec pieces (protocols now; filled by later issues).
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
-        .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter"]),
+        .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors"]),
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
         .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
+        .target(name: "DraftTraining", dependencies: ["Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "COpenBLAS", "Vision"]), // draft + adapter training on the CPU
 
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -55,8 +57,10 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Sampling", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "specdec", "Kernels"]),
-        .testTarget(name: "DataSynthTests", dependencies: ["DataSynth", "TestSupport", "specdec", "Llama", "Tokenizer", "GGUF"]),
+        .testTarget(name: "DataSynthTests", dependencies: ["DataSynth", "TestSupport", "specdec", "Llama", "Tokenizer", "GGUF", "Vision"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "GGUF", "Kernels", "Llama", "Tokenizer", "Sampling", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
+        .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "TestSupport"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],
     // Numeric kernels pass raw pointers into worker threads; Swift 6's strict sendability

@@ -6,10 +6,14 @@ public struct SynthPrompt: Sendable, Equatable {
     public var id: String
     /// User turns of the conversation, in order. `<image>` marks where an image goes.
     public var userTurns: [String]
-    /// Image files referenced by `<image>` markers, in prompt order.
+    /// Image files referenced by `<image>` markers, in prompt order (all in the first user turn;
+    /// without markers they go before its text).
     public var imagePaths: [String]
-    public init(id: String, userTurns: [String], imagePaths: [String] = []) {
-        self.id = id; self.userTurns = userTurns; self.imagePaths = imagePaths
+    /// The images' encoded bytes when the source made them itself (`imagePaths` then only names
+    /// them); empty when they are read from `imagePaths`.
+    public var imageBytes: [[UInt8]]
+    public init(id: String, userTurns: [String], imagePaths: [String] = [], imageBytes: [[UInt8]] = []) {
+        self.id = id; self.userTurns = userTurns; self.imagePaths = imagePaths; self.imageBytes = imageBytes
     }
 }
 

@@ -228,6 +228,7 @@ public struct DatasetSummary: Codable, Sendable {
     public var hiddenEncoding: String
     public var hiddenWidth: Int
     public var model: ModelInfo?
+    public var tower: TowerInfo?
     public var source: SourceInfo?
     public var generation: GenerationSettings?
     public var zstdLevel: Int?
@@ -252,7 +253,7 @@ public func summarizeDataset(dir: String, sample wanted: Int? = nil) throws -> D
     var s = DatasetSummary(dir: dir, shards: check.shards.count, samples: check.samples, records: 0, tokens: 0, promptTokens: 0,
                            answerTokens: 0, bytes: 0, bytesPerSample: 0, rawFp16HiddenBytes: 0, compressionRatio: 0,
                            hiddenEncoding: header?.hidden.encoding.rawValue ?? "?", hiddenWidth: header?.hidden.width ?? 0,
-                           model: header?.model, source: header?.source, generation: header?.generation, zstdLevel: header?.zstdLevel,
+                           model: header?.model, tower: header?.tower, source: header?.source, generation: header?.generation, zstdLevel: header?.zstdLevel,
                            stopReasons: [:], faults: check.faults.map(\.description), sample: nil)
     if check.shards.isEmpty, let f = check.faults.first { throw f }
     for sh in check.shards {

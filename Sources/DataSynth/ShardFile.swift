@@ -348,8 +348,15 @@ public final class ShardReader {
             throw DataError(file: path, field: "record[\(k)]", offset: e.offset,
                              reason: "record (sample \(r.index), \(r.tokens.count) tokens, \(r.answerTokenCount) answer tokens) disagrees with the index (sample \(e.sampleIndex), \(e.tokenCount), \(e.answerTokens))")
         }
-        if let bad = r.tokens.first(where: { $0 < 0 || Int($0) >= header.model.vocabSize }) {
-            throw DataError(file: path, field: "record[\(k)].tokens", offset: e.offset, reason: "token id \(bad) is outside the vocabulary (0..<\(header.model.vocabSize))")
+        // Image rows hold the placeholder −1 (their inputs are image embeddings); text rows a real id.
+        for (i, t) in r.tokens.enumerated() {
+            if r.imageMask[i] == 1 {
+                guard t == -1 else {
+                    throw DataError(file: path, field: "record[\(k)].tokens", offset: e.offset, reason: "position \(i) is an image row but holds token \(t), not the placeholder -1")
+                }
+            } else if t < 0 || Int(t) >= header.model.vocabSize {
+                throw DataError(file: path, field: "record[\(k)].tokens", offset: e.offset, reason: "token id \(t) at position \(i) is outside the vocabulary (0..<\(header.model.vocabSize))")
+            }
         }
         r.index = e.sampleIndex
         return r

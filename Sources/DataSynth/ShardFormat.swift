@@ -433,6 +433,8 @@ public struct GenerationSettings: Codable, Equatable, Sendable {
     public var system: String?
     public var contextSize: Int = 4096
     public var template: String = "chatml"
+    /// `--embed-images` (absent unless set, so text-only headers are unchanged).
+    public var embedImages: Bool? = nil
 
     public init() {}
 

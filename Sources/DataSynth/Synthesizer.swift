@@ -8,6 +8,19 @@ import GGUF
 import Llama
 import Sampling
 import Tokenizer
+import Vision
+
+/// The vision tower that turns a sample's images into the target's input embeddings.
+public struct SynthVision {
+    public var tower: VisionTower
+    public var markers: ImageMarkers
+    /// Store each image's bytes in its record (generated images are always stored).
+    public var embedImages: Bool
+    public var limits: ImageLimits
+    public init(tower: VisionTower, markers: ImageMarkers, embedImages: Bool = false, limits: ImageLimits = .default) {
+        self.tower = tower; self.markers = markers; self.embedImages = embedImages; self.limits = limits
+    }
+}
 
 /// The target answering prompts: each sample's token ids, loss mask and final-norm hidden states.
 public final class Synthesizer {
@@ -16,12 +29,19 @@ public final class Synthesizer {
     public let template: ChatTemplate
     public let settings: GenerationSettings
     public let hiddenEncoding: HiddenEncoding
+    public let vision: SynthVision?
     private let session: LlamaSession
 
     public init(model: LlamaModel, tokenizer: BPETokenizer, template: ChatTemplate, settings: GenerationSettings,
-                hidden: HiddenEncoding) throws {
+                hidden: HiddenEncoding, vision: SynthVision? = nil) throws {
         self.model = model; self.tokenizer = tokenizer; self.template = template
-        self.settings = settings; self.hiddenEncoding = hidden
+        self.settings = settings; self.hiddenEncoding = hidden; self.vision = vision
+        if let v = vision {
+            guard v.tower.outputWidth == model.config.width else {
+                throw DataError(file: v.tower.path, field: "projector output",
+                                reason: "image embeddings of width \(v.tower.outputWidth) do not fit the model's width \(model.config.width)")
+            }
+        }
         guard settings.maxNew >= 0 else { throw DataError(file: "--max-new", field: "generation", reason: "must be ≥ 0") }
         guard settings.contextSize >= 2 else { throw DataError(file: "--ctx", field: "generation", reason: "must be ≥ 2") }
         session = model.makeSession(contextSize: settings.contextSize)
@@ -45,9 +65,7 @@ public final class Synthesizer {
     /// Answers every user turn of `prompt` in order; sample `index` seeds the sampler.
     public func generate(_ prompt: SynthPrompt, index: Int) throws -> SampleRecord {
         guard !prompt.userTurns.isEmpty else { throw DataError(file: prompt.id, field: "turns", reason: "the prompt has no user turn") }
-        guard prompt.imagePaths.isEmpty else {
-            throw DataError(file: prompt.id, field: "image", reason: "image samples need the vision tower (--mmproj), which specdec does not have yet; \(prompt.imagePaths.count) image(s) here, first \(prompt.imagePaths[0])")
-        }
+        let (images, refs) = try loadImages(prompt)
         var sampler = try Sampler(samplingParameters(seed: mixSeed(settings.seed, UInt64(index), salt: 0x7361_6d70)))
         let ctx = session.contextSize
         let width = model.config.width
@@ -56,19 +74,38 @@ public final class Synthesizer {
 
         var chat: [ChatMessage] = []
         if let s = settings.system { chat.append(.system(s)) }
-        var tokens: [Int32] = [], loss: [UInt8] = [], hidden: [Float] = []
+        var tokens: [Int32] = [], loss: [UInt8] = [], imageMask: [UInt8] = [], hidden: [Float] = []
+        var history: [Int32] = []        // text tokens only, for the sampler's repetition window
         var stops: [String] = []
         var pending: Int32? = nil        // the last sampled token, not yet forwarded
         var lastStoppedAtEOG = false
         let sentinel = "\u{E000}specdec-answer\u{E001}"
 
         turns: for (t, turn) in prompt.userTurns.enumerated() {
-            let user = userText(turn)
+            var user = userText(turn)
             var input: [Int32] = pending.map { [$0] } ?? []
+            var multimodal: MultimodalSequence? = nil
             if t == 0 {
+                if !images.isEmpty {
+                    do { user = try VisionPrompt.placeImages(in: user, count: images.count, markers: vision!.markers) } catch {
+                        throw DataError(file: prompt.id, field: "image", reason: "\(error)")
+                    }
+                }
                 chat.append(.user(user))
-                input += tokenizer.encode(template.render(messages: chat, addGenerationPrompt: true))
+                let rendered = template.render(messages: chat, addGenerationPrompt: true)
+                if images.isEmpty {
+                    input += tokenizer.encode(rendered)
+                } else {
+                    do {
+                        multimodal = try VisionPrompt.build(rendered: rendered, images: images, markers: vision!.markers,
+                                                            tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
+                    } catch { throw DataError(file: prompt.id, field: "image", reason: "\(error)") }
+                    input = multimodal!.tokens
+                }
             } else {
+                guard VisionPrompt.markerCount(turn) == 0 else {
+                    throw DataError(file: prompt.id, field: "turns[\(t)]", reason: "images are supported in the first user turn only")
+                }
                 // The template's text between the previous answer and the new generation prompt.
                 var probe = chat
                 probe[probe.count - 1] = .assistant(sentinel)
@@ -92,11 +129,14 @@ public final class Synthesizer {
             guard session.length + input.count < ctx else {
                 throw DataError(file: prompt.id, field: "prompt", reason: "the prompt needs \(input.count) tokens but the context holds \(ctx) (raise --ctx)")
             }
-            let out = try session.forward(tokens: input, logits: .last)
+            let out = try multimodal.map { try session.forward(embeddings: $0.embeddings, logits: .last) }
+                ?? session.forward(tokens: input, logits: .last)
             hidden += out.hidden
             let fresh = pending == nil ? input[...] : input[1...]
             tokens += fresh
             loss += repeatElement(0, count: fresh.count)
+            imageMask += multimodal.map { $0.imageMask.map { $0 ? 1 : 0 } } ?? [UInt8](repeating: 0, count: fresh.count)
+            history += fresh.filter { $0 >= 0 }
             pending = nil
 
             var logits = out.logits
@@ -104,8 +144,8 @@ public final class Synthesizer {
             var stop = "length"
             while answer.count < settings.maxNew {
                 if session.length >= ctx { stop = "context"; break }
-                let next = logits.withUnsafeBufferPointer { sampler.sample($0, history: tokens) }
-                answer.append(next); tokens.append(next); loss.append(1)
+                let next = logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
+                answer.append(next); tokens.append(next); loss.append(1); imageMask.append(0); history.append(next)
                 pending = next
                 if eog.contains(next) { stop = "eos"; break }
                 if answer.count == settings.maxNew { break }
@@ -126,9 +166,49 @@ public final class Synthesizer {
         precondition(hidden.count == tokens.count * width, "hidden states out of step with tokens")
         let n = tokens.count
         return SampleRecord(index: index, id: prompt.id, messages: chat.map { Message(role: $0.role, content: $0.content) },
-                            stopReasons: stops, tokens: tokens, lossMask: loss, imageMask: [UInt8](repeating: 0, count: n),
+                            stopReasons: stops, tokens: tokens, lossMask: loss, imageMask: imageMask, images: refs,
                             hidden: HiddenStates.encode(hidden, rows: n, width: width, as: hiddenEncoding))
     }
+
+    /// The prompt's images through the tower, and how the record refers to them.
+    func loadImages(_ prompt: SynthPrompt) throws -> ([ImageEmbedding], [ImageRef]) {
+        guard !prompt.imagePaths.isEmpty else { return ([], []) }
+        guard let v = vision else {
+            throw DataError(file: prompt.id, field: "image", reason: "image samples need a vision tower (--mmproj TOWER.gguf); \(prompt.imagePaths.count) image(s) here, first \(prompt.imagePaths[0])")
+        }
+        var embeddings: [ImageEmbedding] = [], refs: [ImageRef] = []
+        for (k, path) in prompt.imagePaths.enumerated() {
+            let bytes: [UInt8]
+            let generated = k < prompt.imageBytes.count
+            if generated {
+                bytes = prompt.imageBytes[k]
+            } else {
+                bytes = try readImageFile(path, limit: v.limits.maxFileBytes)
+            }
+            let image: RGBImage
+            do { image = try ImageDecoder.decode(bytes, name: path, limits: v.limits) } catch {
+                throw DataError(file: path, field: "image", reason: "\(error) (sample \(prompt.id))")
+            }
+            embeddings.append(v.tower.encode(image))
+            refs.append(ImageRef(path: path, sha256: SHA256.hex(bytes), embedded: generated || v.embedImages ? bytes : nil))
+        }
+        return (embeddings, refs)
+    }
+}
+
+/// The bytes of an image file, refusing files over `limit` before reading them.
+func readImageFile(_ path: String, limit: Int) throws -> [UInt8] {
+    var st = stat()
+    guard stat(path, &st) == 0 else {
+        throw DataError(file: path, field: "image", reason: "cannot open: \(String(cString: strerror(errno)))")
+    }
+    guard Int(st.st_size) <= limit else {
+        throw DataError(file: path, field: "image", reason: "\(st.st_size) bytes is more than the \(limit) allowed for an image file")
+    }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw DataError(file: path, field: "image", reason: "cannot read the file")
+    }
+    return [UInt8](data)
 }
 
 /// Cached SHA-256 of model files (hashing 100 MB costs a noticeable fraction of a second).

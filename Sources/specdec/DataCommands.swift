@@ -31,6 +31,7 @@ struct DataInspect: ParsableCommand {
         func mb(_ b: Int) -> String { String(format: "%.2f MB", Double(b) / 1e6) }
         print("\(dir): \(s.records) of \(s.samples) samples in \(s.shards) shard\(s.shards == 1 ? "" : "s")")
         if let m = s.model { print("model:  \(m.file) (sha256 \(m.sha256.prefix(16))…, \(m.architecture), width \(m.width), vocab \(m.vocabSize))") }
+        if let t = s.tower { print("tower:  \(t.file) (sha256 \(t.sha256.prefix(16))…)") }
         if let src = s.source {
             print("source: \(src.kind)" + (src.file.map { " \($0)" } ?? "") + (src.seed.map { " seed \($0)" } ?? "")
                   + (src.sha256.map { " (sha256 \($0.prefix(16))…)" } ?? ""))

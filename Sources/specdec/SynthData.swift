@@ -4,14 +4,18 @@ import Foundation
 import GGUF
 import Llama
 import Tokenizer
+import Vision
 
 struct SynthData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth-data",
         abstract: "Write draft-training data: the target answers prompts; tokens, masks and hidden states go into zstd shards.",
         discussion: """
-        Prompts come from --prompts FILE.jsonl, --llava-json FILE (text-only entries for now), or \
-        --generate text (built-in templates, seeded). As ViSpec does, each user turn gets an instruction \
+        Prompts come from --prompts FILE.jsonl, --llava-json FILE (+ --image-dir), or --generate \
+        text|images (built-in templates, seeded; `images` draws pictures of colours, shapes and simple \
+        scenes with a question about each, for the demo tower). Image samples need --mmproj TOWER.gguf: \
+        the record keeps the image mask and each image's path and SHA-256, and its bytes with \
+        --embed-images (generated pictures, a few hundred bytes each, are always embedded). As ViSpec does, each user turn gets an instruction \
         asking for a long answer (--no-long-answer to turn it off). The target answers greedily unless \
         --temp > 0 (each sample's sampler seed derives from --seed and the sample's index). Every sample \
         stores its token ids, loss mask (the answers), image mask and, unless --hidden none, the target's \
@@ -26,8 +30,11 @@ struct SynthData: ParsableCommand {
 
     @OptionGroup var modelOption: ModelOption
 
-    @Option(help: "Vision tower (mmproj GGUF) for image samples (not available yet).")
+    @Option(help: ArgumentHelp("Vision tower (llama.cpp mmproj GGUF) for image samples.", valueName: "TOWER.gguf"))
     var mmproj: String?
+
+    @Flag(name: .customLong("embed-images"), help: "Store each image file's bytes in its record (default: path and SHA-256 only).")
+    var embedImages = false
 
     @Option(name: .customLong("llava-json"), help: "LLaVA-format JSON of conversations.")
     var llavaJSON: String?
@@ -41,7 +48,7 @@ struct SynthData: ParsableCommand {
     @Flag(name: .customLong("text-only"), help: "Leave out the samples of --llava-json / --prompts that have images (the rest are renumbered).")
     var textOnly = false
 
-    @Option(help: "Built-in prompt generator: text (images needs the vision tower).")
+    @Option(help: "Built-in prompt generator: text, or images (needs --mmproj).")
     var generate: String?
 
     @Option(help: "Samples in the dataset (default: every prompt of the file; required with --generate).")
@@ -105,9 +112,6 @@ struct SynthData: ParsableCommand {
     }
 
     func run() throws {
-        if mmproj != nil {
-            throw CLIError("--mmproj: image samples need the vision tower, which specdec does not have yet")
-        }
         let encoding: HiddenEncoding
         if noHidden { encoding = .none } else {
             guard let e = HiddenEncoding(rawValue: hidden) else { throw CLIError("--hidden must be fp16, int8 or none, not \(hidden)") }
@@ -123,7 +127,9 @@ struct SynthData: ParsableCommand {
             if let g = generate {
                 switch g {
                 case "text": source = TextPromptGenerator(seed: seed)
-                case "images": throw CLIError("--generate images needs the vision tower, which specdec does not have yet (use --generate text)")
+                case "images":
+                    guard mmproj != nil else { throw CLIError("--generate images needs a vision tower: --mmproj TOWER.gguf (e.g. checkpoints/demo-tower.gguf)") }
+                    source = ImagePromptGenerator(seed: seed)
                 default: throw CLIError("--generate must be text or images, not \(g)")
                 }
             } else if let p = prompts {
@@ -139,13 +145,13 @@ struct SynthData: ParsableCommand {
         if count > source.count {
             throw CLIError("--samples \(count): the prompt file has only \(source.count) prompts")
         }
-        // Image samples cannot be made yet: say so before any work.
-        if source.count != Int.max {
+        // Without a tower, image samples cannot be made: say so before any work.
+        if source.count != Int.max && mmproj == nil {
             for i in spec.indices(samples: count) {
                 let p: SynthPrompt
                 do { p = try source.prompt(at: i) } catch let e as DataError { throw CLIError(e.description) }
                 if !p.imagePaths.isEmpty {
-                    throw CLIError("sample \(i) (\(p.id)) has an image (\(p.imagePaths[0])): image samples need the vision tower (--mmproj), which specdec does not have yet; --text-only keeps the samples without images")
+                    throw CLIError("sample \(i) (\(p.id)) has an image (\(p.imagePaths[0])): image samples need a vision tower (--mmproj TOWER.gguf); --text-only keeps the samples without images")
                 }
             }
         }
@@ -167,11 +173,22 @@ struct SynthData: ParsableCommand {
         settings.contextSize = min(ctx ?? min(model.config.contextLength, 4096), model.config.contextLength)
         settings.template = template.format.rawValue
 
-        let header = ShardHeader(model: try ModelInfo(model: model, path: path), source: source.info, generation: settings,
-                                 hidden: encoding, zstdLevel: Int(zstdLevel), samples: count, shard: spec)
+        var vision: SynthVision? = nil
+        var towerInfo: TowerInfo? = nil
+        if let towerPath = mmproj {
+            let tower = try VisionTower(path: towerPath)
+            try tower.check(compatibleWith: model)
+            vision = SynthVision(tower: tower, markers: ImageMarkers.forTower(tower, tokenizer: tokenizer), embedImages: embedImages)
+            towerInfo = TowerInfo(file: (towerPath as NSString).lastPathComponent, sha256: try cachedFileSHA256(towerPath))
+            if embedImages { settings.embedImages = true }
+        }
+        let header = ShardHeader(model: try ModelInfo(model: model, path: path), tower: towerInfo, source: source.info,
+                                 generation: settings, hidden: encoding, zstdLevel: Int(zstdLevel), samples: count, shard: spec)
         let synth: Synthesizer
-        do { synth = try Synthesizer(model: model, tokenizer: tokenizer, template: template, settings: settings, hidden: encoding) }
-        catch let e as DataError { throw CLIError(e.reason) }
+        do {
+            synth = try Synthesizer(model: model, tokenizer: tokenizer, template: template, settings: settings, hidden: encoding,
+                                    vision: vision)
+        } catch let e as DataError { throw CLIError(e.reason) }
 
         let bar = ProgressBar(label: "synth-data \(spec)")
         let summary: SynthSummary

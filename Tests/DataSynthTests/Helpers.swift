@@ -36,13 +36,13 @@ func fixtureHeader(samples: Int = 5, shard: ShardSpec = ShardSpec(index: 0, coun
 func fixtureRecord(index: Int, hidden: HiddenEncoding = .fp16, tokens n: Int? = nil, images: Bool = false) -> SampleRecord {
     var r = Lcg(s: UInt64(index) &+ 99)
     let n = n ?? (12 + index % 5)
-    let tokens = (0..<n).map { _ in Int32(r.int(1000)) }
+    var tokens = (0..<n).map { _ in Int32(r.int(1000)) }
     let prompt = n / 2
     let loss = (0..<n).map { UInt8($0 >= prompt ? 1 : 0) }
     var imageMask = [UInt8](repeating: 0, count: n)
     var refs: [ImageRef] = []
     if images {
-        for i in 1..<4 { imageMask[i] = 1 }
+        for i in 1..<4 { imageMask[i] = 1; tokens[i] = -1 }   // image rows hold the placeholder
         refs = [ImageRef(path: "imgs/cat \(index).png", sha256: String(repeating: "cd", count: 32)),
                 ImageRef(path: "embedded.ppm", sha256: String(repeating: "ef", count: 32), embedded: (0..<37).map { UInt8(($0 * 7 + index) & 255) })]
     }
