@@ -35,7 +35,6 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["Kernels"]),                // GGUF reader/writer over mmap
         .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates
         .target(name: "SafeTensors"),                                    // safetensors reader/writer (draft checkpoints)
-        .target(name: "SafeTensors"),                                    // safetensors reader/writer (draft checkpoints)
         .target(name: "Sampling"),                                       // greedy / temperature / top-k / top-p / min-p
         .target(name: "Llama", dependencies: ["GGUF", "Kernels"]), // the LLaMA-family target model
 
@@ -49,7 +48,7 @@ let package = Package(
 
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "DataSynth", "Vision",
+            "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "DataSynth", "Vision", "DraftTraining", "SafeTensors",
         ]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
@@ -62,7 +61,6 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision", "GGUF", "Kernels", "Llama", "Tokenizer", "Sampling", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
         .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "TestSupport"]),
-        .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],
     // Numeric kernels pass raw pointers into worker threads; Swift 6's strict sendability
