@@ -44,9 +44,21 @@ public struct Sampler {
     }
 
     /// Chooses the next token. `history` is the text so far (for the repetition penalty).
+    /// Exactly a draw from `distribution(_:history:)` (greedy: its single token, no draw).
     public mutating func sample(_ logits: UnsafeBufferPointer<Float>, history: [Int32] = []) -> Int32 {
         let p = parameters
         if p.isGreedy && p.repetitionPenalty == 1 { return Int32(Self.argmax(logits)) }
+        let d = distribution(logits, history: history)
+        if p.isGreedy { return d.ids[0] }
+        return draw(from: d)
+    }
+
+    /// The distribution `sample` draws from after every filter: the surviving tokens (best first)
+    /// and their probabilities. Greedy: the one chosen token with probability 1. Speculative
+    /// verification needs the vector itself, to accept or reject drafted tokens against it.
+    public func distribution(_ logits: UnsafeBufferPointer<Float>, history: [Int32] = []) -> TokenDistribution {
+        let p = parameters
+        if p.isGreedy && p.repetitionPenalty == 1 { return TokenDistribution(ids: [Int32(Self.argmax(logits))], probs: [1]) }
 
         var cand: [(id: Int32, logit: Float)] = []
         cand.reserveCapacity(logits.count)
@@ -60,7 +72,7 @@ public struct Sampler {
             }
         }
         if p.isGreedy {
-            return cand.max { ($0.logit, -$0.id) < ($1.logit, -$1.id) }!.id
+            return TokenDistribution(ids: [cand.max { ($0.logit, -$0.id) < ($1.logit, -$1.id) }!.id], probs: [1])
         }
 
         // Sorted by logit descending, ties by id, so filters are deterministic.
@@ -84,7 +96,17 @@ public struct Sampler {
             cand.removeSubrange(max(keep, 1)...)
         }
         probs = softmax(cand.map(\.logit), temperature: p.temperature)
-        return cand[Self.draw(probs, &rng)].id
+        return TokenDistribution(ids: cand.map(\.id), probs: probs)
+    }
+
+    /// A token drawn from `d` with this sampler's generator (what `sample` does after filtering).
+    public mutating func draw(from d: TokenDistribution) -> Int32 {
+        d.ids[Self.draw(d.probs, &rng)]
+    }
+
+    /// A uniform number in [0, 1) from this sampler's generator (53 bits).
+    public mutating func uniform() -> Double {
+        rng.nextUnitDouble()
     }
 
     /// Index drawn from normalised probabilities.
@@ -96,6 +118,19 @@ public struct Sampler {
             if u < cum { return i }
         }
         return probs.count - 1
+    }
+}
+
+/// Tokens and their probabilities (same order, best first as the sampler filtered them).
+/// Probabilities need not sum to exactly 1 (`Sampler.draw` scales by their sum).
+public struct TokenDistribution: Sendable, Equatable {
+    public var ids: [Int32]
+    public var probs: [Float]
+    public init(ids: [Int32], probs: [Float]) { self.ids = ids; self.probs = probs }
+
+    /// Probability of `token` (0 when filtered out).
+    public func probability(of token: Int32) -> Float {
+        ids.firstIndex(of: token).map { probs[$0] } ?? 0
     }
 }
 

@@ -1,4 +1,6 @@
 import Draft
+import Llama
+import Sampling
 
 /// Outcome of checking one draft tree against the target.
 public struct VerifyResult: Sendable, Equatable {
@@ -6,14 +8,121 @@ public struct VerifyResult: Sendable, Equatable {
     public var emitted: [Int32]
     /// How many of `emitted` came from the draft (τ counts these).
     public var acceptedDraftTokens: Int
-    public init(emitted: [Int32], acceptedDraftTokens: Int) {
+    /// The deepest tree level the walk tried (accepted levels, plus one when it stopped at a node
+    /// with children); 0 for an empty tree.
+    public var triedDepth: Int
+    /// The target's final-norm hidden states of the root and the accepted nodes (rows × width):
+    /// what the drafter's next `accept` reads.
+    public var features: [Float]
+
+    public init(emitted: [Int32], acceptedDraftTokens: Int, triedDepth: Int = 0, features: [Float] = []) {
         self.emitted = emitted; self.acceptedDraftTokens = acceptedDraftTokens
+        self.triedDepth = triedDepth; self.features = features
     }
 }
 
 /// Checks a draft tree with the target in one batched forward and keeps the longest accepted path,
-/// losslessly (greedy: token-identical; sampling: the target's distribution). Filled in by the
-/// verification issue.
+/// losslessly (greedy: token-identical; sampling: the target's distribution).
 public protocol Verifier {
     mutating func verify(tree tokens: [Int32], parents: [Int]) throws -> VerifyResult
+}
+
+/// How drafted tokens are accepted when sampling. Only `.exact` is lossless; the other exists so
+/// that the statistical test can show it notices a wrong rule.
+public enum AcceptanceRule: Sendable, Equatable {
+    /// EAGLE's tree rule: children tried in order, child x accepted with probability p(x) under
+    /// the residual distribution, which loses x (and is renormalised) on rejection; the extra
+    /// token is drawn from what remains.
+    case exact
+    /// Deliberately wrong (tests only): the first child is always accepted.
+    case acceptFirstChild
+}
+
+/// The target side of speculative decoding: its session holds the prefix; `root` is the last
+/// emitted token, not yet evaluated. One `verify` runs [root, tree nodes…] in one forward with
+/// the tree mask, walks the tree, compacts the cache to root + accepted path and makes the
+/// extra token the next root.
+public final class TargetVerifier: Verifier {
+    public let session: LlamaSession
+    public private(set) var sampler: Sampler
+    /// Text so far (prompt text tokens and everything emitted), for the repetition penalty.
+    public private(set) var history: [Int32]
+    public private(set) var root: Int32
+    public var rule: AcceptanceRule = .exact
+
+    public init(session: LlamaSession, sampler: Sampler, history: [Int32], root: Int32) {
+        self.session = session; self.sampler = sampler; self.history = history; self.root = root
+    }
+
+    /// `parents[i]`: index of node i's parent in `tokens`, −1 = the root; parents first, siblings
+    /// in the order they are to be tried (best draft first).
+    public func verify(tree tokens: [Int32], parents: [Int]) throws -> VerifyResult {
+        guard parents.count == tokens.count else {
+            throw VerifyError.drafter("\(tokens.count) tree tokens but \(parents.count) parents")
+        }
+        let start = session.length
+        let batch = [root] + tokens
+        let batchParents = [-1] + parents.map { $0 + 1 }
+        guard start + batch.count <= session.contextSize else { throw VerifyError.contextFull(session.contextSize) }
+        let out = try session.forward(tokens: batch, logits: .all, mask: .tree(parents: batchParents))
+        var children = [[Int]](repeating: [], count: batch.count)
+        for (i, p) in batchParents.enumerated() where p >= 0 { children[p].append(i) }
+
+        let vocab = session.model.config.vocabSize
+        var node = 0
+        var path: [Int] = []
+        var pathTokens: [Int32] = []
+        var extra: Int32 = 0
+        var tried = 0
+        while true {
+            if !children[node].isEmpty { tried = path.count + 1 }
+            let row = node * vocab   // logits rows are the batch rows (.all)
+            let chosen: Int? = try out.logits[row ..< row + vocab].withUnsafeBufferPointer { logits in
+                try choose(logits, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
+            }
+            guard let c = chosen else { break }
+            path.append(c)
+            pathTokens.append(batch[c])
+            node = c
+        }
+
+        let kept = [0] + path
+        session.compact(batchStart: start, keeping: kept)
+        let d = session.model.config.width
+        var features: [Float] = []
+        features.reserveCapacity(kept.count * d)
+        for i in kept { features += out.hidden[i * d ..< (i + 1) * d] }
+        let emitted = pathTokens + [extra]
+        history += emitted
+        root = extra
+        return VerifyResult(emitted: emitted, acceptedDraftTokens: path.count, triedDepth: tried, features: features)
+    }
+
+    /// The accepted child (a batch index), or nil with `extra` set to the target's own token.
+    private func choose(_ logits: UnsafeBufferPointer<Float>, children: [Int], batch: [Int32], history: [Int32],
+                        extra: inout Int32) throws -> Int? {
+        if sampler.parameters.isGreedy {
+            // Exactly what plain greedy decoding picks from these (bit-identical) logits.
+            let t = sampler.sample(logits, history: history)
+            if let c = children.first(where: { batch[$0] == t }) { return c }
+            extra = t
+            return nil
+        }
+        if rule == .acceptFirstChild, let c = children.first { return c }
+        let dist = sampler.distribution(logits, history: history)
+        var residual = dist.probs.map(Double.init)
+        var index: [Int32: Int] = [:]
+        for (i, id) in dist.ids.enumerated() { index[id] = i }
+        for c in children {
+            guard let i = index[batch[c]], residual[i] > 0 else { continue }   // p(x) = 0: never accepted
+            let total = residual.reduce(0, +)
+            if sampler.uniform() * total < residual[i] { return c }
+            residual[i] = 0
+        }
+        let rest = TokenDistribution(ids: dist.ids, probs: residual.map { Float($0) })
+        extra = sampler.draw(from: rest)
+        // A draw can only land on a zero entry when the uniform rounds up to 1 in Float.
+        if rest.probability(of: extra) == 0, let last = residual.lastIndex(where: { $0 > 0 }) { extra = dist.ids[last] }
+        return nil
+    }
 }

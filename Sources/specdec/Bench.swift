@@ -18,6 +18,10 @@ struct Bench: ParsableCommand {
         or with --json one JSON object. With --mmproj TOWER --image FILE, image_prefill: the time \
         to encode the image (decoding, resizing, ViT, projector) plus the prefill of a question \
         about it, in ms.
+
+        With --draft DRAFT --prompts FILE.jsonl it instead compares speculative with plain \
+        decoding over the prompts (one JSON object per line: "prompt" or "text", optional \
+        "image"; image prompts need --vision-tower), at T=0 and T=1: medians over prompts.
         """
     )
 
@@ -56,6 +60,17 @@ struct Bench: ParsableCommand {
 
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
+
+    @OptionGroup var draftOptions: DraftOptions
+
+    @Option(help: ArgumentHelp("With --draft: JSONL prompts for the speculative-vs-plain bench.", valueName: "FILE"))
+    var prompts: String?
+
+    @Option(name: .customLong("vision-tower"), help: ArgumentHelp("With --prompts: the mmproj tower for image prompts.", valueName: "TOWER.gguf"))
+    var visionTower: String?
+
+    @Option(name: [.short, .customLong("n-predict")], help: "With --prompts: tokens generated per prompt.")
+    var nPredict = 64
 
     /// The parsed lists (checked in `validate`).
     var ppSizes: [Int] { parseList(pp) ?? [] }
@@ -165,6 +180,12 @@ struct Bench: ParsableCommand {
     // MARK: Run
 
     func run() throws {
+        if draftOptions.draft != nil || prompts != nil {
+            guard let p = prompts, draftOptions.draft != nil else { throw CLIError("the speculative bench needs both --draft and --prompts") }
+            try SpeculativeBench(draftOptions: draftOptions, promptsPath: p, towerPath: visionTower, maxTokens: nPredict,
+                                 threads: threads, json: json).run(modelPath: try modelOption.resolvedPath())
+            return
+        }
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)

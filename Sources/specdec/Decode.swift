@@ -7,11 +7,21 @@ import Tokenizer
 
 struct Decode: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate text from a prompt (plain autoregressive decoding).",
+        abstract: "Generate text from a prompt (plain or speculative decoding).",
         discussion: """
         Streams the answer to stdout, then prints prompt and generated token counts and prefill \
         and decode speed to stderr. --temp 0 (the default) is greedy decoding; it stops at the \
         end-of-sequence token or after -n tokens. With --json, stdout holds only one JSON object.
+
+        With --draft, decoding is speculative (EAGLE-2 draft trees verified by the target in one \
+        batched forward): the same tokens as plain decoding at --temp 0, the same distribution \
+        above. It also reports tau (accepted draft tokens per target forward, the target's own \
+        token not counted), tokens per step, acceptance per tree depth and the draft / verify \
+        time shares. Speeds count the tokens after the first (which comes from the prefill) per \
+        second after the target's prefill; the draft's read of the prompt counts as decoding. \
+        --compare also runs plain decoding on the same prompt in the same process and reports \
+        the speedup and whether the tokens are identical (at --temp > 0 they differ: only the \
+        distribution is the same).
         """
     )
 
@@ -39,10 +49,16 @@ struct Decode: ParsableCommand {
     @Flag(help: "Print one JSON object with tokens, text and statistics instead of streaming.")
     var json = false
 
+    @OptionGroup var draftOptions: DraftOptions
+
+    @Flag(help: "With --draft: also run plain decoding and report the speedup and whether the outputs are identical.")
+    var compare = false
+
     func validate() throws {
         guard n >= 0 else { throw ValidationError("-n must be ≥ 0") }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
         if let c = ctx, c < 1 { throw ValidationError("--ctx must be ≥ 1") }
+        if compare && draftOptions.draft == nil { throw ValidationError("--compare needs --draft") }
     }
 
     struct Stats: Encodable {
@@ -59,6 +75,28 @@ struct Decode: ParsableCommand {
         var image_count: Int?
         var image_token_count: Int?
         var image_seconds: Double?
+        // with --draft only
+        var draft: String?
+        var draft_kind: String?
+        var tree_top_k: Int?
+        var tree_depth: Int?
+        var tree_tokens: Int?
+        var tree_tokens_auto: Bool?
+        var steps: Int?
+        var tau: Double?
+        var tokens_per_step: Double?
+        var acceptance_by_depth: [Double]?
+        var tokens_per_s: Double?
+        var draft_seconds: Double?
+        var draft_prefill_seconds: Double?
+        var verify_seconds: Double?
+        var draft_share: Double?
+        var verify_share: Double?
+        // with --compare only
+        var plain_tokens_per_s: Double?
+        var speedup: Double?
+        var identical: Bool?
+        var plain_tokens: [Int32]?
     }
 
     struct Output: Encodable {
@@ -80,62 +118,102 @@ struct Decode: ParsableCommand {
         guard promptTokens.count < contextSize else {
             throw CLIError("the prompt has \(promptTokens.count) tokens but the context holds \(contextSize) (raise --ctx; the model allows \(model.config.contextLength))")
         }
-        let session = model.makeSession(contextSize: contextSize)
 
         var params = SamplingParameters()
         sampling.apply(to: &params)
         params.repetitionPenalty = repeatPenalty
         params.seed = seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
-        var sampler = try Sampler(params)
+        _ = try Sampler(params)   // checks the parameters before any work
 
-        let t0 = now()
-        var out = try prompt.prefill(session, batchInvariant: false)
-        let t1 = now()
-
-        var generated: [Int32] = []
-        var history = prompt.history
         var stream = StreamingDecoder(tokenizer: tokenizer)
         var text = ""
-        var stop = "length"
-        let eog = tokenizer.endOfGenerationTokens
-        while generated.count < n {
-            let next = out.logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
-            generated.append(next)
-            history.append(next)
-            if eog.contains(next) { stop = "eos"; break }
-            let piece = stream.push(next)
+        let onPiece: (Int32) -> Void = { t in
+            let piece = stream.push(t)
             text += piece
             if !json { FileHandle.standardOutput.write(piece.data(using: .utf8)!) }
-            guard generated.count < n else { break }
-            guard session.length < contextSize else { stop = "context"; break }
-            out = try session.forward(tokens: [next])
+        }
+        let eog = tokenizer.endOfGenerationTokens
+
+        var run: GenerationRun
+        var draftKind: String?
+        if let draftPath = draftOptions.draft {
+            let loaded = try LoadedDraft.load(path: draftPath, target: model, targetPath: path, contextSize: contextSize, threads: threads)
+            draftKind = loaded.kind
+            let shape = try draftOptions.shape()
+            let chooser = try draftOptions.budgetChooser(model: model, modelPath: path, metadata: loaded.metadata, shape: shape, log: printErr)
+            run = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: contextSize,
+                                             params: params, shape: shape, maxTokens: n, eog: eog, budget: chooser, onPiece: onPiece)
+        } else {
+            run = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
+                                       maxTokens: n, eog: eog, onPiece: onPiece)
         }
         let tail = stream.flush()
         text += tail
-        let t2 = now()
 
-        // The first token comes from the prefill's logits; decode speed counts the forwards after it.
-        let decodeForwards = max(generated.count - 1, 0)
-        let stats = Stats(
-            prompt_token_count: promptTokens.count, generated_token_count: generated.count,
-            prefill_seconds: t1 - t0, decode_seconds: t2 - t1,
-            prompt_tokens_per_s: Double(promptTokens.count) / (t1 - t0),
-            decode_tokens_per_s: decodeForwards > 0 ? Double(decodeForwards) / (t2 - t1) : 0,
-            stop_reason: stop, seed: params.seed, threads: threads,
+        var plain: GenerationRun?
+        if compare {
+            plain = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
+                                         maxTokens: n, eog: eog, onPiece: { _ in })
+        }
+
+        var stats = Stats(
+            prompt_token_count: promptTokens.count, generated_token_count: run.tokens.count,
+            prefill_seconds: run.prefillSeconds, decode_seconds: run.decodeSeconds,
+            prompt_tokens_per_s: Double(promptTokens.count) / run.prefillSeconds,
+            decode_tokens_per_s: run.tokensPerSecond,
+            stop_reason: run.stop, seed: params.seed, threads: threads,
             image_count: prompt.sequence == nil ? nil : prompt.imageCount,
             image_token_count: prompt.sequence == nil ? nil : prompt.imageTokenCount,
             image_seconds: prompt.sequence == nil ? nil : prompt.imageSeconds)
+        if let s = run.speculative, let shape = run.tree {
+            stats.draft = draftOptions.draft
+            stats.draft_kind = draftKind
+            stats.tree_top_k = shape.topK
+            stats.tree_depth = shape.depth
+            stats.tree_tokens = shape.tokens
+            stats.tree_tokens_auto = draftOptions.isAuto
+            stats.steps = s.steps
+            stats.tau = s.tau
+            stats.tokens_per_step = s.tokensPerStep
+            stats.acceptance_by_depth = s.acceptanceByDepth
+            stats.tokens_per_s = run.tokensPerSecond
+            stats.draft_seconds = s.draftSeconds
+            stats.draft_prefill_seconds = s.draftPrefillSeconds
+            stats.verify_seconds = s.verifySeconds
+            let busy = s.draftSeconds + s.verifySeconds
+            stats.draft_share = busy > 0 ? s.draftSeconds / busy : 0
+            stats.verify_share = busy > 0 ? s.verifySeconds / busy : 0
+        }
+        if let p = plain {
+            stats.plain_tokens_per_s = p.tokensPerSecond
+            stats.speedup = p.tokensPerSecond > 0 ? run.tokensPerSecond / p.tokensPerSecond : 0
+            stats.identical = p.tokens == run.tokens
+            stats.plain_tokens = p.tokens
+        }
+
         if json {
-            try printJSON(Output(prompt_tokens: promptTokens, tokens: generated, text: text, stats: stats))
-        } else {
-            FileHandle.standardOutput.write((tail + "\n").data(using: .utf8)!)
-            printErr(String(format: "\nprompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | stop: %@ | seed %llu, %d threads",
-                            promptTokens.count, stats.prompt_tokens_per_s, generated.count, stats.decode_tokens_per_s,
-                            stop, params.seed, threads))
-            if prompt.imageCount > 0 {
-                printErr(String(format: "images: %d, %d positions of the prompt, encoded in %.3f s", prompt.imageCount,
-                                prompt.imageTokenCount, prompt.imageSeconds))
-            }
+            try printJSON(Output(prompt_tokens: promptTokens, tokens: run.tokens, text: text, stats: stats))
+            return
+        }
+        FileHandle.standardOutput.write((tail + "\n").data(using: .utf8)!)
+        printErr(String(format: "\nprompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | stop: %@ | seed %llu, %d threads",
+                        promptTokens.count, stats.prompt_tokens_per_s, run.tokens.count, stats.decode_tokens_per_s,
+                        run.stop, params.seed, threads))
+        if prompt.imageCount > 0 {
+            printErr(String(format: "images: %d, %d positions of the prompt, encoded in %.3f s", prompt.imageCount,
+                            prompt.imageTokenCount, prompt.imageSeconds))
+        }
+        if let s = run.speculative, let shape = run.tree {
+            let depths = s.acceptanceByDepth.enumerated().map { String(format: "%d:%.2f", $0.offset + 1, $0.element) }.joined(separator: " ")
+            printErr(String(format: "speculative (%@, %@%@): tau %.2f accepted draft tokens per target forward, %.2f tokens per step over %d steps",
+                            draftKind ?? "", shape.description, draftOptions.isAuto ? " auto" : "", s.tau, s.tokensPerStep, s.steps))
+            printErr("acceptance by depth: \(depths.isEmpty ? "-" : depths)")
+            printErr(String(format: "time: draft %.0f%% (prompt %.3f s), verify %.0f%% | %.1f tok/s",
+                            100 * (stats.draft_share ?? 0), s.draftPrefillSeconds, 100 * (stats.verify_share ?? 0), run.tokensPerSecond))
+        }
+        if let p = plain {
+            printErr(String(format: "plain decoding: %.1f tok/s | speedup %.2fx | outputs %@", p.tokensPerSecond, stats.speedup ?? 0,
+                            stats.identical == true ? "identical" : (params.isGreedy ? "DIFFER" : "differ (expected when sampling: same distribution, different draws)")))
         }
     }
 }

@@ -1,0 +1,167 @@
+import Draft
+
+/// The shape of the EAGLE-2 dynamic draft tree: `topK` children per expanded node and `topK`
+/// expanded nodes per level, `depth` levels, then the best `tokens` nodes overall (the root, the
+/// last emitted token, is not counted).
+public struct TreeShape: Sendable, Hashable, CustomStringConvertible {
+    public var topK: Int
+    public var depth: Int
+    public var tokens: Int
+
+    public init(topK: Int, depth: Int, tokens: Int) throws {
+        guard topK >= 1 else { throw VerifyError.badShape("tree top-k must be ≥ 1, got \(topK)") }
+        guard depth >= 1 else { throw VerifyError.badShape("tree depth must be ≥ 1, got \(depth)") }
+        guard tokens >= 1 else { throw VerifyError.badShape("tree tokens must be ≥ 1, got \(tokens)") }
+        self.topK = topK; self.depth = depth; self.tokens = tokens
+    }
+
+    /// Every candidate the expansion produces: topK at level 1, topK² at each later level.
+    public var candidateCount: Int { topK + (depth - 1) * topK * topK }
+
+    public var description: String { "top-k \(topK), depth \(depth), \(tokens) nodes" }
+}
+
+public enum VerifyError: Error, CustomStringConvertible, Equatable {
+    case badShape(String)
+    case drafter(String)
+    case contextFull(Int)
+
+    public var description: String {
+        switch self {
+        case .badShape(let s): return s
+        case .drafter(let s): return "draft: \(s)"
+        case .contextFull(let n): return "the context (\(n) positions) is full"
+        }
+    }
+}
+
+/// A draft tree in verification order: parents before children, siblings best first.
+public struct DraftTree: Sendable, Equatable {
+    public var tokens: [Int32] = []
+    /// Index of each node's parent in this tree; −1 = the root.
+    public var parents: [Int] = []
+    /// 1 for the root's children.
+    public var depths: [Int] = []
+    /// Cumulative draft log-probability of the path root → node.
+    public var scores: [Float] = []
+
+    public init() {}
+    public var count: Int { tokens.count }
+}
+
+/// All candidates grown from one root by EAGLE-2's expansion, before the final selection.
+public struct DraftCandidates: Sendable {
+    struct Node { var token: Int32; var score: Float; var parent: Int; var depth: Int }
+    var nodes: [Node] = []
+
+    public var count: Int { nodes.count }
+
+    /// Grows candidates from the root's top-k (from `Drafter.accept`): at each level the `topK`
+    /// best nodes by cumulative log-probability are expanded (one `Drafter.expand` call per
+    /// level), each giving `topK` children. `maxDepth` caps the levels (a tree of n nodes never
+    /// needs more than n levels).
+    public static func grow(root: [DraftCandidate], drafter: Drafter, shape: TreeShape, maxDepth: Int) throws -> DraftCandidates {
+        var c = DraftCandidates()
+        let k = shape.topK
+        var level: [Int] = []
+        for cand in distinct(root).prefix(k) {
+            level.append(c.nodes.count)
+            c.nodes.append(Node(token: cand.token, score: finite(cand.logProb), parent: -1, depth: 1))
+        }
+        // Drafter's node index of each expanded candidate.
+        var drafterIndex: [Int: Int] = [:]
+        var depth = 1
+        while depth < min(shape.depth, maxDepth), !level.isEmpty {
+            let expand = level.sorted { c.better($0, $1) }.prefix(k)
+            var tokens: [Int32] = [], parents: [Int] = []
+            for e in expand {
+                drafterIndex[e] = drafterIndex.count
+                tokens.append(c.nodes[e].token)
+                let p = c.nodes[e].parent
+                parents.append(p < 0 ? -1 : drafterIndex[p]!)
+            }
+            let children = try drafter.expand(tokens: tokens, parents: parents, topK: k)
+            guard children.count == tokens.count else {
+                throw VerifyError.drafter("expand returned \(children.count) candidate lists for \(tokens.count) nodes")
+            }
+            depth += 1
+            level = []
+            for (e, list) in zip(expand, children) {
+                for cand in distinct(list).prefix(k) {
+                    level.append(c.nodes.count)
+                    c.nodes.append(Node(token: cand.token, score: c.nodes[e].score + finite(cand.logProb), parent: e, depth: depth))
+                }
+            }
+        }
+        return c
+    }
+
+    /// The best `n` candidates by cumulative log-probability, as a connected tree. A child never
+    /// scores above its parent (log-probabilities are ≤ 0), and ties go to the shallower node, so
+    /// taking nodes best-first always finds the parent already taken.
+    public func select(_ n: Int) -> DraftTree {
+        let order = nodes.indices.sorted { better($0, $1) }
+        var taken = Set<Int>()
+        for i in order where taken.count < n {
+            let p = nodes[i].parent
+            if p < 0 || taken.contains(p) { taken.insert(i) }
+        }
+        // Creation order puts parents before children and siblings best first.
+        let kept = taken.sorted()
+        var newIndex: [Int: Int] = [:]
+        var t = DraftTree()
+        for i in kept {
+            newIndex[i] = t.count
+            let node = nodes[i]
+            t.tokens.append(node.token)
+            t.parents.append(node.parent < 0 ? -1 : newIndex[node.parent]!)
+            t.depths.append(node.depth)
+            t.scores.append(node.score)
+        }
+        return t
+    }
+
+    /// Higher score first; ties: shallower, then created earlier.
+    func better(_ a: Int, _ b: Int) -> Bool {
+        let x = nodes[a], y = nodes[b]
+        if x.score != y.score { return x.score > y.score }
+        if x.depth != y.depth { return x.depth < y.depth }
+        return a < b
+    }
+
+    private static func finite(_ x: Float) -> Float { x.isNaN ? -.infinity : min(x, 0) }
+
+    /// The candidates with repeated tokens dropped (a sibling twice would only waste a node).
+    private static func distinct(_ list: [DraftCandidate]) -> [DraftCandidate] {
+        var seen = Set<Int32>()
+        return list.filter { seen.insert($0.token).inserted }
+    }
+}
+
+extension DraftCandidate {
+    /// The `k` most likely tokens of a logits row with their log-softmax, best first (ties: lower id).
+    public static func top(_ k: Int, logits row: ArraySlice<Float>) -> [DraftCandidate] {
+        guard k > 0, let m = row.max() else { return [] }
+        var sum: Double = 0
+        for v in row { sum += Double(expf(v - m)) }
+        let lse = m + Float(log(sum))
+        var best: [(Int32, Float)] = []
+        best.reserveCapacity(k + 1)
+        let base = row.startIndex
+        for (off, v) in row.enumerated() {
+            if best.count == k, let last = best.last, v <= last.1 { continue }
+            let id = Int32(row.index(base, offsetBy: off) - base)
+            var pos = best.count
+            while pos > 0 && best[pos - 1].1 < v { pos -= 1 }
+            best.insert((id, v), at: pos)
+            if best.count > k { best.removeLast() }
+        }
+        return best.map { DraftCandidate(token: $0.0, logProb: $0.1 - lse) }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,154 @@
+import Draft
+import Llama
+import Sampling
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Counters of a speculative run. τ is ViSpec's mean accepted length: accepted draft tokens per
+/// target forward, the target's own token not counted.
+public struct SpeculativeStats: Sendable, Equatable {
+    /// Verification forwards (one per step).
+    public var steps = 0
+    /// Tokens emitted by the steps (accepted draft tokens plus one target token each).
+    public var emitted = 0
+    public var acceptedDraftTokens = 0
+    /// Tree nodes verified, root excluded.
+    public var treeNodes = 0
+    /// Per depth d (index d−1): steps whose walk tried a child at depth d, and those that accepted one.
+    public var triedByDepth: [Int] = []
+    public var acceptedByDepth: [Int] = []
+    /// Drafting (accept + expand), the drafter's read of the prompt included.
+    public var draftSeconds: Double = 0
+    /// The drafter's first `accept` (the whole prompt).
+    public var draftPrefillSeconds: Double = 0
+    /// Target forwards and the acceptance walk.
+    public var verifySeconds: Double = 0
+
+    public init() {}
+
+    public var tau: Double { steps > 0 ? Double(acceptedDraftTokens) / Double(steps) : 0 }
+    public var tokensPerStep: Double { steps > 0 ? Double(emitted) / Double(steps) : 0 }
+    /// Accepted / tried, per depth.
+    public var acceptanceByDepth: [Double] {
+        zip(acceptedByDepth, triedByDepth).map { $1 > 0 ? Double($0) / Double($1) : 0 }
+    }
+
+    mutating func record(_ r: VerifyResult, nodes: Int) {
+        steps += 1
+        emitted += r.emitted.count
+        acceptedDraftTokens += r.acceptedDraftTokens
+        treeNodes += nodes
+        if triedByDepth.count < r.triedDepth {
+            triedByDepth += Array(repeating: 0, count: r.triedDepth - triedByDepth.count)
+            acceptedByDepth += Array(repeating: 0, count: r.triedDepth - acceptedByDepth.count)
+        }
+        for d in 0..<r.triedDepth { triedByDepth[d] += 1 }
+        for d in 0..<r.acceptedDraftTokens { acceptedByDepth[d] += 1 }
+    }
+}
+
+/// A drafter that needs the input of position 0 itself (EAGLE entries start at position 1's
+/// input, so an EAGLE draft does not; a draft language model does).
+public protocol SequenceStartDrafter: Drafter {
+    /// Called after `reset()` and before the first `accept`: position 0's input embedding.
+    func begin(firstInput: [Float])
+}
+
+/// Speculative decoding over a target session that holds the prefilled prompt: each `step`
+/// drafts an EAGLE-2 tree, verifies it in one target forward and returns the emitted tokens.
+public final class SpeculativeDecoder {
+    public let drafter: Drafter
+    public let verifier: TargetVerifier
+    public var shape: TreeShape
+    /// Picks the node budget once, on the first step, from the time that step's drafting took
+    /// (`--tree-tokens auto`); nil keeps `shape.tokens`.
+    public var chooseBudget: ((_ draftSeconds: Double) -> Int)?
+    public private(set) var stats = SpeculativeStats()
+
+    private var rootCandidates: [DraftCandidate] = []
+    private var pending: (features: [Float], next: [Int32], images: [DraftImageSpan], isPrompt: Bool)?
+
+    public var session: LlamaSession { verifier.session }
+
+    /// `prefill` is the target's forward over the whole prompt (its hidden rows and last logits);
+    /// `prompt` the prompt's tokens (−1 at image rows), `images` its image spans, `history` its
+    /// text tokens. Chooses the first token from the prefill's logits exactly as plain decoding does.
+    public init(session: LlamaSession, drafter: Drafter, sampler: Sampler, shape: TreeShape,
+                prefill: ForwardOutput, prompt: [Int32], images: [DraftImageSpan], history: [Int32]) throws {
+        guard !prompt.isEmpty, session.length == prompt.count else {
+            throw VerifyError.drafter("the session must hold exactly the prefilled prompt")
+        }
+        var s = sampler
+        let vocab = session.model.config.vocabSize
+        let last = prefill.logits.count - vocab
+        let first = prefill.logits[last...].withUnsafeBufferPointer { s.sample($0, history: history) }
+        verifier = TargetVerifier(session: session, sampler: s, history: history + [first], root: first)
+        self.drafter = drafter
+        self.shape = shape
+        drafter.reset()
+        if let d = drafter as? SequenceStartDrafter {
+            let width = session.model.config.width
+            if let span = images.first(where: { $0.start == 0 }) {
+                d.begin(firstInput: Array(span.embeddings[0 ..< width]))
+            } else {
+                var row = [Float](repeating: 0, count: width)
+                guard prompt[0] >= 0, Int(prompt[0]) < vocab else { throw VerifyError.drafter("position 0 is neither a token nor an image row") }
+                row.withUnsafeMutableBufferPointer { session.model.weights.tokenEmbedding.dequantize(row: Int(prompt[0]), into: $0.baseAddress!) }
+                d.begin(firstInput: row)
+            }
+        }
+        pending = (prefill.hidden, Array(prompt.dropFirst()) + [first], images, true)
+    }
+
+    /// The first token (chosen from the prefill's logits).
+    public var firstToken: Int32 { verifier.history.last! }
+
+    /// The deliberately wrong rule exists for the statistical test only.
+    public var rule: AcceptanceRule {
+        get { verifier.rule }
+        set { verifier.rule = newValue }
+    }
+
+    /// One draft-and-verify round: the accepted draft tokens and the target's own next token.
+    public func step() throws -> [Int32] {
+        let t0 = monotonicSeconds()
+        if let p = pending {
+            rootCandidates = try drafter.accept(features: p.features, nextTokens: p.next, images: p.images, topK: shape.topK)
+            pending = nil
+            if p.isPrompt { stats.draftPrefillSeconds += monotonicSeconds() - t0 }
+        }
+        let room = session.contextSize - session.length - 1
+        guard room >= 0 else { throw VerifyError.contextFull(session.contextSize) }
+        var tree = DraftTree()
+        if room > 0 {
+            let tGrow = monotonicSeconds()
+            let cap = chooseBudget == nil ? min(shape.tokens, room) : min(shape.candidateCount, room)
+            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, maxDepth: cap)
+            if let choose = chooseBudget {
+                // The grow alone: the first step's accept read the whole prompt, later ones a few tokens.
+                shape.tokens = max(1, choose(monotonicSeconds() - tGrow))
+                chooseBudget = nil
+            }
+            tree = grown.select(min(shape.tokens, room))
+        }
+        let t1 = monotonicSeconds()
+        let r = try verifier.verify(tree: tree.tokens, parents: tree.parents)
+        let t2 = monotonicSeconds()
+        stats.draftSeconds += t1 - t0
+        stats.verifySeconds += t2 - t1
+        stats.record(r, nodes: tree.count)
+        pending = (r.features, r.emitted, [], false)
+        return r.emitted
+    }
+}
+
+/// Monotonic wall-clock seconds.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

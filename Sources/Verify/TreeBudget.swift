@@ -1,0 +1,93 @@
+import Foundation
+import Llama
+
+/// The target's verification cost: seconds of one batch-invariant forward of n new tokens (logits
+/// for every row) at a fixed cached context, for n = 1, 2, 4, … 64.
+public struct VerifyCostCurve: Codable, Sendable, Equatable {
+    public struct Point: Codable, Sendable, Equatable {
+        public var n: Int
+        public var seconds: Double
+    }
+    public var context: Int
+    public var threads: Int
+    public var points: [Point]
+
+    public static let sizes = [1, 2, 4, 8, 16, 32, 64]
+
+    /// Times each size (median of `reps` after one warm-up) over `context` cached random tokens.
+    public static func measure(model: LlamaModel, context: Int = 128, sizes: [Int] = sizes, reps: Int = 3) throws -> VerifyCostCurve {
+        let maxN = sizes.max() ?? 1
+        let session = model.makeSession(contextSize: context + maxN)
+        var state: UInt64 = 0x5EED
+        func token() -> Int32 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int32((state >> 33) % UInt64(model.config.vocabSize))
+        }
+        _ = try session.forward(tokens: (0..<context).map { _ in token() }, logits: .none, batchInvariant: false)
+        var points: [Point] = []
+        for n in sizes {
+            let ids = (0..<n).map { _ in token() }
+            var times: [Double] = []
+            for r in 0...reps {
+                let t0 = monotonicSeconds()
+                _ = try session.forward(tokens: ids, logits: .all)
+                if r > 0 { times.append(monotonicSeconds() - t0) }
+                session.truncate(to: context)
+            }
+            times.sort()
+            points.append(Point(n: n, seconds: times[times.count / 2]))
+        }
+        return VerifyCostCurve(context: context, threads: model.threads, points: points)
+    }
+
+    /// Seconds for a batch of n, linear between measured sizes and beyond the last two.
+    public func seconds(_ n: Int) -> Double {
+        let p = points.sorted { $0.n < $1.n }
+        guard let first = p.first else { return 0 }
+        if p.count == 1 { return first.seconds * Double(n) / Double(first.n) }
+        if n <= first.n { return first.seconds }
+        var lo = p[p.count - 2], hi = p[p.count - 1]
+        for i in 1..<p.count where n <= p[i].n { lo = p[i - 1]; hi = p[i]; break }
+        let slope = (hi.seconds - lo.seconds) / Double(hi.n - lo.n)
+        return max(lo.seconds + slope * Double(n - lo.n), first.seconds)
+    }
+}
+
+/// Expected accepted draft tokens per step as a function of the tree's node count: the best node
+/// is on the accepted path with probability `first`, and each further node (in the tree's
+/// best-first order) adds `decay` times what the one before added, so τ(n) = first·(1 − decayⁿ)/(1 − decay).
+public struct AcceptanceModel: Codable, Sendable, Equatable {
+    public var first: Double
+    public var decay: Double
+    public var source: String
+
+    /// Stated default for a trained EAGLE-style draft when its checkpoint says nothing:
+    /// first = 0.7, decay = 0.8 (τ ≈ 2.1 at 4 nodes, 2.9 at 8, 3.5 at most).
+    public static let `default` = AcceptanceModel(first: 0.7, decay: 0.8, source: "default (first 0.7, decay 0.8)")
+
+    /// From a draft checkpoint's metadata key `acceptance`: JSON `{"first": a, "decay": r}`.
+    public static func from(metadata: [String: String]) -> AcceptanceModel? {
+        guard let s = metadata["acceptance"], let o = try? JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any],
+              let a = (o["first"] as? NSNumber)?.doubleValue, let r = (o["decay"] as? NSNumber)?.doubleValue,
+              a > 0, a <= 1, r >= 0, r < 1 else { return nil }
+        return AcceptanceModel(first: a, decay: r, source: "checkpoint metadata (first \(a), decay \(r))")
+    }
+
+    public func tau(_ n: Int) -> Double {
+        decay == 1 ? first * Double(n) : first * (1 - pow(decay, Double(n))) / (1 - decay)
+    }
+}
+
+public enum TreeBudget {
+    /// The node count in 1...maxNodes that maximises expected tokens per second:
+    /// (1 + τ(n)) / (draft seconds + verify seconds of n + 1 tokens). Drafting time does not
+    /// depend on n (the expansion is fixed by top-k and depth; n only selects).
+    public static func choose(curve: VerifyCostCurve, acceptance: AcceptanceModel, draftSeconds: Double, maxNodes: Int) -> Int {
+        var best = 1, bestRate = -Double.infinity
+        for n in 1...max(1, maxNodes) {
+            let rate = (1 + acceptance.tau(n)) / (draftSeconds + curve.seconds(n + 1))
+            if rate > bestRate { best = n; bestRate = rate }
+        }
+        return best
+    }
+}
