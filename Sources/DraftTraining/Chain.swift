@@ -1,0 +1,86 @@
+import Foundation
+
+/// Simulated greedy chain drafting for the validation report: at each answer position the
+/// draft runs on its own features, each step's token being the target's actual next token
+/// while they agree; the count of agreeing steps (≤ depth) is what a chain of that depth
+/// would have accepted there.
+extension DraftModel {
+    public struct ChainResult: Sendable, Equatable {
+        public var starts = 0
+        public var accepted = 0
+        /// histogram[k]: starts that accepted exactly k tokens.
+        public var histogram: [Int] = []
+        public init(depth: Int) { histogram = [Int](repeating: 0, count: depth + 1) }
+        public static func += (a: inout ChainResult, b: ChainResult) {
+            a.starts += b.starts; a.accepted += b.accepted
+            for i in 0..<min(a.histogram.count, b.histogram.count) { a.histogram[i] += b.histogram[i] }
+        }
+        /// Expected tokens per round: accepted drafts plus the target's own token.
+        public var tau: Double { starts == 0 ? 0 : 1 + Double(accepted) / Double(starts) }
+    }
+
+    func argmaxRow(_ w: DraftWeights, _ x: UnsafePointer<Float>) -> Int {
+        let v = config.vocab
+        let z = Buf(v)
+        Linear.forward(x, w.head, n: 1, inDim: config.width, outDim: v, into: z.p)
+        var best = 0
+        for k in 1..<v where z.p[k] > z.p[best] { best = k }
+        return best
+    }
+
+    public func chain(_ s: DraftSequence, params: [Float], depth: Int, maxStarts: Int) -> ChainResult {
+        params.withUnsafeBufferPointer { chain(s, params: $0.baseAddress!, depth: depth, maxStarts: maxStarts) }
+    }
+
+    public func chain(_ s: DraftSequence, params: UnsafePointer<Float>, depth: Int, maxStarts: Int) -> ChainResult {
+        var res = ChainResult(depth: depth)
+        let c = config, d = c.width, n = s.count, kvw = c.kvHeads * c.headDim
+        guard n > 0, depth > 0 else { return res }
+        let w = weights(params)
+        let useAdapter = c.numQ > 0 && !s.images.isEmpty
+        let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
+            s.images[i].withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: s.imageRows[i]) }
+        } : []
+        let e1 = Buf(n * d)
+        for j in 0..<n {
+            if s.compImage[j] >= 0, useAdapter { (e1.p + j * d).update(from: adapters[s.compImage[j]].token(s.compRow[j]), count: d) } else {
+                for k in 0..<d { e1.p[j * d + k] = s.inputs[j * d + k] }
+            }
+        }
+        let globals = useAdapter ? s.globalOf : [Int](repeating: -1, count: n)
+        let (f1, _) = s.features.withUnsafeBufferPointer { imgFcForward(w: w, base: $0.baseAddress!, globalOf: globals, adapters: adapters, n: n) }
+        let pass1 = DecoderPass(config: c, weights: w, e: e1.p, f: f1.p, n: n, positions: s.positions, prior: nil, visible: Visible.causal(n))
+        for j in 0..<n where s.lossMask[j] && res.starts < maxStarts {
+            res.starts += 1
+            var acc = 0
+            if head.d2t[argmaxRow(w, pass1.fhat.p + j * d)] == s.nextToken[j] {
+                acc = 1
+                var chainK: [Float] = [], chainV: [Float] = []
+                var fprev = Buf(d)
+                fprev.p.update(from: pass1.fhat.p + j * d, count: d)
+                var at = j
+                while acc < depth {
+                    let nx = at + 1
+                    guard nx < n, s.compImage[nx] < 0, s.positions[nx] == s.positions[at] + 1, s.nextToken[nx] >= 0 else { break }
+                    let (f, _) = imgFcForward(w: w, base: fprev.p, globalOf: [globals[nx]], adapters: adapters, n: 1)
+                    let nPrior = j + 1 + chainK.count / kvw
+                    let pk = Buf(nPrior * kvw), pv = Buf(nPrior * kvw)
+                    pk.p.update(from: pass1.ownK, count: (j + 1) * kvw); pv.p.update(from: pass1.ownV, count: (j + 1) * kvw)
+                    for i in 0..<chainK.count { pk.p[(j + 1) * kvw + i] = chainK[i]; pv.p[(j + 1) * kvw + i] = chainV[i] }
+                    let node = s.inputs.withUnsafeBufferPointer { ip in
+                        DecoderPass(config: c, weights: w, e: ip.baseAddress! + nx * d, f: f.p, n: 1, positions: [s.positions[nx]],
+                                    prior: (UnsafePointer(pk.p), UnsafePointer(pv.p), nPrior), visible: [[0..<(nPrior + 1)]])
+                    }
+                    guard head.d2t[argmaxRow(w, node.fhat.p)] == s.nextToken[nx] else { break }
+                    acc += 1
+                    chainK += UnsafeBufferPointer(start: node.ownK, count: kvw); chainV += UnsafeBufferPointer(start: node.ownV, count: kvw)
+                    fprev = node.fhat
+                    at = nx
+                }
+            }
+            res.accepted += acc
+            res.histogram[acc] += 1
+        }
+        return res
+    }
+}

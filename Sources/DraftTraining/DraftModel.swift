@@ -1,0 +1,281 @@
+import COpenBLAS
+import Foundation
+
+/// One training sequence in the draft's own indexing (docs/draft-design.md): entry j stands for a
+/// target position t whose next input exists; dropped image entries are already gone.
+public struct DraftSequence: Sendable {
+    public var count: Int
+    /// RoPE position of each entry (its target position t).
+    public var positions: [Int]
+    /// e_{t+1} (n × d): the next token's embedding; ignored where `compImage` ≥ 0.
+    public var inputs: [Float]
+    /// Entries whose input is compressed token `compRow` of image `compImage` (−1: text).
+    public var compImage: [Int]
+    public var compRow: [Int]
+    /// f_t before img_fc: the target's hidden state h_t (n × d), with the training noise added.
+    public var features: [Float]
+    /// Image whose global feature enters f_t through img_fc (−1: none, the plain EAGLE feature).
+    public var globalOf: [Int]
+    /// Image embeddings, one (rows × d) array per image span in order.
+    public var images: [[Float]]
+    public var imageRows: [Int]
+    /// h_{t+1} (n × d): the regression target and, through the target's head, the distribution.
+    public var targetHidden: [Float]
+    /// x_{t+2} (−1 past the end).
+    public var nextToken: [Int32]
+    /// Loss at this entry: x_{t+2} is an answer token.
+    public var lossMask: [Bool]
+
+    public var lossCount: Int { lossMask.reduce(0) { $0 + ($1 ? 1 : 0) } }
+}
+
+/// The target's head restricted to the draft's vocabulary: row i is the target's output row
+/// `d2t[i]`, dequantized once. This is V × d floats (18.9 MB for V = 8192, d = 576), not a copy
+/// of the target model; the training targets softmax(head(h_{t+1})) come from it.
+public final class TargetHead: @unchecked Sendable {
+    public let rows: Int
+    public let width: Int
+    let weights: Buf
+    public let d2t: [Int32]
+
+    public init(rows: Int, width: Int, weights: [Float], d2t: [Int32]) {
+        precondition(weights.count == rows * width && d2t.count == rows)
+        self.rows = rows; self.width = width; self.weights = Buf(weights); self.d2t = d2t
+    }
+    public var values: [Float] { weights.array }
+}
+
+/// Weights of the loss terms (`--loss vispec|eagle`, `--loss-weights`).
+public struct LossConfig: Codable, Equatable, Sendable {
+    /// ViSpec: Σ|q − p| over the draft vocabulary.
+    public var l1: Float
+    /// ViSpec: Plackett–Luce NLL of the target's top-`rankK` ranking.
+    public var rank: Float
+    /// EAGLE: SmoothL1 of f̂_{t+1} against h_{t+1} (mean over d).
+    public var reg: Float
+    /// EAGLE: cross-entropy to the target's distribution.
+    public var ce: Float
+    /// Weight of the self-correction pass (0: off).
+    public var selfCorrect: Float
+    public var rankK: Int = 10
+
+    public static let vispec = LossConfig(l1: 10, rank: 0.1, reg: 0, ce: 0, selfCorrect: 1)
+    public static let eagle = LossConfig(l1: 0, rank: 0, reg: 1, ce: 0.1, selfCorrect: 1)
+
+    enum CodingKeys: String, CodingKey { case l1, rank, reg, ce, selfCorrect = "self_correct", rankK = "rank_k" }
+}
+
+/// Sums over one sequence (or a batch): weighted loss and its parts, and top-1 agreement.
+public struct LossStats: Sendable, Equatable {
+    public var loss: Double = 0
+    public var l1: Double = 0, rank: Double = 0, reg: Double = 0, ce: Double = 0
+    /// Loss entries of the first pass, and how many of them the draft's argmax got right.
+    public var rows = 0
+    public var correct = 0
+    /// The same for the self-correction pass.
+    public var rows2 = 0
+    public var correct2 = 0
+    public var tokens = 0
+
+    public init() {}
+    public static func += (a: inout LossStats, b: LossStats) {
+        a.loss += b.loss; a.l1 += b.l1; a.rank += b.rank; a.reg += b.reg; a.ce += b.ce
+        a.rows += b.rows; a.correct += b.correct; a.rows2 += b.rows2; a.correct2 += b.correct2; a.tokens += b.tokens
+    }
+    public var top1: Double { rows == 0 ? 0 : Double(correct) / Double(rows) }
+    /// Mean weighted loss per first-pass loss entry.
+    public var meanLoss: Double { rows == 0 ? 0 : loss / Double(rows) }
+}
+
+/// The draft's forward and backward over whole sequences (no KV cache), float32.
+public struct DraftModel {
+    public let layout: DraftParameters
+    public let head: TargetHead
+    public var config: DraftConfig { layout.config }
+
+    public init(layout: DraftParameters, head: TargetHead) {
+        precondition(head.rows == layout.config.vocab && head.width == layout.config.width)
+        self.layout = layout; self.head = head
+    }
+
+    func weights(_ p: UnsafePointer<Float>) -> DraftWeights {
+        DraftWeights(params: p, layout: layout, tiedHead: config.headTied ? UnsafePointer(head.weights.p) : nil)
+    }
+
+    /// Forward, losses, and (with `grads`) backward accumulating `gradScale · ∂loss/∂θ`.
+    public func run(_ s: DraftSequence, params: [Float], grads: UnsafeMutablePointer<Float>?, loss lc: LossConfig,
+                    gradScale: Float = 1) -> LossStats {
+        params.withUnsafeBufferPointer { run(s, params: $0.baseAddress!, grads: grads, loss: lc, gradScale: gradScale) }
+    }
+
+    public func run(_ s: DraftSequence, params: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>?, loss lc: LossConfig,
+                    gradScale: Float = 1) -> LossStats {
+        let c = config, d = c.width, n = s.count
+        var stats = LossStats()
+        stats.tokens = n
+        guard n > 0 else { return stats }
+        let w = weights(params)
+        let gr = grads.map { DraftGrads(grads: $0, layout: layout) }
+        let useAdapter = c.numQ > 0 && !s.images.isEmpty
+        let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
+            s.images[i].withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: s.imageRows[i]) }
+        } : []
+
+        // Pass 1: the target's features.
+        let e1 = Buf(n * d), fBase1 = Buf(s.features)
+        for j in 0..<n {
+            if s.compImage[j] >= 0, useAdapter {
+                (e1.p + j * d).update(from: adapters[s.compImage[j]].token(s.compRow[j]), count: d)
+            } else {
+                for k in 0..<d { e1.p[j * d + k] = s.inputs[j * d + k] }
+            }
+        }
+        let globals1 = useAdapter ? s.globalOf : [Int](repeating: -1, count: n)
+        let (f1, imgIn1) = imgFcForward(w: w, base: fBase1.p, globalOf: globals1, adapters: adapters, n: n)
+        let pass1 = DecoderPass(config: c, weights: w, e: e1.p, f: f1.p, n: n, positions: s.positions, prior: nil, visible: Visible.causal(n))
+        let rows1 = (0..<n).filter { s.lossMask[$0] }
+        let dFhat1 = Buf(n * d)
+        s.targetHidden.withUnsafeBufferPointer { th in
+            headLoss(w: w, gr: gr, fhat: pass1.fhat.p, rows: rows1, targetRows: rows1, targetHidden: th.baseAddress!,
+                     nextToken: s.nextToken, lc: lc, scale: gradScale, dFhat: dFhat1.p, stats: &stats, second: false)
+        }
+
+        // Pass 2 (self-correction): node i stands at entry i+1 with the first pass's f̂_i as its
+        // feature; it sees the first pass's entries 0...i and itself, as a depth-2 tree node does.
+        var pass2: DecoderPass? = nil
+        var imgIn2: (rows: [Int], x: Buf)? = nil
+        let n2 = n - 1
+        let dFhat2 = Buf(max(n2, 1) * d)
+        var globals2: [Int] = []
+        if lc.selfCorrect > 0 && n2 > 0 {
+            let e2 = Buf(n2 * d)
+            (e2.p).update(from: e1.p + d, count: n2 * d)
+            globals2 = Array(globals1[1...])
+            let (f2, ii2) = imgFcForward(w: w, base: pass1.fhat.p, globalOf: globals2, adapters: adapters, n: n2)
+            imgIn2 = ii2
+            let vis: Visibility = (0..<n2).map { i in [0..<(i + 1), (n + i)..<(n + i + 1)] }
+            let p2 = DecoderPass(config: c, weights: w, e: e2.p, f: f2.p, n: n2, positions: Array(s.positions[1...]),
+                                 prior: (pass1.ownK, pass1.ownV, n), visible: vis)
+            pass2 = p2
+            let rows2 = (0..<n2).filter { s.lossMask[$0 + 1] }
+            var sub = LossStats()
+            s.targetHidden.withUnsafeBufferPointer { th in
+                headLoss(w: w, gr: gr, fhat: p2.fhat.p, rows: rows2, targetRows: rows2.map { $0 + 1 }, targetHidden: th.baseAddress!,
+                         nextToken: s.nextToken, lc: lc, scale: gradScale * lc.selfCorrect, dFhat: dFhat2.p, stats: &sub, second: true)
+            }
+            stats.loss += Double(lc.selfCorrect) * sub.loss
+            stats.rows2 = sub.rows2; stats.correct2 = sub.correct2
+        }
+
+        guard let g = gr else { return stats }
+        let kvw = c.kvHeads * c.headDim
+        let dK1 = Buf(n * kvw), dV1 = Buf(n * kvw)
+        let dE1 = Buf(n * d)
+        // Gradient of the adapter outputs, per image: K × d.
+        let dOut = adapters.map { _ in Buf(c.numQ * d) }
+        if let p2 = pass2 {
+            let dE2 = Buf(n2 * d), dF2 = Buf(n2 * d)
+            p2.backward(weights: w, grads: g, dFhat: dFhat2.p, dOwnKV: nil, dPrior: (dK1.p, dV1.p), dE: dE2.p, dF: dF2.p)
+            for i in 0..<(n2 * d) { dE1.p[d + i] += dE2.p[i] }
+            // f2 = f̂1 or img_fc([f̂1 ; g]): route into the first pass's output gradient.
+            imgFcBackward(w: w, gr: g, dF: dF2.p, inputs: imgIn2!, globalOf: globals2, dOut: dOut, n: n2, dBase: dFhat1.p)
+        }
+        let dE1b = Buf(n * d), dF1 = Buf(n * d)
+        pass1.backward(weights: w, grads: g, dFhat: dFhat1.p, dOwnKV: (UnsafePointer(dK1.p), UnsafePointer(dV1.p)), dPrior: nil, dE: dE1b.p, dF: dF1.p)
+        for i in 0..<(n * d) { dE1.p[i] += dE1b.p[i] }
+        imgFcBackward(w: w, gr: g, dF: dF1.p, inputs: imgIn1, globalOf: globals1, dOut: dOut, n: n, dBase: nil)
+        if useAdapter {
+            for j in 0..<n where s.compImage[j] >= 0 {
+                let o = dOut[s.compImage[j]].p + s.compRow[j] * d
+                for k in 0..<d { o[k] += dE1.p[j * d + k] }
+            }
+            for (i, a) in adapters.enumerated() { a.backward(weights: w, grads: g, dOut: dOut[i].p) }
+        }
+        return stats
+    }
+
+    /// f = base, or img_fc([base ; g]) at rows with a global feature. Returns f and the img_fc inputs.
+    func imgFcForward(w: DraftWeights, base: UnsafePointer<Float>, globalOf: [Int], adapters: [AdapterPass], n: Int)
+        -> (Buf, (rows: [Int], x: Buf)) {
+        let d = config.width
+        let f = Buf(n * d)
+        f.p.update(from: base, count: n * d)
+        let rows = (0..<n).filter { globalOf[$0] >= 0 }
+        let x = Buf(rows.count * 2 * d)
+        guard !rows.isEmpty, let imgFc = w.imgFc else { return (f, ([], x)) }
+        for (i, r) in rows.enumerated() {
+            (x.p + i * 2 * d).update(from: base + r * d, count: d)
+            (x.p + i * 2 * d + d).update(from: adapters[globalOf[r]].global, count: d)
+        }
+        let y = Buf(rows.count * d)
+        Linear.forward(x.p, imgFc, n: rows.count, inDim: 2 * d, outDim: d, into: y.p)
+        for (i, r) in rows.enumerated() { (f.p + r * d).update(from: y.p + i * d, count: d) }
+        return (f, (rows, x))
+    }
+
+    /// Backward of `imgFcForward`: the base's gradient is added to dBase (nil: not needed).
+    func imgFcBackward(w: DraftWeights, gr: DraftGrads, dF: UnsafePointer<Float>, inputs: (rows: [Int], x: Buf), globalOf: [Int],
+                       dOut: [Buf], n: Int, dBase: UnsafeMutablePointer<Float>?) {
+        let d = config.width, k = config.numQ
+        let set = Set(inputs.rows)
+        if let db = dBase {
+            for r in 0..<n where !set.contains(r) { for i in 0..<d { db[r * d + i] += dF[r * d + i] } }
+        }
+        guard !inputs.rows.isEmpty, let imgFc = w.imgFc else { return }
+        let m = inputs.rows.count
+        let dy = Buf(m * d)
+        gatherRows(dF, rows: inputs.rows, width: d, into: dy.p)
+        let dx = Buf(m * 2 * d)
+        Linear.backward(dy: dy.p, x: inputs.x.p, w: imgFc, n: m, inDim: 2 * d, outDim: d, dx: dx.p, dw: gr.imgFc)
+        for (i, r) in inputs.rows.enumerated() {
+            if let db = dBase { for t in 0..<d { db[r * d + t] += dx.p[i * 2 * d + t] } }
+            let gd = dOut[globalOf[r]].p + (k - 1) * d
+            for t in 0..<d { gd[t] += dx.p[i * 2 * d + d + t] }
+        }
+    }
+
+    /// The draft head and the losses at `rows` of `fhat` (targets at `targetRows` of the sequence).
+    func headLoss(w: DraftWeights, gr: DraftGrads?, fhat: UnsafePointer<Float>, rows: [Int], targetRows: [Int],
+                  targetHidden: UnsafePointer<Float>, nextToken: [Int32], lc: LossConfig, scale: Float,
+                  dFhat: UnsafeMutablePointer<Float>, stats: inout LossStats, second: Bool) {
+        let d = config.width, v = config.vocab, l = rows.count
+        guard l > 0 else { return }
+        let x = Buf(l * d), th = Buf(l * d)
+        gatherRows(fhat, rows: rows, width: d, into: x.p)
+        gatherRows(targetHidden, rows: targetRows, width: d, into: th.p)
+        let z = Buf(l * v), p = Buf(l * v)
+        Linear.forward(x.p, w.head, n: l, inDim: d, outDim: v, into: z.p)
+        Linear.forward(th.p, head.weights.p, n: l, inDim: d, outDim: v, into: p.p)
+        let dz = Buf(l * v), dx = Buf(l * d), scratch = Buf(v)
+        for i in 0..<l {
+            let zi = z.p + i * v, pi = p.p + i * v, dzi = dz.p + i * v
+            Losses.softmax(pi, count: v, into: pi)
+            var rowLoss: Double = 0
+            if lc.l1 != 0 {
+                let a = Losses.l1(z: zi, p: pi, count: v, weight: lc.l1 * scale, dz: dzi, scratch: scratch.p)
+                stats.l1 += Double(a); rowLoss += Double(lc.l1 * a)
+            }
+            if lc.rank != 0 {
+                let order = Losses.topK(pi, count: v, k: min(lc.rankK, v))
+                let a = Losses.plackettLuce(z: zi, order: order, count: v, weight: lc.rank * scale, dz: dzi, scratch: scratch.p)
+                stats.rank += Double(a); rowLoss += Double(lc.rank * a)
+            }
+            if lc.ce != 0 {
+                let a = Losses.crossEntropy(z: zi, p: pi, count: v, weight: lc.ce * scale, dz: dzi, scratch: scratch.p)
+                stats.ce += Double(a); rowLoss += Double(lc.ce * a)
+            }
+            if lc.reg != 0 {
+                let a = Losses.smoothL1(x: x.p + i * d, y: th.p + i * d, count: d, weight: lc.reg * scale, dx: dx.p + i * d)
+                stats.reg += Double(a); rowLoss += Double(lc.reg * a)
+            }
+            stats.loss += rowLoss
+            var best = 0
+            for k in 1..<v where zi[k] > zi[best] { best = k }
+            let ok = head.d2t[best] == nextToken[targetRows[i]]
+            if second { stats.rows2 += 1; if ok { stats.correct2 += 1 } } else { stats.rows += 1; if ok { stats.correct += 1 } }
+        }
+        guard gr != nil else { return }
+        Linear.backward(dy: dz.p, x: x.p, w: w.head, n: l, inDim: d, outDim: v, dx: dx.p, dw: gr?.head)
+        scatterAddRows(dx.p, rows: rows, width: d, into: dFhat)
+    }
+}

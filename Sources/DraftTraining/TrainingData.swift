@@ -1,0 +1,241 @@
+import DataSynth
+import Foundation
+import GGUF
+import Kernels
+
+/// A fault in the training inputs or a checkpoint: which file, which field, why.
+public struct TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
+    public var file: String
+    public var field: String
+    public var reason: String
+    public init(file: String, field: String, reason: String) { self.file = file; self.field = field; self.reason = reason }
+    public var description: String { "\(file): \(field): \(reason)" }
+}
+
+/// Token embeddings of the frozen target (rows of `token_embd.weight`, dequantized on demand).
+public protocol TokenEmbedder {
+    var width: Int { get }
+    var vocabSize: Int { get }
+    func embed(_ token: Int32, into dst: UnsafeMutablePointer<Float>)
+}
+
+extension PackedMatrix: TokenEmbedder {
+    public var width: Int { cols }
+    public var vocabSize: Int { rows }
+    public func embed(_ token: Int32, into dst: UnsafeMutablePointer<Float>) { dequantize(row: Int(token), into: dst) }
+}
+
+/// A float embedding table (tests, tiny models).
+public struct FloatEmbedder: TokenEmbedder {
+    public let width: Int
+    public let table: [Float]
+    public var vocabSize: Int { table.count / width }
+    public init(width: Int, table: [Float]) { self.width = width; self.table = table }
+    public func embed(_ token: Int32, into dst: UnsafeMutablePointer<Float>) {
+        for i in 0..<width { dst[i] = table[Int(token) * width + i] }
+    }
+}
+
+/// The projected embeddings of a sample's image (rows × width), as the target saw them.
+public protocol ImageEmbedder: AnyObject {
+    func embeddings(for image: ImageRef, datasetDir: String) throws -> (rows: Int, data: [Float])
+}
+
+/// One sample of the dataset, without its payload.
+public struct SampleInfo: Sendable, Equatable {
+    public var dir: Int
+    public var shard: Int
+    public var record: Int
+    public var sampleIndex: Int
+    public var id: String
+    public var tokens: Int
+    public var answerTokens: Int
+    public var hasImage: Bool
+}
+
+/// Streams samples from one or more dataset folders of zstd shards (docs/shard-format.md).
+/// Shards keep their compressed bytes in memory; a record is decompressed when it is used.
+public final class TrainingData {
+    public let dirs: [String]
+    public private(set) var readers: [[ShardReader]] = []
+    public private(set) var samples: [SampleInfo] = []
+    /// SHA-256 over the folders' manifests (in argument order): what a resumed run must match.
+    public let manifestSHA256: String
+    public let width: Int
+    public let modelSHA256: String
+    public let vocabSize: Int
+
+    public init(dirs: [String]) throws {
+        guard !dirs.isEmpty else { throw TrainingError(file: "--data", field: "data", reason: "no dataset folder given") }
+        self.dirs = dirs
+        var hasher = DataSynth.SHA256()
+        var width: Int? = nil, model: String? = nil, vocab = 0
+        for (di, dir) in dirs.enumerated() {
+            let (paths, _) = manifestPaths(in: dir)
+            guard !paths.isEmpty else {
+                throw TrainingError(file: (dir as NSString).appendingPathComponent("manifest.json"), field: "manifest",
+                                    reason: "missing: not a finished dataset (wait for synth-data to finish, or rerun it)")
+            }
+            var shardReaders: [ShardReader] = []
+            for mp in paths {
+                guard let bytes = FileManager.default.contents(atPath: mp) else {
+                    throw TrainingError(file: mp, field: "manifest", reason: "cannot read")
+                }
+                hasher.update(Array(bytes))
+                let m = try DatasetManifest.load(mp)
+                for e in m.shards {
+                    let path = (dir as NSString).appendingPathComponent(e.file)
+                    let r = try ShardReader(path: path)
+                    guard r.header.hidden.encoding != .none else {
+                        throw TrainingError(file: path, field: "hidden.encoding", reason: "none: training needs the stored hidden states (make the data with --hidden fp16 or int8)")
+                    }
+                    if let w = width, w != r.header.hidden.width {
+                        throw TrainingError(file: path, field: "hidden.width", reason: "\(r.header.hidden.width), but other shards have \(w)")
+                    }
+                    if let s = model, s != r.header.model.sha256 {
+                        throw TrainingError(file: path, field: "model.sha256", reason: "made with another target model than the other shards")
+                    }
+                    width = r.header.hidden.width; model = r.header.model.sha256; vocab = r.header.model.vocabSize
+                    shardReaders.append(r)
+                }
+            }
+            readers.append(shardReaders)
+            for (si, r) in shardReaders.enumerated() {
+                for k in 0..<r.recordCount {
+                    let rec = try r.record(k)
+                    samples.append(SampleInfo(dir: di, shard: si, record: k, sampleIndex: rec.index, id: rec.id,
+                                              tokens: rec.tokens.count, answerTokens: rec.answerTokenCount,
+                                              hasImage: rec.imageMask.contains(1)))
+                }
+            }
+        }
+        guard let w = width, let m = model else { throw TrainingError(file: dirs[0], field: "shards", reason: "the dataset has no shards") }
+        self.width = w; modelSHA256 = m; vocabSize = vocab
+        manifestSHA256 = DataSynth.SHA256.hex(hasher.finalize())
+    }
+
+    public func record(_ s: SampleInfo) throws -> SampleRecord { try readers[s.dir][s.shard].record(s.record) }
+
+    /// Validation membership from a hash of the sample id (stable across runs, folders and shards).
+    public static func isValidation(id: String, fraction: Double) -> Bool {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        return Double(h % 10_000) < fraction * 10_000
+    }
+
+    /// Train and validation samples for a stage: stage 1 takes text samples, stage 2 image samples.
+    public func split(validationFraction: Double, stage: Int) -> (train: [Int], validation: [Int]) {
+        var train: [Int] = [], val: [Int] = []
+        for (i, s) in samples.enumerated() where (stage == 1) != s.hasImage {
+            if Self.isValidation(id: s.id, fraction: validationFraction) { val.append(i) } else { train.append(i) }
+        }
+        return (train, val)
+    }
+
+    /// The draft vocabulary: the V most frequent answer tokens of `sampleIndices` (descending
+    /// count, ties by id); tokens never seen fill up by id so that d2t always has V rows.
+    public func draftVocabulary(size v: Int, sampleIndices: [Int]) throws -> [Int32] {
+        var counts = [Int](repeating: 0, count: vocabSize)
+        for i in sampleIndices {
+            let r = try record(samples[i])
+            for (t, m) in zip(r.tokens, r.lossMask) where m != 0 && t >= 0 && Int(t) < vocabSize { counts[Int(t)] += 1 }
+        }
+        return Self.topTokens(counts: counts, size: v)
+    }
+
+    static func topTokens(counts: [Int], size v: Int) -> [Int32] {
+        let order = (0..<counts.count).sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : $0 < $1 }
+        return order.prefix(v).map { Int32($0) }
+    }
+}
+
+/// How records become draft sequences (docs/draft-design.md, "Sequences and indexing").
+public struct SequenceBuilder {
+    public var width: Int
+    public var numQ: Int
+    /// Target positions kept per sample (longer samples are cut).
+    public var maxLength: Int
+    /// Uniform feature noise U(−a·s, a·s), s the row's RMS (EAGLE's input noise); 0 = none.
+    public var noise: Float
+
+    public init(width: Int, numQ: Int, maxLength: Int, noise: Float) {
+        self.width = width; self.numQ = numQ; self.maxLength = maxLength; self.noise = noise
+    }
+
+    /// `rng`: the noise stream of this (seed, step, sample); nil = no noise (validation).
+    public func build(_ r: SampleRecord, embedder: TokenEmbedder, images: ImageEmbedder?, datasetDir: String,
+                      rng: SplitMix64?, file: String = "<sample>") throws -> DraftSequence {
+        let d = width
+        let n = min(r.tokens.count, maxLength)
+        guard r.hidden.width == d, r.hidden.rows == r.tokens.count else {
+            throw TrainingError(file: file, field: "sample \(r.index).hidden", reason: "\(r.hidden.rows) × \(r.hidden.width), expected \(r.tokens.count) × \(d)")
+        }
+        let h = r.hidden.floats()
+        // Image spans: maximal runs of the image mask, in order.
+        var spans: [(start: Int, rows: Int)] = []
+        var t = 0
+        while t < r.tokens.count {
+            if r.imageMask[t] != 0 {
+                var e = t
+                while e < r.tokens.count && r.imageMask[e] != 0 { e += 1 }
+                spans.append((t, e - t)); t = e
+            } else { t += 1 }
+        }
+        var imgs: [[Float]] = [], imgRows: [Int] = []
+        if numQ > 0 && !spans.isEmpty {
+            guard spans.count == r.images.count else {
+                throw TrainingError(file: file, field: "sample \(r.index).images", reason: "\(spans.count) image spans in the mask but \(r.images.count) images")
+            }
+            guard let emb = images else {
+                throw TrainingError(file: file, field: "sample \(r.index).images", reason: "an image sample needs the vision tower (--mmproj)")
+            }
+            for (k, ref) in r.images.enumerated() {
+                let e = try emb.embeddings(for: ref, datasetDir: datasetDir)
+                guard e.rows == spans[k].rows, e.data.count == e.rows * d else {
+                    throw TrainingError(file: file, field: "sample \(r.index).images[\(k)]",
+                                        reason: "the tower gives \(e.rows) rows of width \(e.data.count / max(e.rows, 1)), the sample's span has \(spans[k].rows) of width \(d)")
+                }
+                imgs.append(e.data); imgRows.append(e.rows)
+            }
+        }
+        var seq = DraftSequence(count: 0, positions: [], inputs: [], compImage: [], compRow: [], features: [], globalOf: [],
+                                images: imgs, imageRows: imgRows, targetHidden: [], nextToken: [], lossMask: [])
+        var row = [Float](repeating: 0, count: d)
+        var rng = rng
+        for t in 0..<max(n - 1, 0) {
+            let p = t + 1
+            var ci = -1, cr = -1
+            if let s = spans.firstIndex(where: { p >= $0.start && p < $0.start + $0.rows }) {
+                if numQ == 0 { continue }   // no adapter: image samples are not used (stage 1 filters them)
+                let o = p - spans[s].start
+                let c = o - spans[s].rows + numQ - 1
+                if c < 0 { continue }       // dropped: only the span's last K−1 places keep an entry
+                ci = s; cr = c
+            }
+            seq.positions.append(t)
+            seq.compImage.append(ci); seq.compRow.append(cr)
+            if ci < 0 {
+                row.withUnsafeMutableBufferPointer { embedder.embed(r.tokens[p], into: $0.baseAddress!) }
+                seq.inputs += row
+            } else {
+                seq.inputs += [Float](repeating: 0, count: d)
+            }
+            var f = Array(h[(t * d)..<((t + 1) * d)])
+            if noise > 0, var g = rng {
+                var ss: Float = 0
+                for x in f { ss += x * x }
+                let a = noise * (ss / Float(d)).squareRoot()
+                for i in 0..<d { f[i] += (g.nextUnit() * 2 - 1) * a }
+                rng = g
+            }
+            seq.features += f
+            seq.globalOf.append(numQ > 0 ? (spans.lastIndex { $0.start + $0.rows <= p } ?? -1) : -1)
+            seq.targetHidden += h[(p * d)..<((p + 1) * d)]
+            let next = p + 1 < n ? r.tokens[p + 1] : -1
+            seq.nextToken.append(next)
+            seq.lossMask.append(p + 1 < n && r.lossMask[p + 1] != 0 && r.imageMask[p + 1] == 0)
+        }
+        seq.count = seq.positions.count
+        return seq
+    }
+}
