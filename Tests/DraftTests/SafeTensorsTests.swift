@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import SafeTensors
+import SafeTensors
 
 final class SafeTensorsTests: XCTestCase {
     func sample() throws -> SafeTensorsWriter {
