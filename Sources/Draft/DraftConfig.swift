@@ -1,0 +1,92 @@
+import Foundation
+import Llama
+
+/// A fault in a draft checkpoint or in a request to the draft; `file` is the checkpoint path (or
+/// `<draft>` for requests), `field` the tensor, metadata key or argument at fault.
+public struct DraftError: Error, CustomStringConvertible, Equatable, Sendable {
+    public var file: String
+    public var field: String
+    public var reason: String
+    public init(file: String, field: String, reason: String) {
+        self.file = file; self.field = field; self.reason = reason
+    }
+    public var description: String { "\(file): \(field): \(reason)" }
+}
+
+/// The draft's hyper-parameters: the `config` JSON of a checkpoint's metadata
+/// (docs/draft-design.md). Same keys and initializer as the trainer's copy, so either can read
+/// the other's checkpoints.
+public struct DraftConfig: Codable, Equatable, Sendable {
+    public var width: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var ffn: Int
+    public var rmsEps: Float
+    public var ropeBase: Double
+    /// Draft head rows V (= targetVocab for the full vocabulary).
+    public var vocab: Int
+    public var targetVocab: Int
+    /// The head is the target's own output matrix (only with V = targetVocab).
+    public var headTied: Bool
+    /// Adapter queries K (0 = no adapter).
+    public var numQ: Int
+    /// "eagle2" or "vispec".
+    public var arch: String
+
+    public init(width: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, rmsEps: Float, ropeBase: Double,
+                vocab: Int, targetVocab: Int, headTied: Bool, numQ: Int) {
+        self.width = width; self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.ffn = ffn
+        self.rmsEps = rmsEps; self.ropeBase = ropeBase; self.vocab = vocab; self.targetVocab = targetVocab
+        self.headTied = headTied; self.numQ = numQ; arch = numQ > 0 ? "vispec" : "eagle2"
+    }
+
+    /// The shape a draft for `target` has: one layer of the target's own geometry.
+    /// `vocab` nil = the full vocabulary.
+    public init(target t: LlamaConfig, vocab: Int? = nil, headTied: Bool = false, numQ: Int = 0) {
+        self.init(width: t.width, heads: t.headCount, kvHeads: t.kvHeadCount, headDim: t.headDim, ffn: t.ffnWidth,
+                  rmsEps: t.rmsEpsilon, ropeBase: t.ropeBase, vocab: vocab ?? t.vocabSize, targetVocab: t.vocabSize,
+                  headTied: headTied, numQ: numQ)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case width, heads, kvHeads = "kv_heads", headDim = "head_dim", ffn, rmsEps = "rms_eps", ropeBase = "rope_base"
+        case vocab, targetVocab = "target_vocab", headTied = "head_tied", numQ = "num_q", arch
+    }
+
+    public var qWidth: Int { heads * headDim }
+    public var kvWidth: Int { kvHeads * headDim }
+
+    /// The metadata string (keys sorted, so the same config gives the same bytes).
+    public func json() -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? enc.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// Checks the config on its own and against the target it is to run with.
+    public func validate(target t: LlamaConfig, file: String) throws {
+        func err(_ f: String, _ r: String) -> DraftError { DraftError(file: file, field: "config.\(f)", reason: r) }
+        for (name, v) in [("width", width), ("heads", heads), ("kv_heads", kvHeads), ("head_dim", headDim),
+                          ("ffn", ffn), ("vocab", vocab), ("target_vocab", targetVocab)] where v <= 0 {
+            throw err(name, "must be positive, found \(v)")
+        }
+        guard numQ >= 0 else { throw err("num_q", "must not be negative, found \(numQ)") }
+        guard heads % kvHeads == 0 else { throw err("kv_heads", "\(kvHeads) does not divide heads \(heads)") }
+        guard rmsEps > 0, rmsEps.isFinite else { throw err("rms_eps", "must be positive, found \(rmsEps)") }
+        guard vocab <= targetVocab else { throw err("vocab", "\(vocab) is larger than target_vocab \(targetVocab)") }
+        guard !headTied || vocab == targetVocab else { throw err("head_tied", "a tied head needs vocab = target_vocab (\(vocab) ≠ \(targetVocab))") }
+        guard arch == "eagle2" || arch == "vispec" else { throw err("arch", "unknown arch \"\(arch)\" (eagle2, vispec)") }
+        guard (arch == "vispec") == (numQ > 0) else { throw err("arch", "\"\(arch)\" does not match num_q = \(numQ)") }
+        let pairs: [(String, Int, Int)] = [("width", width, t.width), ("heads", heads, t.headCount),
+                                           ("kv_heads", kvHeads, t.kvHeadCount), ("head_dim", headDim, t.headDim),
+                                           ("ffn", ffn, t.ffnWidth), ("target_vocab", targetVocab, t.vocabSize)]
+        for (name, mine, theirs) in pairs where mine != theirs {
+            throw err(name, "the draft has \(mine), the target model has \(theirs): the checkpoint was made for another model")
+        }
+        guard ropeBase == t.ropeBase else { throw err("rope_base", "the draft has \(ropeBase), the target model has \(t.ropeBase)") }
+        guard numQ == 0 || heads * headDim == width else {
+            throw err("num_q", "the adapter needs heads × head_dim = width (\(heads) × \(headDim) ≠ \(width))")
+        }
+    }
+}

@@ -1,0 +1,486 @@
+import Foundation
+import Kernels
+import Llama
+import SafeTensors
+import VisualAdapter
+
+/// The EAGLE-2 / ViSpec draft at inference (docs/draft-design.md): one LLaMA decoder layer over
+/// `fc([e_{t+1} ; f_t])`, the target's output norm, a (reduced-vocabulary or tied) head.
+///
+/// It keeps its own key/value cache: accepted entries first (at their target positions, which
+/// skip dropped image entries), then the current round's tree nodes, which the next `accept` or
+/// `reset` discards. Every matrix product goes through `PackedMatrix.multiply` (batch
+/// invariant) and attention visits cache slots in ascending order, so a tree expanded in one
+/// batch gives every node exactly what feeding its root path one node at a time gives.
+public final class EagleDraft: Drafter {
+    public let config: DraftConfig
+    public let target: LlamaModel
+    /// Element type the draft's matrices were packed into at load time.
+    public let matrixType: QuantType
+    public var threads: Int
+
+    public private(set) var acceptedPositions = 0
+    /// Target position of each accepted entry, in cache order (image entries dropped by the
+    /// adapter have none).
+    public private(set) var entryPositions: [Int] = []
+    /// The latest image's global feature once its span is accepted (adapter only).
+    public private(set) var globalFeature: [Float]?
+    public var hasAdapter: Bool { adapter != nil }
+
+    private let fc, wq, wk, wv, wo, gate, up, down: OwnedPackedMatrix
+    private let imgFc: OwnedPackedMatrix?
+    private let ownHead: OwnedPackedMatrix?
+    private let head: PackedMatrix
+    private let d2t: [Int32]?
+    private let postNorm: [Float], outNorm: [Float]
+    private let adapter: CrossAttentionAdapter?
+
+    // Cache: `capacity` slots of kvWidth floats; accepted slots 0..<entryPositions.count, then the
+    // round's nodes.
+    private var keys: UnsafeMutablePointer<Float>
+    private var values: UnsafeMutablePointer<Float>
+    private var capacity: Int
+
+    /// Output of the last accepted entry (the tree's root) and its position.
+    private var rootFhat: [Float]?
+    private var rootPosition = -1
+    private struct Node { var position: Int; var ancestors: [Int]; var fhat: [Float] }
+    private var nodes: [Node] = []
+
+    /// Packs `weights` for `target`. `matrixType` f32, f16 or q8_0 (Q8_0 only where rows are whole
+    /// blocks; otherwise F16). `contextSize` only pre-sizes the cache (it grows on demand).
+    public init(weights w: DraftWeights, target: LlamaModel, matrixType: QuantType = EagleDraft.defaultMatrixType,
+                contextSize: Int = 512, file: String = "<draft>") throws {
+        let c = w.config
+        try c.validate(target: target.config, file: file)
+        guard [.f32, .f16, .q8_0].contains(matrixType) else {
+            throw DraftError(file: file, field: "matrixType", reason: "\(matrixType) is not one of F32, F16, Q8_0")
+        }
+        self.config = c
+        self.target = target
+        self.matrixType = matrixType
+        self.threads = target.threads
+        let d = c.width
+        func pack(_ name: String, _ v: [Float], rows: Int, cols: Int, type: QuantType? = nil) throws -> OwnedPackedMatrix {
+            guard v.count == rows * cols else {
+                throw DraftError(file: file, field: name, reason: "\(v.count) values, needs \(rows) × \(cols)")
+            }
+            var t = type ?? matrixType
+            if t.rowBytes(cols) == nil { t = .f16 }
+            return try OwnedPackedMatrix(type: t, rows: rows, cols: cols, floats: v)
+        }
+        typealias N = DraftWeights.Name
+        fc = try pack(N.fc, w.fc, rows: d, cols: 2 * d)
+        wq = try pack(N.q, w.qProj, rows: c.qWidth, cols: d)
+        wk = try pack(N.k, w.kProj, rows: c.kvWidth, cols: d)
+        wv = try pack(N.v, w.vProj, rows: c.kvWidth, cols: d)
+        wo = try pack(N.o, w.oProj, rows: d, cols: c.qWidth)
+        gate = try pack(N.gate, w.gateProj, rows: c.ffn, cols: d)
+        up = try pack(N.up, w.upProj, rows: c.ffn, cols: d)
+        down = try pack(N.down, w.downProj, rows: d, cols: c.ffn)
+        guard w.postAttentionNorm.count == d, w.norm.count == d else {
+            throw DraftError(file: file, field: N.norm, reason: "norm weights must have \(d) values")
+        }
+        postNorm = w.postAttentionNorm
+        outNorm = w.norm
+        if c.headTied {
+            let out = target.weights.output
+            guard out.rows == c.targetVocab, out.cols == d else {
+                throw DraftError(file: file, field: "head_tied", reason: "the target's output matrix is \(out.rows) × \(out.cols)")
+            }
+            ownHead = nil
+            head = out
+        } else {
+            guard let h = w.lmHead else { throw DraftError(file: file, field: N.lmHead, reason: "missing (head_tied is false)") }
+            let o = try pack(N.lmHead, h, rows: c.vocab, cols: d)
+            ownHead = o
+            head = o.matrix
+        }
+        if c.vocab != c.targetVocab {
+            guard let m = w.d2t, m.count == c.vocab, m.allSatisfy({ $0 >= 0 && Int($0) < c.targetVocab }) else {
+                throw DraftError(file: file, field: N.d2t, reason: "needs \(c.vocab) target ids in 0..<\(c.targetVocab)")
+            }
+            d2t = m
+        } else {
+            d2t = nil
+        }
+        if c.numQ > 0 {
+            guard let a = w.adapter, let i = w.imgFc else {
+                throw DraftError(file: file, field: N.queries, reason: "num_q = \(c.numQ) but the adapter weights are missing")
+            }
+            adapter = try CrossAttentionAdapter(width: d, heads: c.heads, queries: a.queries, qProj: a.qProj, kProj: a.kProj,
+                                                vProj: a.vProj, oProj: a.oProj, threads: target.threads)
+            // F16 at most: [I ; 0] must stay exact (Q8_0 would scale the identity by a rounded 1/127).
+            imgFc = try pack(N.imgFc, i, rows: d, cols: 2 * d, type: matrixType == .f32 ? .f32 : .f16)
+        } else {
+            adapter = nil
+            imgFc = nil
+        }
+        capacity = max(16, contextSize)
+        keys = .allocate(capacity: capacity * c.kvWidth)
+        values = .allocate(capacity: capacity * c.kvWidth)
+    }
+
+    /// Loads and packs a checkpoint.
+    public convenience init(path: String, target: LlamaModel, matrixType: QuantType = EagleDraft.defaultMatrixType,
+                            contextSize: Int = 512) throws {
+        let w = try DraftWeights.load(path: path, target: target.config)
+        try self.init(weights: w, target: target, matrixType: matrixType, contextSize: contextSize, file: path)
+    }
+
+    /// Chosen by measurement (see the commit that set it): the draft step is bound by reading
+    /// its weights, so the smallest exact-enough format wins.
+    public static let defaultMatrixType: QuantType = .f16
+
+    deinit {
+        keys.deallocate()
+        values.deallocate()
+    }
+
+    public func reset() {
+        acceptedPositions = 0
+        entryPositions = []
+        globalFeature = nil
+        rootFhat = nil
+        rootPosition = -1
+        nodes = []
+    }
+
+    private func err(_ field: String, _ reason: String) -> DraftError { DraftError(file: "<draft>", field: field, reason: reason) }
+
+    private func ensureCapacity(_ slots: Int) {
+        guard slots > capacity else { return }
+        let kvw = config.kvWidth
+        let newCap = max(slots, capacity * 2)
+        let nk = UnsafeMutablePointer<Float>.allocate(capacity: newCap * kvw)
+        let nv = UnsafeMutablePointer<Float>.allocate(capacity: newCap * kvw)
+        nk.update(from: keys, count: capacity * kvw)
+        nv.update(from: values, count: capacity * kvw)
+        keys.deallocate(); values.deallocate()
+        keys = nk; values = nv; capacity = newCap
+    }
+
+    private func embed(_ token: Int32, into dst: UnsafeMutablePointer<Float>) {
+        target.weights.tokenEmbedding.dequantize(row: Int(token), into: dst)
+    }
+
+    // MARK: - Drafter
+
+    public func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
+        let d = config.width, n = nextTokens.count, p0 = acceptedPositions
+        guard n >= 1 else { throw err("nextTokens", "accept needs at least one position") }
+        guard features.count == n * d else {
+            throw err("features", "\(features.count) values for \(n) positions of width \(d)")
+        }
+        // The round's tree nodes are no longer needed.
+        nodes = []
+        // Spans must lie among the new positions' next inputs (p0+1 ... p0+n) and not overlap.
+        let spans = images.sorted { $0.start < $1.start }
+        var prevEnd = p0 + 1
+        for (i, s) in spans.enumerated() {
+            guard s.rows >= 1, s.start >= prevEnd, s.start + s.rows <= p0 + n else {
+                throw err("images[\(i)]", "span \(s.start)..<\(s.start + s.rows) is not inside the accepted next positions \(p0 + 1)...\(p0 + n - 1) or overlaps another")
+            }
+            guard s.embeddings.count == s.rows * d else {
+                throw err("images[\(i)].embeddings", "\(s.embeddings.count) values for \(s.rows) rows of width \(d)")
+            }
+            prevEnd = s.start + s.rows
+        }
+        var compressed: [(tokens: [Float], global: [Float])] = []
+        if let a = adapter {
+            for s in spans {
+                compressed.append(try s.embeddings.withUnsafeBufferPointer { try a.compress(imageEmbeddings: $0, rows: s.rows) })
+            }
+        }
+        // Which entries exist and what their inputs are.
+        var rows: [(t: Int, e: (kind: Int, a: Int, b: Int), g: [Float]?)] = []   // kind 0 token(a), 1 image row (span a, row b), 2 compressed (span a, row b)
+        var global = globalFeature
+        var spanIdx = 0
+        let k = config.numQ
+        for i in 0..<n {
+            let t = p0 + i, next = t + 1
+            while spanIdx < spans.count, spans[spanIdx].start + spans[spanIdx].rows <= next {
+                if adapter != nil { global = compressed[spanIdx].global }
+                spanIdx += 1
+            }
+            if spanIdx < spans.count, next >= spans[spanIdx].start {
+                let s = spans[spanIdx], o = next - s.start
+                if adapter != nil {
+                    let c = o - s.rows + k - 1
+                    if c < 0 { continue }   // dropped: only the span's last K−1 places keep an entry
+                    rows.append((t, (2, spanIdx, c), global))
+                } else {
+                    rows.append((t, (1, spanIdx, o), nil))
+                }
+                continue
+            }
+            let tok = nextTokens[i]
+            guard tok >= 0, Int(tok) < config.targetVocab else {
+                throw err("nextTokens[\(i)]", "\(tok) is not a token id (0..<\(config.targetVocab))")
+            }
+            rows.append((t, (0, Int(tok), 0), adapter != nil ? global : nil))
+        }
+        let m = rows.count
+        // [e ; f] per kept entry.
+        var x0 = [Float](repeating: 0, count: m * 2 * d)
+        var imgRows: [Int] = []
+        x0.withUnsafeMutableBufferPointer { xb in
+            let x = xb.baseAddress!
+            for (r, row) in rows.enumerated() {
+                let e = x + r * 2 * d
+                switch row.e.kind {
+                case 0: embed(Int32(row.e.a), into: e)
+                case 1: spans[row.e.a].embeddings.withUnsafeBufferPointer { e.update(from: $0.baseAddress! + row.e.b * d, count: d) }
+                default: compressed[row.e.a].tokens.withUnsafeBufferPointer { e.update(from: $0.baseAddress! + row.e.b * d, count: d) }
+                }
+                features.withUnsafeBufferPointer { (e + d).update(from: $0.baseAddress! + (row.t - p0) * d, count: d) }
+                if row.g != nil { imgRows.append(r) }
+            }
+        }
+        if !imgRows.isEmpty {
+            try applyImageFusion(&x0, rows: imgRows, globals: imgRows.map { rows[$0].g! })
+        }
+        let a0 = entryPositions.count
+        ensureCapacity(a0 + m)
+        let fhat = forward(x0: x0, n: m, positions: rows.map(\.t), firstSlot: a0) { i in Array(0...(a0 + i)) }
+        entryPositions += rows.map(\.t)
+        acceptedPositions = p0 + n
+        if adapter != nil { globalFeature = global }
+        rootFhat = Array(fhat[((m - 1) * d)...])
+        rootPosition = p0 + n - 1
+        return topCandidates(fhat: rootFhat!, n: 1, topK: topK)[0]
+    }
+
+    public func expand(tokens: [Int32], parents: [Int], topK: Int) throws -> [[DraftCandidate]] {
+        let d = config.width, n = tokens.count
+        guard let root = rootFhat else { throw err("expand", "no accepted position yet: call accept first") }
+        guard parents.count == n else { throw err("parents", "\(parents.count) parents for \(n) tokens") }
+        guard n > 0 else { return [] }
+        let base = nodes.count
+        var newNodes: [Node] = []
+        var x0 = [Float](repeating: 0, count: n * 2 * d)
+        for i in 0..<n {
+            let p = parents[i]
+            guard p >= -1, p < base + i else {
+                throw err("parents[\(i)]", "\(p) is not −1 or an earlier node of this round (0..<\(base + i))")
+            }
+            guard tokens[i] >= 0, Int(tokens[i]) < config.targetVocab else {
+                throw err("tokens[\(i)]", "\(tokens[i]) is not a token id (0..<\(config.targetVocab))")
+            }
+            let parent: Node? = p < 0 ? nil : (p < base ? nodes[p] : newNodes[p - base])
+            var anc = parent?.ancestors ?? []
+            anc.append(base + i)
+            newNodes.append(Node(position: (parent?.position ?? rootPosition) + 1, ancestors: anc, fhat: []))
+            x0.withUnsafeMutableBufferPointer { xb in
+                embed(tokens[i], into: xb.baseAddress! + i * 2 * d)
+                (parent?.fhat ?? root).withUnsafeBufferPointer { (xb.baseAddress! + i * 2 * d + d).update(from: $0.baseAddress!, count: d) }
+            }
+            // Parents among this call's nodes get their f̂ only after the forward, so a batch
+            // cannot hold a node and its child: the tree grows level by level (one call per
+            // level), which is how the verifier calls it. Checked here rather than silently wrong.
+            if p >= base {
+                throw err("parents[\(i)]", "parent \(p) is in the same expand call: add a tree level per call")
+            }
+        }
+        if let g = globalFeature, adapter != nil {
+            try applyImageFusion(&x0, rows: Array(0..<n), globals: Array(repeating: g, count: n))
+        }
+        let a0 = entryPositions.count
+        ensureCapacity(a0 + base + n)
+        let fhat = forward(x0: x0, n: n, positions: newNodes.map(\.position), firstSlot: a0 + base) { i in
+            Array(0..<a0) + newNodes[i].ancestors.map { a0 + $0 }
+        }
+        for i in 0..<n { newNodes[i].fhat = Array(fhat[(i * d)..<((i + 1) * d)]) }
+        nodes += newNodes
+        return topCandidates(fhat: fhat, n: n, topK: topK)
+    }
+
+    // MARK: - Forward
+
+    /// Replaces the f half of the given rows of `x0` (n × 2d, rows of [e ; f]) by img_fc([f ; g])
+    /// with each row's global feature; does nothing without an adapter. Public for tests.
+    public func applyImageFusion(_ x0: inout [Float], rows: [Int], globals: [[Float]]) throws {
+        guard let m = imgFc?.matrix else { return }
+        let d = config.width
+        var inp = [Float](repeating: 0, count: rows.count * 2 * d)
+        var out = [Float](repeating: 0, count: rows.count * d)
+        for (j, r) in rows.enumerated() {
+            for c in 0..<d { inp[j * 2 * d + c] = x0[r * 2 * d + d + c] }
+            guard globals[j].count == d else { throw err("global", "global feature has \(globals[j].count) values") }
+            for c in 0..<d { inp[j * 2 * d + d + c] = globals[j][c] }
+        }
+        inp.withUnsafeBufferPointer { ib in
+            out.withUnsafeMutableBufferPointer { m.multiply(ib.baseAddress!, n: rows.count, into: $0.baseAddress!, threads: threads) }
+        }
+        for (j, r) in rows.enumerated() {
+            for c in 0..<d { x0[r * 2 * d + d + c] = out[j * d + c] }
+        }
+    }
+
+    /// One decoder layer over n rows of [e ; f] at `positions`, writing their keys and values to
+    /// slots `firstSlot ..< firstSlot + n`; row i attends to the cache slots `visible(i)`
+    /// (ascending, ending with its own slot). Returns f̂ (n × d), after the output norm.
+    private func forward(x0: [Float], n: Int, positions: [Int], firstSlot: Int, visible: (Int) -> [Int]) -> [Float] {
+        let c = config, d = c.width, qw = c.qWidth, kvw = c.kvWidth, ff = c.ffn
+        let th = threads
+        var x = [Float](repeating: 0, count: n * d)
+        var q = [Float](repeating: 0, count: n * qw)
+        var att = [Float](repeating: 0, count: n * qw)
+        var proj = [Float](repeating: 0, count: n * d)
+        var h = [Float](repeating: 0, count: n * d)
+        var g = [Float](repeating: 0, count: n * ff)
+        var u = [Float](repeating: 0, count: n * ff)
+        let kSlot = keys + firstSlot * kvw, vSlot = values + firstSlot * kvw
+        x0.withUnsafeBufferPointer { xb in
+            x.withUnsafeMutableBufferPointer { fc.matrix.multiply(xb.baseAddress!, n: n, into: $0.baseAddress!, threads: th) }
+        }
+        // Attention without an input norm (EAGLE).
+        x.withUnsafeBufferPointer { xb in
+            q.withUnsafeMutableBufferPointer { qb in
+                PackedMatrix.multiply([(wq.matrix, qb.baseAddress!), (wk.matrix, kSlot), (wv.matrix, vSlot)],
+                                      x: xb.baseAddress!, n: n, threads: th)
+            }
+        }
+        q.withUnsafeMutableBufferPointer { qb in
+            for i in 0..<n {
+                rope(qb.baseAddress! + i * qw, heads: c.heads, position: positions[i])
+                rope(kSlot + i * kvw, heads: c.kvHeads, position: positions[i])
+            }
+        }
+        let vis = (0..<n).map(visible)
+        attention(q: q, n: n, visible: vis, into: &att)
+        att.withUnsafeBufferPointer { ab in
+            proj.withUnsafeMutableBufferPointer { wo.matrix.multiply(ab.baseAddress!, n: n, into: $0.baseAddress!, threads: th) }
+        }
+        for i in 0..<(n * d) { x[i] += proj[i] }
+        rmsNorm(x, postNorm, into: &h, n: n)
+        h.withUnsafeBufferPointer { hb in
+            g.withUnsafeMutableBufferPointer { gb in
+                u.withUnsafeMutableBufferPointer { ub in
+                    PackedMatrix.multiply([(gate.matrix, gb.baseAddress!), (up.matrix, ub.baseAddress!)], x: hb.baseAddress!, n: n, threads: th)
+                }
+            }
+        }
+        for i in 0..<(n * ff) {
+            let a = g[i]
+            g[i] = a / (1 + expf(-a)) * u[i]
+        }
+        g.withUnsafeBufferPointer { gb in
+            proj.withUnsafeMutableBufferPointer { down.matrix.multiply(gb.baseAddress!, n: n, into: $0.baseAddress!, threads: th) }
+        }
+        for i in 0..<(n * d) { x[i] += proj[i] }
+        rmsNorm(x, outNorm, into: &h, n: n)
+        return h
+    }
+
+    private func rmsNorm(_ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
+        let d = config.width, eps = config.rmsEps
+        for t in 0..<n {
+            var ss: Float = 0
+            for i in 0..<d { ss += x[t * d + i] * x[t * d + i] }
+            let scale = 1 / (ss / Float(d) + eps).squareRoot()
+            for i in 0..<d { out[t * d + i] = x[t * d + i] * scale * weight[i] }
+        }
+    }
+
+    /// The target's RoPE (adjacent pairs of the first ropeDim dims of each head), angles in
+    /// double as the target computes its table.
+    private func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let tc = target.config
+        let half = tc.ropeDim / 2
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(half, 1)) { cs in
+            for i in 0..<half {
+                let invFreq = pow(tc.ropeBase, -2.0 * Double(i) / Double(tc.ropeDim))
+                let theta = Double(position) / tc.ropeScale * invFreq
+                cs[2 * i] = Float(cos(theta)); cs[2 * i + 1] = Float(sin(theta))
+            }
+            for hd in 0..<heads {
+                let p = v + hd * config.headDim
+                for i in 0..<half {
+                    let a = p[2 * i], b = p[2 * i + 1], co = cs[2 * i], sn = cs[2 * i + 1]
+                    p[2 * i] = a * co - b * sn
+                    p[2 * i + 1] = a * sn + b * co
+                }
+            }
+        }
+    }
+
+    /// Grouped-query attention of n queries over their visible cache slots, in ascending order.
+    private func attention(q: [Float], n: Int, visible: [[Int]], into out: inout [Float]) {
+        let c = config, hd = c.headDim, kvw = c.kvWidth, qw = c.qWidth
+        let group = c.heads / c.kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        let kc = keys, vc = values
+        let maxSlots = visible.map(\.count).max() ?? 0
+        q.withUnsafeBufferPointer { qb in
+            out.withUnsafeMutableBufferPointer { ob in
+                let qp = qb.baseAddress!, op = ob.baseAddress!
+                parallelChunks(n * c.heads, threads: threads) { range in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(maxSlots, 1)) { scores in
+                        for task in range {
+                            let i = task / c.heads, head = task % c.heads
+                            let kvOff = (head / group) * hd
+                            let qv = qp + i * qw + head * hd
+                            let slots = visible[i]
+                            var m = -Float.infinity
+                            for (s, slot) in slots.enumerated() {
+                                let k = kc + slot * kvw + kvOff
+                                var dot: Float = 0
+                                for e in 0..<hd { dot += qv[e] * k[e] }
+                                dot *= scale
+                                scores[s] = dot
+                                m = max(m, dot)
+                            }
+                            var sum: Float = 0
+                            for s in 0..<slots.count { let e = expf(scores[s] - m); scores[s] = e; sum += e }
+                            let o = op + i * qw + head * hd
+                            for e in 0..<hd { o[e] = 0 }
+                            let inv = 1 / sum
+                            for (s, slot) in slots.enumerated() {
+                                let a = scores[s] * inv
+                                let v = vc + slot * kvw + kvOff
+                                for e in 0..<hd { o[e] += a * v[e] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - Head
+
+    /// Top-k of a log-softmax over the draft vocabulary for each of n rows of f̂, in target ids.
+    private func topCandidates(fhat: [Float], n: Int, topK: Int) -> [[DraftCandidate]] {
+        let v = head.rows
+        let k = min(max(topK, 0), v)
+        var logits = [Float](repeating: 0, count: n * v)
+        fhat.withUnsafeBufferPointer { fb in
+            logits.withUnsafeMutableBufferPointer { head.multiply(fb.baseAddress!, n: n, into: $0.baseAddress!, threads: threads) }
+        }
+        return logits.withUnsafeBufferPointer { lb in
+            (0..<n).map { r in
+                let l = lb.baseAddress! + r * v
+                var mx = -Float.infinity
+                for i in 0..<v { mx = max(mx, l[i]) }
+                var sum: Double = 0
+                for i in 0..<v { sum += Double(expf(l[i] - mx)) }
+                let lse = mx + Float(Foundation.log(sum))
+                // Insertion into a small sorted list: k is a handful, so this is one pass.
+                var best: [(Float, Int)] = []
+                best.reserveCapacity(k + 1)
+                if k > 0 {
+                    for i in 0..<v {
+                        let x = l[i]
+                        if best.count == k, !(x > best[k - 1].0) { continue }
+                        var j = best.count
+                        while j > 0, x > best[j - 1].0 { j -= 1 }
+                        best.insert((x, i), at: j)
+                        if best.count > k { best.removeLast() }
+                    }
+                }
+                return best.map { DraftCandidate(token: d2t?[$0.1] ?? Int32($0.1), logProb: $0.0 - lse) }
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+import Foundation
+import XCTest
+import Kernels
+import Llama
+import SafeTensors
+import TestSupport
+import Draft
+
+/// The real SmolLM2 target (width 576, 9 heads, 3 kv heads, ff 1536, vocab 49152), loaded once.
+enum Target {
+    static let model: LlamaModel = { try! LlamaModel(path: TestPaths.model, threads: 2) }()
+    /// Some token ids and the target's final-norm hidden states at them.
+    static let tokens: [Int32] = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3717, 314, 1789, 28, 2114, 30,
+                                  2, 198, 1, 520, 9531, 198, 504, 3258, 1242, 314, 260, 1789, 16, 2683, 359]
+    static let hidden: [Float] = {
+        let s = model.makeSession(contextSize: 64)
+        return try! s.forward(tokens: tokens, logits: .none).hidden
+    }()
+    static var d: Int { model.config.width }
+}
+
+final class EagleDraftTests: XCTestCase {
+    static let vocab = 2048
+    static let d2t: [Int32] = (0..<vocab).map { Int32(($0 * 7919) % 49152) }
+
+    func weights(numQ: Int = 0, seed: UInt64 = 7) throws -> DraftWeights {
+        try DraftWeights.random(for: Target.model, vocab: Self.vocab, d2t: Self.d2t, numQ: numQ, seed: seed)
+    }
+
+    func tmpPath(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("draft-tests-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    /// Accepts positions `range` of the reference sequence.
+    func accept(_ dr: EagleDraft, _ range: Range<Int>, images: [DraftImageSpan] = [], topK: Int = 4) throws -> [DraftCandidate] {
+        let d = Target.d
+        return try dr.accept(features: Array(Target.hidden[(range.lowerBound * d)..<(range.upperBound * d)]),
+                             nextTokens: range.map { Target.tokens[$0 + 1] }, images: images, topK: topK)
+    }
+
+    /// A fixed tree of three levels: returns every node's candidates.
+    func growTree(_ dr: EagleDraft, root: [DraftCandidate]) throws -> (tokens: [Int32], parents: [Int], out: [[DraftCandidate]]) {
+        var tokens: [Int32] = [], parents: [Int] = [], out: [[DraftCandidate]] = []
+        let l1 = root.prefix(3).map(\.token)
+        out += try dr.expand(tokens: l1, parents: [-1, -1, -1], topK: 4)
+        tokens += l1; parents += [-1, -1, -1]
+        let l2: [Int32] = [out[0][0].token, out[0][1].token, out[2][0].token, out[1][3].token]
+        let p2 = [0, 0, 2, 1]
+        out += try dr.expand(tokens: l2, parents: p2, topK: 4)
+        tokens += l2; parents += p2
+        let l3: [Int32] = [out[3][0].token, out[5][2].token, 77]
+        let p3 = [3, 5, 3]
+        out += try dr.expand(tokens: l3, parents: p3, topK: 4)
+        tokens += l3; parents += p3
+        return (tokens, parents, out)
+    }
+
+    func testExpandEqualsPathByPath() throws {
+        for type in [QuantType.f16, .q8_0, .f32] {
+            let w = try weights()
+            let a = try EagleDraft(weights: w, target: Target.model, matrixType: type)
+            let root = try accept(a, 0..<20)
+            let tree = try growTree(a, root: root)
+            let b = try EagleDraft(weights: w, target: Target.model, matrixType: type)
+            for i in 0..<tree.tokens.count {
+                var path: [Int] = []
+                var j = i
+                while j >= 0 { path.insert(j, at: 0); j = tree.parents[j] }
+                b.reset()
+                XCTAssertEqual(try accept(b, 0..<20), root)
+                var last: [DraftCandidate] = []
+                for (k, node) in path.enumerated() {
+                    last = try b.expand(tokens: [tree.tokens[node]], parents: [k - 1], topK: 4)[0]
+                }
+                XCTAssertEqual(last, tree.out[i], "\(type) node \(i) (path \(path))")
+            }
+            // The next accept discards the tree: same as never having drafted.
+            let c = try EagleDraft(weights: w, target: Target.model, matrixType: type)
+            _ = try accept(c, 0..<20)
+            XCTAssertEqual(try accept(a, 20..<24), try accept(c, 20..<24), "\(type)")
+        }
+    }
+
+    func testAcceptInPiecesEqualsAtOnce() throws {
+        let w = try weights()
+        let a = try EagleDraft(weights: w, target: Target.model, contextSize: 8)   // grows the cache too
+        let b = try EagleDraft(weights: w, target: Target.model)
+        let whole = try accept(a, 0..<30)
+        _ = try accept(b, 0..<11)
+        _ = try accept(b, 11..<12)
+        let pieces = try accept(b, 12..<30)
+        XCTAssertEqual(whole, pieces)
+        XCTAssertEqual(a.acceptedPositions, 30)
+        XCTAssertEqual(a.entryPositions, Array(0..<30))
+        XCTAssertEqual(try a.expand(tokens: [5, 6], parents: [-1, -1], topK: 3), try b.expand(tokens: [5, 6], parents: [-1, -1], topK: 3))
+        XCTAssertEqual(whole.count, 4)
+        for (x, y) in zip(whole, whole.dropFirst()) { XCTAssertGreaterThanOrEqual(x.logProb, y.logProb) }
+        XCTAssertTrue(whole.allSatisfy { $0.logProb <= 0 && Self.d2t.contains($0.token) })
+    }
+
+    func testCheckpointRoundTrip() throws {
+        let w = try weights(numQ: 4)
+        let path = tmpPath("rt.safetensors")
+        try w.save(to: path)
+        let loaded = try DraftWeights.load(path: path, target: Target.model.config)
+        XCTAssertEqual(loaded.tensors, w.tensors)
+        XCTAssertEqual(loaded.d2t, w.d2t)
+        XCTAssertEqual(loaded.config, w.config)
+        XCTAssertEqual(loaded.metadata["seed"], "7")
+        let a = try EagleDraft(weights: w, target: Target.model)
+        let b = try EagleDraft(path: path, target: Target.model)
+        let img = imageSpan(start: 3, rows: 6, seed: 1)
+        XCTAssertEqual(try accept(a, 0..<20, images: [img]), try accept(b, 0..<20, images: [img]))
+        XCTAssertEqual(try growTree(a, root: try accept(a, 20..<22)).out, try growTree(b, root: try accept(b, 20..<22)).out)
+        // Same weights, same bytes; F16/BF16 checkpoints load as the rounded values.
+        XCTAssertEqual(try w.writer().serialize(), try loaded.writer().serialize())
+        for dt in [SafeTensorsDType.F16, .BF16] {
+            try w.save(to: path, dtype: dt)
+            let h = try DraftWeights.load(path: path, target: Target.model.config)
+            let e = zip(h.fc, w.fc).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(e, dt == .F16 ? 1e-3 : 1e-2, "\(dt)")
+            XCTAssertEqual(h.imgFc, w.imgFc, "identity is exact in \(dt)")
+        }
+        // Tied head: no lm_head stored.
+        let t = try DraftWeights.random(for: Target.model, headTied: true, seed: 3)
+        try t.save(to: path)
+        let tf = try SafeTensorsFile(path: path)
+        XCTAssertFalse(tf.contains("lm_head.weight"))
+        XCTAssertFalse(tf.contains("d2t"))
+        let td = try EagleDraft(path: path, target: Target.model)
+        XCTAssertEqual(try accept(td, 0..<5).count, 4)
+    }
+
+    func testBadCheckpointsAreClearErrors() throws {
+        let path = tmpPath("bad.safetensors")
+        // Another width.
+        var c = DraftConfig(target: Target.model.config, vocab: 512)
+        c.width = 64; c.heads = 4; c.kvHeads = 2; c.headDim = 16; c.ffn = 128
+        let other = try DraftWeights.random(config: c, seed: 1)
+        try other.save(to: path)
+        XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in
+            let s = "\(e)"
+            XCTAssertTrue(s.contains(path) && s.contains("width") && s.contains("another model"), s)
+        }
+        // A missing tensor.
+        let w = try weights()
+        var wr = SafeTensorsWriter(metadata: try w.writer().metadata)
+        let full = try SafeTensorsFile(bytes: try w.writer().serialize())
+        for n in full.names where n != "layers.0.mlp.up_proj.weight" {
+            let i = try full.info(n)
+            try wr.add(n, dtype: i.dtype, shape: i.shape, bytes: try full.bytes(n))
+        }
+        try wr.write(to: path)
+        XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in
+            let s = "\(e)"
+            XCTAssertTrue(s.contains(path) && s.contains("layers.0.mlp.up_proj.weight") && s.contains("missing"), s)
+        }
+        // A misshapen tensor, a bad d2t, a NaN.
+        func rewrite(_ name: String, shape: [Int], floats: [Float]? = nil, ints: [Int32]? = nil) throws {
+            var wr = SafeTensorsWriter(metadata: full.metadata)
+            for n in full.names where n != name {
+                let i = try full.info(n); try wr.add(n, dtype: i.dtype, shape: i.shape, bytes: try full.bytes(n))
+            }
+            if let f = floats { try wr.add(name, floats: f, shape: shape) }
+            if let v = ints { try wr.add(name, int32s: v, shape: shape) }
+            try wr.write(to: path)
+        }
+        try rewrite("norm.weight", shape: [575], floats: [Float](repeating: 1, count: 575))
+        XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in
+            XCTAssertTrue("\(e)".contains("norm.weight") && "\(e)".contains("575"), "\(e)")
+        }
+        var bad = Self.d2t; bad[5] = 49152
+        try rewrite("d2t", shape: [Self.vocab], ints: bad)
+        XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in
+            XCTAssertTrue("\(e)".contains("d2t") && "\(e)".contains("entry 5"), "\(e)")
+        }
+        var nan = [Float](repeating: 1, count: 576); nan[9] = .nan
+        try rewrite("norm.weight", shape: [576], floats: nan)
+        XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in
+            XCTAssertTrue("\(e)".contains("norm.weight") && "\(e)".contains("element 9"), "\(e)")
+        }
+        // Not a checkpoint at all.
+        try [UInt8](repeating: 0xff, count: 100).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
+        XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in
+            XCTAssertTrue(e is SafeTensorsError && "\(e)".contains(path), "\(e)")
+        }
+    }
+
+    func imageSpan(start: Int, rows: Int, seed: UInt64) -> DraftImageSpan {
+        var r = TestRNG(seed: seed)
+        return DraftImageSpan(start: start, rows: rows, embeddings: (0..<(rows * Target.d)).map { _ in r.normal() * 0.05 })
+    }
+
+    func testAdapterWithoutImageIsBitIdentical() throws {
+        let w = try weights(numQ: 4)
+        var plain = w
+        plain.config = DraftConfig(target: Target.model.config, vocab: Self.vocab, numQ: 0)
+        plain.adapter = nil; plain.imgFc = nil
+        for type in [QuantType.f16, .q8_0] {
+            let a = try EagleDraft(weights: w, target: Target.model, matrixType: type)
+            let b = try EagleDraft(weights: plain, target: Target.model, matrixType: type)
+            XCTAssertTrue(a.hasAdapter); XCTAssertFalse(b.hasAdapter)
+            XCTAssertEqual(try accept(a, 0..<25), try accept(b, 0..<25))
+            XCTAssertEqual(try growTree(a, root: try accept(a, 25..<27)).out, try growTree(b, root: try accept(b, 25..<27)).out)
+        }
+    }
+
+    func testInitialImgFcLeavesFeaturesUnchanged() throws {
+        let w = try weights(numQ: 4)
+        // img_fc([f ; g]) = f exactly, for any g.
+        let dr = try EagleDraft(weights: w, target: Target.model)
+        var r = TestRNG(seed: 9)
+        let d = Target.d
+        var x0 = (0..<(3 * 2 * d)).map { _ in r.normal() }
+        let before = x0
+        try dr.applyImageFusion(&x0, rows: [0, 2], globals: [(0..<d).map { _ in r.normal() }, (0..<d).map { _ in r.normal() * 100 }])
+        XCTAssertEqual(x0.map(\.bitPattern), before.map(\.bitPattern))
+        // End to end: changing only the global feature (the last query acts on O[K−1] alone)
+        // changes nothing while img_fc is [I ; 0], and changes the draft once it is not.
+        var w2 = w
+        for i in (3 * d)..<(4 * d) { w2.adapter!.queries[i] += 0.5 }
+        let img = imageSpan(start: 4, rows: 9, seed: 2)
+        let a = try EagleDraft(weights: w, target: Target.model), b = try EagleDraft(weights: w2, target: Target.model)
+        XCTAssertEqual(try accept(a, 0..<20, images: [img]), try accept(b, 0..<20, images: [img]))
+        XCTAssertNotEqual(a.globalFeature, b.globalFeature)
+        XCTAssertEqual(try growTree(a, root: try accept(a, 20..<21)).out, try growTree(b, root: try accept(b, 20..<21)).out)
+        var w3 = w, w4 = w2
+        var rr = TestRNG(seed: 4)
+        for i in 0..<(d * 2 * d) where i % (2 * d) >= d { w3.imgFc![i] = rr.normal() * 0.05 }
+        w4.imgFc = w3.imgFc
+        let c = try EagleDraft(weights: w3, target: Target.model), e = try EagleDraft(weights: w4, target: Target.model)
+        XCTAssertNotEqual(try accept(c, 0..<20, images: [img]), try accept(e, 0..<20, images: [img]))
+    }
+
+    func testImageSpanEntries() throws {
+        let k = 4
+        let w = try weights(numQ: k)
+        let a = try EagleDraft(weights: w, target: Target.model)
+        // Span of 9 rows at target positions 4..<13: entries t with t+1 in the span are dropped
+        // except the last K−1 = 3 (t = 9, 10, 11); the rest keep their own positions.
+        _ = try accept(a, 0..<20, images: [imageSpan(start: 4, rows: 9, seed: 3)])
+        XCTAssertEqual(a.entryPositions, [0, 1, 2] + [9, 10, 11] + Array(12..<20))
+        XCTAssertNotNil(a.globalFeature)
+        // A span shorter than K−1 keeps every entry; a second image in a later accept.
+        _ = try accept(a, 20..<28, images: [imageSpan(start: 22, rows: 2, seed: 4)])
+        XCTAssertEqual(a.entryPositions.suffix(8), Array(20..<28))
+        XCTAssertEqual(a.acceptedPositions, 28)
+        // Without an adapter image rows are plain entries.
+        let b = try EagleDraft(weights: try weights(), target: Target.model)
+        _ = try accept(b, 0..<20, images: [imageSpan(start: 4, rows: 9, seed: 3)])
+        XCTAssertEqual(b.entryPositions, Array(0..<20))
+        XCTAssertNil(b.globalFeature)
+        // A span outside the new positions is an error.
+        XCTAssertThrowsError(try accept(b, 20..<22, images: [imageSpan(start: 5, rows: 2, seed: 3)]))
+        // The tree after an image sees the compressed entries and uses img_fc.
+        let root = try accept(a, 28..<29)
+        XCTAssertEqual(try growTree(a, root: root).out.count, 10)
+    }
+
+    func testRequestErrors() throws {
+        let a = try EagleDraft(weights: try weights(), target: Target.model)
+        XCTAssertThrowsError(try a.expand(tokens: [1], parents: [-1], topK: 2))
+        _ = try accept(a, 0..<3)
+        XCTAssertThrowsError(try a.expand(tokens: [1], parents: [0], topK: 2))
+        XCTAssertThrowsError(try a.expand(tokens: [1, 2], parents: [-1, 0], topK: 2))
+        XCTAssertThrowsError(try a.expand(tokens: [49152], parents: [-1], topK: 2))
+        XCTAssertThrowsError(try a.accept(features: [1, 2], nextTokens: [3], images: [], topK: 2))
+        XCTAssertEqual(try a.expand(tokens: [1], parents: [-1], topK: 0), [[]])
+    }
+
+    /// Draft step timings (accept 1 entry; expand 1, 4, 8, 16 nodes) for each packing; run with
+    /// SPECDEC_DRAFT_BENCH=1 (skipped otherwise: the suite must stay fast).
+    func testStepTimings() throws {
+        guard ProcessInfo.processInfo.environment["SPECDEC_DRAFT_BENCH"] == "1" else { throw XCTSkip("set SPECDEC_DRAFT_BENCH=1") }
+        let threads = Int(ProcessInfo.processInfo.environment["SPECDEC_DRAFT_THREADS"] ?? "") ?? Target.model.threads
+        for (label, vocab, tied) in [("V=49152 own head", 49152, false), ("V=8192 reduced", 8192, false), ("tied head", 49152, true)] {
+            let w = try DraftWeights.random(for: Target.model, vocab: vocab, d2t: vocab < 49152 ? (0..<vocab).map { Int32($0) } : nil,
+                                            headTied: tied, seed: 1)
+            for type in [QuantType.f32, .f16, .q8_0] {
+                let dr = try EagleDraft(weights: w, target: Target.model, matrixType: type, contextSize: 256)
+                dr.threads = threads
+                func median(_ body: () throws -> Void) rethrows -> Double {
+                    var ts: [Double] = []
+                    for _ in 0..<9 {
+                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        try body()
+                        ts.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    }
+                    return ts.sorted()[ts.count / 2]
+                }
+                _ = try accept(dr, 0..<20)
+                var line = "\(label) \(type) threads \(threads):"
+                var pos = 20
+                line += String(format: " accept1 %.2f ms", try median {
+                    if pos >= 29 { dr.reset(); _ = try accept(dr, 0..<20); pos = 20 }
+                    _ = try accept(dr, pos..<(pos + 1)); pos += 1
+                })
+                for n in [1, 4, 8, 16] {
+                    _ = try accept(dr, 20..<21); dr.reset(); _ = try accept(dr, 0..<20)   // a fresh round
+                    line += String(format: " expand%d %.2f ms", n, try median {
+                        _ = try dr.expand(tokens: (0..<n).map { Int32($0 + 100) }, parents: [Int](repeating: -1, count: n), topK: 8)
+                    })
+                }
+                print(line)
+            }
+        }
+    }
+}
+
+/// SplitMix64 with Box–Muller normals, seeded.
+struct TestRNG {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func normal() -> Float {
+        let u1 = (Double(next() >> 11) + 1) / 9_007_199_254_740_992.0, u2 = Double(next() >> 11) / 9_007_199_254_740_992.0
+        return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+    }
+}
