@@ -392,3 +392,43 @@ public func readAllRecords(dir: String) throws -> [SampleRecord] {
     }
     return out.sorted { $0.index < $1.index }
 }
+
+/// What `data snapshot` wrote.
+public struct SnapshotSummary: Codable, Sendable {
+    public var source: String
+    public var out: String
+    public var records: Int
+    public var samples: Int
+}
+
+/// A finished dataset from the complete records a running (or killed) `synth-data` has written so
+/// far in `dir` (its one `.sds.tmp`, or a finished `.sds`): the same records and header except
+/// `samples`, cut to what the records cover, so training can start before generation ends. The
+/// source is only read; the running job goes on undisturbed.
+public func snapshotDataset(_ dir: String, out: String) throws -> SnapshotSummary {
+    let fm = FileManager.default
+    let names = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".sds") || $0.hasSuffix(".sds.tmp") }.sorted()
+    guard names.count == 1 else {
+        throw DataError(file: dir, field: "shards", reason: names.isEmpty ? "no shard (.sds or .sds.tmp) here" : "\(names.count) shards here; snapshot takes a folder of one synth-data worker")
+    }
+    let path = (dir as NSString).appendingPathComponent(names[0])
+    let bytes = try readWholeFile(path)
+    let reader = names[0].hasSuffix(".tmp") ? try ShardReader(unfinishedBytes: bytes, path: path) : try ShardReader(bytes: bytes, path: path)
+    guard let last = reader.entries.last else { throw DataError(file: path, field: "records", reason: "no complete record yet") }
+    var header = reader.header
+    header.samples = last.sampleIndex + 1
+    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    let outPath = (out as NSString).appendingPathComponent(header.shard.shardFileName)
+    guard (out as NSString).standardizingPath != (dir as NSString).standardizingPath else {
+        throw DataError(file: out, field: "--out", reason: "must differ from the source folder")
+    }
+    if fm.fileExists(atPath: outPath) { try fm.removeItem(atPath: outPath) }
+    try? fm.removeItem(atPath: outPath + ".tmp")
+    let writer = try ShardWriter(path: outPath, header: header)
+    for k in reader.entries.indices { try writer.append(try reader.record(k)) }
+    try writer.finish()
+    let done = try ShardReader(path: outPath)
+    try DatasetManifest(samples: header.samples, shards: [try DatasetManifest.Entry(reader: done, path: outPath)])
+        .write(to: (out as NSString).appendingPathComponent(header.shard.manifestFileName))
+    return SnapshotSummary(source: path, out: out, records: done.recordCount, samples: header.samples)
+}

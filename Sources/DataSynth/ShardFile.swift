@@ -304,6 +304,18 @@ public final class ShardReader {
         }
     }
 
+    /// The complete records at the start of an unfinished shard (a `.tmp` still being written or
+    /// left by a killed run), for `data snapshot`; the header is checked, the records when read.
+    public init(unfinishedBytes b: [UInt8], path: String) throws {
+        self.path = path
+        bytes = b
+        fileSize = b.count
+        try ShardParser.checkPrologue(b, file: path)
+        let (h, json, hsize) = try ShardParser.header(b, file: path, dctx: dctx)
+        header = h; headerJSON = json
+        entries = ShardParser.scan(b, from: ShardLayout.prologueSize + hsize, header: h, file: path, dctx: dctx).entries
+    }
+
     public var recordCount: Int { entries.count }
 
     /// The decompressed payload of record k (CRC and zstd checksum checked).

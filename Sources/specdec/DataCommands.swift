@@ -6,7 +6,7 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Inspect, verify and merge synth-data datasets.",
-        subcommands: [DataInspect.self, DataVerify.self, DataMerge.self]
+        subcommands: [DataInspect.self, DataVerify.self, DataMerge.self, DataSnapshot.self]
     )
 }
 
@@ -119,5 +119,27 @@ struct DataMerge: ParsableCommand {
         if json { try printJSON(m, snakeCase: true) } else {
             print("\(out): \(m.shards.count) shards, \(m.samples) samples (\(m.linked) linked, \(m.copied) copied)")
         }
+    }
+}
+
+struct DataSnapshot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Copy the complete records a running or killed synth-data has written so far into a finished dataset.",
+        discussion: "Reads the one shard of a synth-data worker's folder (finished or still being written) and writes its complete records, with the header's sample count cut to what they cover, as a finished, verifiable dataset in --out. The running job is not disturbed; rerun later for a bigger snapshot.")
+
+    @Argument(help: "A synth-data output folder.")
+    var dir: String
+
+    @Option(help: "Output folder (replaced).")
+    var out: String
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        let s: SnapshotSummary
+        do { s = try snapshotDataset(dir, out: out) } catch let e as DataError { throw CLIError(e.description) }
+        if json { try printJSON(s, snakeCase: true) } else { print("\(out): \(s.records) records of samples 0..<\(s.samples) from \(s.source)") }
     }
 }
