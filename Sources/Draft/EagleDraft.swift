@@ -130,7 +130,7 @@ public final class EagleDraft: Drafter {
 
     /// Chosen by measurement (see the commit that set it): the draft step is bound by reading
     /// its weights, so the smallest exact-enough format wins.
-    public static let defaultMatrixType: QuantType = .f16
+    public static let defaultMatrixType: QuantType = .q8_0
 
     deinit {
         keys.deallocate()
@@ -242,7 +242,7 @@ public final class EagleDraft: Drafter {
         }
         let a0 = entryPositions.count
         ensureCapacity(a0 + m)
-        let fhat = forward(x0: x0, n: m, positions: rows.map(\.t), firstSlot: a0) { i in Array(0...(a0 + i)) }
+        let fhat = forward(x0: x0, n: m, positions: rows.map(\.t), slots: Array(a0..<(a0 + m))) { i in Array(0...(a0 + i)) }
         entryPositions += rows.map(\.t)
         acceptedPositions = p0 + n
         if adapter != nil { globalFeature = global }
@@ -258,7 +258,10 @@ public final class EagleDraft: Drafter {
         guard n > 0 else { return [] }
         let base = nodes.count
         var newNodes: [Node] = []
-        var x0 = [Float](repeating: 0, count: n * 2 * d)
+        // Wave of each new node: 0 when its parent already has its f̂ (root or an earlier call's
+        // node), else one more than its parent's. A wave is one batched forward; the verifier
+        // adds one tree level per call, which is always a single wave.
+        var wave: [Int] = []
         for i in 0..<n {
             let p = parents[i]
             guard p >= -1, p < base + i else {
@@ -271,28 +274,36 @@ public final class EagleDraft: Drafter {
             var anc = parent?.ancestors ?? []
             anc.append(base + i)
             newNodes.append(Node(position: (parent?.position ?? rootPosition) + 1, ancestors: anc, fhat: []))
-            x0.withUnsafeMutableBufferPointer { xb in
-                embed(tokens[i], into: xb.baseAddress! + i * 2 * d)
-                (parent?.fhat ?? root).withUnsafeBufferPointer { (xb.baseAddress! + i * 2 * d + d).update(from: $0.baseAddress!, count: d) }
-            }
-            // Parents among this call's nodes get their f̂ only after the forward, so a batch
-            // cannot hold a node and its child: the tree grows level by level (one call per
-            // level), which is how the verifier calls it. Checked here rather than silently wrong.
-            if p >= base {
-                throw err("parents[\(i)]", "parent \(p) is in the same expand call: add a tree level per call")
-            }
-        }
-        if let g = globalFeature, adapter != nil {
-            try applyImageFusion(&x0, rows: Array(0..<n), globals: Array(repeating: g, count: n))
+            wave.append(p < base ? 0 : wave[p - base] + 1)
         }
         let a0 = entryPositions.count
         ensureCapacity(a0 + base + n)
-        let fhat = forward(x0: x0, n: n, positions: newNodes.map(\.position), firstSlot: a0 + base) { i in
-            Array(0..<a0) + newNodes[i].ancestors.map { a0 + $0 }
+        var fhatAll = [Float](repeating: 0, count: n * d)
+        for w in 0...(wave.max() ?? 0) {
+            let members = (0..<n).filter { wave[$0] == w }
+            var x0 = [Float](repeating: 0, count: members.count * 2 * d)
+            x0.withUnsafeMutableBufferPointer { xb in
+                for (r, i) in members.enumerated() {
+                    let p = parents[i]
+                    embed(tokens[i], into: xb.baseAddress! + r * 2 * d)
+                    let pf = p < 0 ? root : (p < base ? nodes[p].fhat : newNodes[p - base].fhat)
+                    pf.withUnsafeBufferPointer { (xb.baseAddress! + r * 2 * d + d).update(from: $0.baseAddress!, count: d) }
+                }
+            }
+            if let g = globalFeature, adapter != nil {
+                try applyImageFusion(&x0, rows: Array(0..<members.count), globals: Array(repeating: g, count: members.count))
+            }
+            let fhat = forward(x0: x0, n: members.count, positions: members.map { newNodes[$0].position },
+                               slots: members.map { a0 + base + $0 }) { r in
+                Array(0..<a0) + newNodes[members[r]].ancestors.map { a0 + $0 }
+            }
+            for (r, i) in members.enumerated() {
+                newNodes[i].fhat = Array(fhat[(r * d)..<((r + 1) * d)])
+                fhatAll.replaceSubrange((i * d)..<((i + 1) * d), with: newNodes[i].fhat)
+            }
         }
-        for i in 0..<n { newNodes[i].fhat = Array(fhat[(i * d)..<((i + 1) * d)]) }
         nodes += newNodes
-        return topCandidates(fhat: fhat, n: n, topK: topK)
+        return topCandidates(fhat: fhatAll, n: n, topK: topK)
     }
 
     // MARK: - Forward
@@ -318,9 +329,9 @@ public final class EagleDraft: Drafter {
     }
 
     /// One decoder layer over n rows of [e ; f] at `positions`, writing their keys and values to
-    /// slots `firstSlot ..< firstSlot + n`; row i attends to the cache slots `visible(i)`
+    /// cache `slots`; row i attends to the cache slots `visible(i)`
     /// (ascending, ending with its own slot). Returns f̂ (n × d), after the output norm.
-    private func forward(x0: [Float], n: Int, positions: [Int], firstSlot: Int, visible: (Int) -> [Int]) -> [Float] {
+    private func forward(x0: [Float], n: Int, positions: [Int], slots: [Int], visible: (Int) -> [Int]) -> [Float] {
         let c = config, d = c.width, qw = c.qWidth, kvw = c.kvWidth, ff = c.ffn
         let th = threads
         var x = [Float](repeating: 0, count: n * d)
@@ -330,22 +341,33 @@ public final class EagleDraft: Drafter {
         var h = [Float](repeating: 0, count: n * d)
         var g = [Float](repeating: 0, count: n * ff)
         var u = [Float](repeating: 0, count: n * ff)
-        let kSlot = keys + firstSlot * kvw, vSlot = values + firstSlot * kvw
+        // Keys and values of the batch, rotated, then stored in their cache slots.
+        var kNew = [Float](repeating: 0, count: n * kvw), vNew = kNew
         x0.withUnsafeBufferPointer { xb in
             x.withUnsafeMutableBufferPointer { fc.matrix.multiply(xb.baseAddress!, n: n, into: $0.baseAddress!, threads: th) }
         }
         // Attention without an input norm (EAGLE).
         x.withUnsafeBufferPointer { xb in
             q.withUnsafeMutableBufferPointer { qb in
-                PackedMatrix.multiply([(wq.matrix, qb.baseAddress!), (wk.matrix, kSlot), (wv.matrix, vSlot)],
-                                      x: xb.baseAddress!, n: n, threads: th)
+                kNew.withUnsafeMutableBufferPointer { kb in
+                    vNew.withUnsafeMutableBufferPointer { vb in
+                        PackedMatrix.multiply([(wq.matrix, qb.baseAddress!), (wk.matrix, kb.baseAddress!), (wv.matrix, vb.baseAddress!)],
+                                              x: xb.baseAddress!, n: n, threads: th)
+                    }
+                }
             }
         }
         q.withUnsafeMutableBufferPointer { qb in
-            for i in 0..<n {
-                rope(qb.baseAddress! + i * qw, heads: c.heads, position: positions[i])
-                rope(kSlot + i * kvw, heads: c.kvHeads, position: positions[i])
+            kNew.withUnsafeMutableBufferPointer { kb in
+                for i in 0..<n {
+                    rope(qb.baseAddress! + i * qw, heads: c.heads, position: positions[i])
+                    rope(kb.baseAddress! + i * kvw, heads: c.kvHeads, position: positions[i])
+                    (keys + slots[i] * kvw).update(from: kb.baseAddress! + i * kvw, count: kvw)
+                }
             }
+        }
+        vNew.withUnsafeBufferPointer { vb in
+            for i in 0..<n { (values + slots[i] * kvw).update(from: vb.baseAddress! + i * kvw, count: kvw) }
         }
         let vis = (0..<n).map(visible)
         attention(q: q, n: n, visible: vis, into: &att)

@@ -76,6 +76,10 @@ final class EagleDraftTests: XCTestCase {
                 }
                 XCTAssertEqual(last, tree.out[i], "\(type) node \(i) (path \(path))")
             }
+            // The whole tree in one call (parents inside the call) gives the same nodes.
+            let one = try EagleDraft(weights: w, target: Target.model, matrixType: type)
+            XCTAssertEqual(try accept(one, 0..<20), root)
+            XCTAssertEqual(try one.expand(tokens: tree.tokens, parents: tree.parents, topK: 4), tree.out, "\(type) one call")
             // The next accept discards the tree: same as never having drafted.
             let c = try EagleDraft(weights: w, target: Target.model, matrixType: type)
             _ = try accept(c, 0..<20)
@@ -264,7 +268,6 @@ final class EagleDraftTests: XCTestCase {
         XCTAssertThrowsError(try a.expand(tokens: [1], parents: [-1], topK: 2))
         _ = try accept(a, 0..<3)
         XCTAssertThrowsError(try a.expand(tokens: [1], parents: [0], topK: 2))
-        XCTAssertThrowsError(try a.expand(tokens: [1, 2], parents: [-1, 0], topK: 2))
         XCTAssertThrowsError(try a.expand(tokens: [49152], parents: [-1], topK: 2))
         XCTAssertThrowsError(try a.accept(features: [1, 2], nextTokens: [3], images: [], topK: 2))
         XCTAssertEqual(try a.expand(tokens: [1], parents: [-1], topK: 0), [[]])
