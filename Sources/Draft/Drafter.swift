@@ -30,7 +30,9 @@ public protocol Drafter: AnyObject {
     /// `features` (n × width) are the target's final-norm hidden states at those positions and
     /// `nextTokens[i]` is the token at the position after position i (the last one is the token
     /// the target has just emitted and not yet evaluated). `images` lists image spans lying in
-    /// the new positions (+1), with their embeddings; tokens inside a span are placeholders.
+    /// the new positions (+1), with their embeddings; tokens inside a span are placeholders. A span
+    /// must end before the last new position + 1 (that input is the emitted token); on the first
+    /// accept it may start at position 0.
     /// Returns the `topK` most likely tokens after `nextTokens.last`, best first.
     func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate]
 

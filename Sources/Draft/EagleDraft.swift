@@ -174,9 +174,11 @@ public final class EagleDraft: Drafter {
         }
         // The round's tree nodes are no longer needed.
         nodes = []
-        // Spans must lie among the new positions' next inputs (p0+1 ... p0+n) and not overlap.
+        // Spans must lie among the new positions' next inputs (p0+1 ... p0+n−1) and not overlap;
+        // on the first accept a span may start at position 0 (an image first in the sequence),
+        // whose first row is nobody's next input but still part of the compressed image.
         let spans = images.sorted { $0.start < $1.start }
-        var prevEnd = p0 + 1
+        var prevEnd = p0 == 0 ? 0 : p0 + 1
         for (i, s) in spans.enumerated() {
             guard s.rows >= 1, s.start >= prevEnd, s.start + s.rows <= p0 + n else {
                 throw err("images[\(i)]", "span \(s.start)..<\(s.start + s.rows) is not inside the accepted next positions \(p0 + 1)...\(p0 + n - 1) or overlaps another")

@@ -256,6 +256,13 @@ final class EagleDraftTests: XCTestCase {
         _ = try accept(b, 0..<20, images: [imageSpan(start: 4, rows: 9, seed: 3)])
         XCTAssertEqual(b.entryPositions, Array(0..<20))
         XCTAssertNil(b.globalFeature)
+        // An image first in the sequence: position 0 has no entry, the rest as usual.
+        let c = try EagleDraft(weights: w, target: Target.model)
+        _ = try accept(c, 0..<12, images: [imageSpan(start: 0, rows: 6, seed: 5)])
+        XCTAssertEqual(c.entryPositions, [2, 3, 4] + Array(5..<12))
+        let e = try EagleDraft(weights: try weights(), target: Target.model)
+        _ = try accept(e, 0..<12, images: [imageSpan(start: 0, rows: 6, seed: 5)])
+        XCTAssertEqual(e.entryPositions, Array(0..<12))
         // A span outside the new positions is an error.
         XCTAssertThrowsError(try accept(b, 20..<22, images: [imageSpan(start: 5, rows: 2, seed: 3)]))
         // The tree after an image sees the compressed entries and uses img_fc.
