@@ -36,6 +36,32 @@ public struct PackedMatrix: @unchecked Sendable {
         PackedMatrix.multiply(parts: 1, { _ in (self, y) }, x: x, n: n, threads: threads, path: path)
     }
 
+    /// `multiply` with a choice of activation format (`ActivationQuant`): `.none` is `multiply`;
+    /// `.q8` quantizes the n activation rows once and runs the int8-activation kernels (for
+    /// Q4_0/Q4_1/Q8_0; other types take the float path). Batch-invariant and thread-count
+    /// invariant either way.
+    public func multiply(_ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
+                         path: KernelPath = .active, activations: ActivationQuant) {
+        PackedMatrix.multiply([(self, y)], x: x, n: n, threads: threads, path: path, activations: activations)
+    }
+
+    /// The several-matrix `multiply` with a choice of activation format (quantized once for all parts).
+    public static func multiply(_ parts: [(matrix: PackedMatrix, output: UnsafeMutablePointer<Float>)],
+                                x: UnsafePointer<Float>, n: Int, threads: Int, path: KernelPath = .active,
+                                activations: ActivationQuant) {
+        guard activations == .q8, let first = parts.first, n > 0,
+              parts.contains(where: { $0.matrix.type.hasQ8ActivationKernel }) else {
+            multiply(parts, x: x, n: n, threads: threads, path: path)
+            return
+        }
+        precondition(path != .avx2 || cpuSupportsAVX2, "multiply: the AVX2 kernels need an AVX2/FMA/F16C CPU")
+        withQ8Activations(x, n: n, count: first.matrix.cols, path: path) { q8 in
+            parts.withUnsafeBufferPointer { p in
+                multiply(parts: p.count, { (p[$0].matrix, p[$0].output) }, x: x, n: n, threads: threads, path: path, q8: q8)
+            }
+        }
+    }
+
     /// Several matrices with the same `cols` applied to the same activations in one parallel
     /// region (e.g. the Q, K and V projections): for each part, `y[t][r] = W[r] · x[t]` into the
     /// part's output (n × its rows). Bit-identical to one `multiply` per part.
@@ -51,15 +77,27 @@ public struct PackedMatrix: @unchecked Sendable {
 
     @inline(__always)
     static func multiply(parts count: Int, _ part: (Int) -> (PackedMatrix, UnsafeMutablePointer<Float>),
-                         x: UnsafePointer<Float>, n: Int, threads: Int, path: KernelPath) {
+                         x: UnsafePointer<Float>, n: Int, threads: Int, path: KernelPath,
+                         q8: Q8ActivationPointers? = nil) {
         guard count > 0 else { return }
         let cols = part(0).0.cols
         for i in 0..<count { precondition(part(i).0.cols == cols, "PackedMatrix.multiply: parts differ in cols") }
+        /// Rows lo..<hi of one part: the int8-activation kernel when activations are quantized
+        /// and the type has one, else the float kernel.
+        @inline(__always)
+        func run(_ m: PackedMatrix, _ y: UnsafeMutablePointer<Float>, _ lo: Int, _ hi: Int) {
+            if let q8, m.type.hasQ8ActivationKernel {
+                q8MatMul(m.type, rows: m.row(lo), rowBytes: m.rowBytes, rowCount: hi - lo, q8, n: n, count: cols,
+                         into: y + lo, yStride: m.rows, path: path)
+            } else {
+                matMul(m.type, rows: m.row(lo), rowBytes: m.rowBytes, rowCount: hi - lo, x: x, n: n, count: cols,
+                       into: y + lo, yStride: m.rows, path: path)
+            }
+        }
         if threads <= 1 || n == 0 {
             for i in 0..<count {
                 let (m, y) = part(i)
-                matMul(m.type, rows: m.data, rowBytes: m.rowBytes, rowCount: m.rows, x: x, n: n, count: cols,
-                       into: y, yStride: m.rows, path: path)
+                run(m, y, 0, m.rows)
             }
             return
         }
@@ -80,8 +118,7 @@ public struct PackedMatrix: @unchecked Sendable {
                 let (m, y) = part(i)
                 let chunks = first[i + 1] - first[i], j = c - first[i]
                 let lo = m.rows * j / chunks, hi = m.rows * (j + 1) / chunks
-                matMul(m.type, rows: m.row(lo), rowBytes: m.rowBytes, rowCount: hi - lo, x: x, n: n, count: cols,
-                       into: y + lo, yStride: m.rows, path: path)
+                run(m, y, lo, hi)
             }
         }
     }

@@ -41,6 +41,11 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     public let weights: LlamaWeights
     /// Worker threads for matrix work.
     public var threads: Int
+    /// Activation format of the matrix products (`SPECDEC_ACT`, default `.none`: float32, the
+    /// reference-accurate path). `.q8` quantizes activations to int8 per 32-block (llama.cpp's
+    /// Q8_0 style) and uses integer dot products, for every batch size (prefill included):
+    /// faster, batch-invariant, but not within the float path's golden tolerance.
+    public var activationQuant: ActivationQuant = .environment
 
     public init(file: GGUFFile, threads: Int = defaultThreadCount) throws {
         self.file = file

@@ -141,22 +141,23 @@ public final class LlamaSession {
         guard n > 0, embeddings.count == n * d else { throw LlamaError.emptyInput }
         guard length + n <= contextSize else { throw LlamaError.contextFull(needed: length + n, capacity: contextSize) }
         let threads = model.threads
+        let act = model.activationQuant
         let start = length
         let tree = try mask.resolve(count: n)
         /// y = x · Wᵀ for `count` activation rows, by the path this forward allows.
         func mul(_ w: PackedMatrix, _ x: UnsafePointer<Float>, _ count: Int, _ y: UnsafeMutablePointer<Float>) {
-            if !batchInvariant && count >= Self.blasMinimumBatch {
+            if act == .none && !batchInvariant && count >= Self.blasMinimumBatch {
                 w.multiplyBLAS(x, n: count, into: y, threads: threads, scratch: blasScratch(w.blasScratchCount))
             } else {
-                w.multiply(x, n: count, into: y, threads: threads)
+                w.multiply(x, n: count, into: y, threads: threads, activations: act)
             }
         }
         /// Several matrices over the same activations, in one parallel region when batch-invariant.
         func mul(_ parts: [(matrix: PackedMatrix, output: UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>, _ count: Int) {
-            if !batchInvariant && count >= Self.blasMinimumBatch {
+            if act == .none && !batchInvariant && count >= Self.blasMinimumBatch {
                 for p in parts { mul(p.matrix, x, count, p.output) }
             } else {
-                PackedMatrix.multiply(parts, x: x, n: count, threads: threads)
+                PackedMatrix.multiply(parts, x: x, n: count, threads: threads, activations: act)
             }
         }
         let positions = (0..<n).map { start + (tree?.depth[$0] ?? $0) }
