@@ -290,10 +290,7 @@ public final class LlamaSession {
                             }
                             var m = -Float.infinity
                             for s in 0..<count {
-                                let k = kc + slots[s] * kvw + kvOff
-                                var dot: Float = 0
-                                for e in 0..<hd { dot += qv[e] * k[e] }
-                                dot *= scale
+                                let dot = attentionDot(qv, kc + slots[s] * kvw + kvOff, hd) * scale
                                 scores[s] = dot
                                 m = max(m, dot)
                             }
@@ -307,15 +304,53 @@ public final class LlamaSession {
                             for e in 0..<hd { o[e] = 0 }
                             let inv = 1 / sum
                             for s in 0..<count {
-                                let a = scores[s] * inv
-                                let v = vc + slots[s] * kvw + kvOff
-                                for e in 0..<hd { o[e] += a * v[e] }
+                                attentionAccumulate(o, scores[s] * inv, vc + slots[s] * kvw + kvOff, hd)
                             }
                         }
                     }
                     }
                 }
             }
+        }
+    }
+
+    /// q · k over `hd` elements: two 8-lane accumulators over 16 elements at a time, combined and
+    /// reduced pairwise, then an in-order scalar tail. The order depends only on `hd`, so every
+    /// query gets the same bits whatever the batch (batch invariance).
+    @inline(__always)
+    private func attentionDot(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ hd: Int) -> Float {
+        let qr = UnsafeRawPointer(q), kr = UnsafeRawPointer(k)
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var e = 0
+        while e + 16 <= hd {
+            a0 += qr.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self) * kr.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self)
+            a1 += qr.loadUnaligned(fromByteOffset: 4 * e + 32, as: SIMD8<Float>.self) * kr.loadUnaligned(fromByteOffset: 4 * e + 32, as: SIMD8<Float>.self)
+            e += 16
+        }
+        let v = a0 + a1
+        let h = v.lowHalf + v.highHalf
+        var dot = (h[0] + h[2]) + (h[1] + h[3])
+        while e < hd {
+            dot += q[e] * k[e]
+            e += 1
+        }
+        return dot
+    }
+
+    /// o[e] += a · v[e] for e < hd (elementwise: the same bits as the scalar loop).
+    @inline(__always)
+    private func attentionAccumulate(_ o: UnsafeMutablePointer<Float>, _ a: Float, _ v: UnsafePointer<Float>, _ hd: Int) {
+        let orw = UnsafeMutableRawPointer(o), vr = UnsafeRawPointer(v)
+        let a8 = SIMD8<Float>(repeating: a)
+        var e = 0
+        while e + 8 <= hd {
+            let cur = orw.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self)
+            orw.storeBytes(of: cur + a8 * vr.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self), toByteOffset: 4 * e, as: SIMD8<Float>.self)
+            e += 8
+        }
+        while e < hd {
+            o[e] += a * v[e]
+            e += 1
         }
     }
 
