@@ -313,6 +313,14 @@ final class EagleDraftTests: XCTestCase {
                         _ = try dr.expand(tokens: (0..<n).map { Int32($0 + 100) }, parents: [Int](repeating: -1, count: n), topK: 8)
                     })
                 }
+                // A prompt-sized accept (random features: only the time matters).
+                let n = 256
+                var rng = TestRNG(seed: 5)
+                let feats = (0..<(n * Target.d)).map { _ in rng.normal() }
+                let toks = (0..<n).map { Int32(($0 * 37) % 40000 + 100) }
+                line += String(format: " accept%d %.1f ms", n, try median {
+                    dr.reset(); _ = try dr.accept(features: feats, nextTokens: toks, images: [], topK: 8)
+                })
                 print(line)
             }
         }
