@@ -131,7 +131,7 @@ public struct SafeTensorsWriter: Sendable {
         var written = 0
         let writeError: SafeTensorsError? = bytes.withUnsafeBytes { b in
             while written < b.count {
-                let r = Glibc.write(fd, b.baseAddress! + written, b.count - written)
+                let r = systemWrite(fd, b.baseAddress! + written, b.count - written)
                 if r < 0 { if errno == EINTR { continue }; return fail("write failed") }
                 written += r
             }
@@ -143,4 +143,14 @@ public struct SafeTensorsWriter: Sendable {
         guard rename(tmp, path) == 0 else { throw fail("cannot rename \(tmp) to the destination") }
         ok = true
     }
+}
+
+/// `write(2)`, named apart from the writer's own `write(to:)`.
+@inline(__always)
+private func systemWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(fd, p, n)
+    #else
+    return Darwin.write(fd, p, n)
+    #endif
 }
