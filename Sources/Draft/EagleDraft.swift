@@ -18,6 +18,12 @@ public final class EagleDraft: Drafter {
     /// Element type the draft's matrices were packed into at load time.
     public let matrixType: QuantType
     public var threads: Int
+    /// Accepts of at least this many entries (a prompt) run their matrix products through
+    /// OpenBLAS sgemm, several times faster but not batch-invariant (results differ from
+    /// smaller batches in the last bits; drafting tolerates that, the verifier checks every
+    /// token). `Int.max` keeps every product on the batch-invariant kernels. Tree expansion never
+    /// uses sgemm.
+    public var blasMinimumBatch = 32
 
     public private(set) var acceptedPositions = 0
     /// Target position of each accepted entry, in cache order (image entries dropped by the
@@ -244,7 +250,9 @@ public final class EagleDraft: Drafter {
         }
         let a0 = entryPositions.count
         ensureCapacity(a0 + m)
-        let fhat = forward(x0: x0, n: m, positions: rows.map(\.t), slots: Array(a0..<(a0 + m))) { i in Array(0...(a0 + i)) }
+        let fhat = forward(x0: x0, n: m, positions: rows.map(\.t), slots: Array(a0..<(a0 + m)), blas: m >= blasMinimumBatch) { i in
+            Array(0...(a0 + i))
+        }
         entryPositions += rows.map(\.t)
         acceptedPositions = p0 + n
         if adapter != nil { globalFeature = global }
@@ -333,9 +341,21 @@ public final class EagleDraft: Drafter {
     /// One decoder layer over n rows of [e ; f] at `positions`, writing their keys and values to
     /// cache `slots`; row i attends to the cache slots `visible(i)`
     /// (ascending, ending with its own slot). Returns f̂ (n × d), after the output norm.
-    private func forward(x0: [Float], n: Int, positions: [Int], slots: [Int], visible: (Int) -> [Int]) -> [Float] {
+    private func forward(x0: [Float], n: Int, positions: [Int], slots: [Int], blas: Bool = false,
+                         visible: (Int) -> [Int]) -> [Float] {
         let c = config, d = c.width, qw = c.qWidth, kvw = c.kvWidth, ff = c.ffn
         let th = threads
+        // sgemm on dequantized row tiles for large batches; scratch sized for the largest matrix.
+        let scratchCount = blas ? [fc, wq, wk, wv, wo, gate, up, down].map { $0.matrix.blasScratchCount }.max()! : 0
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1))
+        defer { scratch.deallocate() }
+        func mul(_ parts: [(matrix: PackedMatrix, output: UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>) {
+            if blas {
+                for p in parts { p.matrix.multiplyBLAS(x, n: n, into: p.output, threads: th, scratch: scratch) }
+            } else {
+                PackedMatrix.multiply(parts, x: x, n: n, threads: th)
+            }
+        }
         var x = [Float](repeating: 0, count: n * d)
         var q = [Float](repeating: 0, count: n * qw)
         var att = [Float](repeating: 0, count: n * qw)
@@ -346,15 +366,14 @@ public final class EagleDraft: Drafter {
         // Keys and values of the batch, rotated, then stored in their cache slots.
         var kNew = [Float](repeating: 0, count: n * kvw), vNew = kNew
         x0.withUnsafeBufferPointer { xb in
-            x.withUnsafeMutableBufferPointer { fc.matrix.multiply(xb.baseAddress!, n: n, into: $0.baseAddress!, threads: th) }
+            x.withUnsafeMutableBufferPointer { mul([(fc.matrix, $0.baseAddress!)], xb.baseAddress!) }
         }
         // Attention without an input norm (EAGLE).
         x.withUnsafeBufferPointer { xb in
             q.withUnsafeMutableBufferPointer { qb in
                 kNew.withUnsafeMutableBufferPointer { kb in
                     vNew.withUnsafeMutableBufferPointer { vb in
-                        PackedMatrix.multiply([(wq.matrix, qb.baseAddress!), (wk.matrix, kb.baseAddress!), (wv.matrix, vb.baseAddress!)],
-                                              x: xb.baseAddress!, n: n, threads: th)
+                        mul([(wq.matrix, qb.baseAddress!), (wk.matrix, kb.baseAddress!), (wv.matrix, vb.baseAddress!)], xb.baseAddress!)
                     }
                 }
             }
@@ -374,14 +393,14 @@ public final class EagleDraft: Drafter {
         let vis = (0..<n).map(visible)
         attention(q: q, n: n, visible: vis, into: &att)
         att.withUnsafeBufferPointer { ab in
-            proj.withUnsafeMutableBufferPointer { wo.matrix.multiply(ab.baseAddress!, n: n, into: $0.baseAddress!, threads: th) }
+            proj.withUnsafeMutableBufferPointer { mul([(wo.matrix, $0.baseAddress!)], ab.baseAddress!) }
         }
         for i in 0..<(n * d) { x[i] += proj[i] }
         rmsNorm(x, postNorm, into: &h, n: n)
         h.withUnsafeBufferPointer { hb in
             g.withUnsafeMutableBufferPointer { gb in
                 u.withUnsafeMutableBufferPointer { ub in
-                    PackedMatrix.multiply([(gate.matrix, gb.baseAddress!), (up.matrix, ub.baseAddress!)], x: hb.baseAddress!, n: n, threads: th)
+                    mul([(gate.matrix, gb.baseAddress!), (up.matrix, ub.baseAddress!)], hb.baseAddress!)
                 }
             }
         }
@@ -390,7 +409,7 @@ public final class EagleDraft: Drafter {
             g[i] = a / (1 + expf(-a)) * u[i]
         }
         g.withUnsafeBufferPointer { gb in
-            proj.withUnsafeMutableBufferPointer { down.matrix.multiply(gb.baseAddress!, n: n, into: $0.baseAddress!, threads: th) }
+            proj.withUnsafeMutableBufferPointer { mul([(down.matrix, $0.baseAddress!)], gb.baseAddress!) }
         }
         for i in 0..<(n * d) { x[i] += proj[i] }
         rmsNorm(x, outNorm, into: &h, n: n)

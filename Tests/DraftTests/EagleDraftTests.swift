@@ -104,6 +104,24 @@ final class EagleDraftTests: XCTestCase {
         XCTAssertTrue(whole.allSatisfy { $0.logProb <= 0 && Self.d2t.contains($0.token) })
     }
 
+    /// A prompt-sized accept through sgemm agrees with the batch-invariant kernels closely.
+    func testLargeAcceptThroughBLAS() throws {
+        let w = try weights()
+        let n = 48, d = Target.d
+        var rng = TestRNG(seed: 8)
+        let feats = (0..<(n * d)).map { _ in rng.normal() }
+        let toks = (0..<n).map { Int32(($0 * 131) % 40000 + 50) }
+        let a = try EagleDraft(weights: w, target: Target.model)
+        let b = try EagleDraft(weights: w, target: Target.model)
+        b.blasMinimumBatch = .max
+        let ca = try a.accept(features: feats, nextTokens: toks, images: [], topK: 5)
+        let cb = try b.accept(features: feats, nextTokens: toks, images: [], topK: 5)
+        XCTAssertEqual(ca[0].token, cb[0].token)
+        for (x, y) in zip(ca, cb) { XCTAssertEqual(x.logProb, y.logProb, accuracy: 1e-3) }
+        let ea = try a.expand(tokens: [7, 8], parents: [-1, 0], topK: 3), eb = try b.expand(tokens: [7, 8], parents: [-1, 0], topK: 3)
+        for (x, y) in zip(ea.joined(), eb.joined()) { XCTAssertEqual(x.logProb, y.logProb, accuracy: 1e-3) }
+    }
+
     func testCheckpointRoundTrip() throws {
         let w = try weights(numQ: 4)
         let path = tmpPath("rt.safetensors")
@@ -318,9 +336,12 @@ final class EagleDraftTests: XCTestCase {
                 var rng = TestRNG(seed: 5)
                 let feats = (0..<(n * Target.d)).map { _ in rng.normal() }
                 let toks = (0..<n).map { Int32(($0 * 37) % 40000 + 100) }
-                line += String(format: " accept%d %.1f ms", n, try median {
-                    dr.reset(); _ = try dr.accept(features: feats, nextTokens: toks, images: [], topK: 8)
-                })
+                for blas in [true, false] {
+                    dr.blasMinimumBatch = blas ? 32 : .max
+                    line += String(format: " accept%d%@ %.1f ms", n, blas ? "(sgemm)" : "(invariant)", try median {
+                        dr.reset(); _ = try dr.accept(features: feats, nextTokens: toks, images: [], topK: 8)
+                    })
+                }
                 print(line)
             }
         }
