@@ -345,8 +345,10 @@ private func parseList(_ s: String) -> [Int]? {
     return out
 }
 
-private func median(_ v: [Double]) -> Double {
+/// Median of `v` (0 when empty).
+func median(_ v: [Double]) -> Double {
     let s = v.sorted()
+    guard !s.isEmpty else { return 0 }
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 

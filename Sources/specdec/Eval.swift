@@ -1,0 +1,279 @@
+import ArgumentParser
+import DataSynth
+import Foundation
+import GGUF
+import Llama
+import Sampling
+import Tokenizer
+import Verify
+import Vision
+
+/// `specdec eval`: ViSpec's results table on the held-out evaluation set — plain decoding and each
+/// draft, image and text prompts, at each temperature, measured side by side in one run.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Speculative decoding with one or more drafts against plain decoding on the evaluation set: τ, speedup, identity.",
+        discussion: """
+        Runs every prompt of the set (default checkpoints/eval: held-out image questions from the \
+        built-in generator, seed \(EvaluationSet.imageSeed), two per question template, plus text \
+        prompts) with plain decoding and with each --draft, at each --temp, one after the other in \
+        this process. Prints ViSpec's table (rows: plain and each draft; columns: image and text \
+        prompts at each temperature; cells: τ = accepted draft tokens per target forward / speedup \
+        over plain, medians over the prompts), then acceptance by depth and the draft's share of \
+        step time. At T=0 every speculative output must equal plain decoding's; the table counts \
+        those that do. --write-set DIR writes the evaluation set and exits.
+        """)
+
+    @OptionGroup var modelOption: ModelOption
+
+    @Option(help: ArgumentHelp("Vision tower for the image prompts.", valueName: "TOWER.gguf"))
+    var mmproj = "checkpoints/demo-tower.gguf"
+
+    @Option(name: .customLong("draft"), help: ArgumentHelp("A draft to evaluate (repeat for several).", valueName: "DRAFT"))
+    var drafts: [String] = []
+
+    @Option(help: ArgumentHelp("Evaluation set folder (prompts.jsonl + images).", valueName: "DIR"))
+    var set = "checkpoints/eval"
+
+    @Option(help: ArgumentHelp("Temperatures, comma-separated.", valueName: "T,T"))
+    var temp = "0,1"
+
+    @Option(name: [.short, .customLong("n-predict")], help: "Tokens generated per prompt.")
+    var n = 64
+
+    @Option(help: "Use only the first N prompts of each kind (0 = all).")
+    var limit = 0
+
+    @OptionGroup var tree: TreeOptions
+
+    @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
+    var threads: Int = defaultThreadCount
+
+    @Option(help: ArgumentHelp("Also write the Markdown table to this file.", valueName: "FILE"))
+    var markdown: String?
+
+    @Option(name: .customLong("write-set"), help: ArgumentHelp("Write the evaluation set into DIR and exit.", valueName: "DIR"))
+    var writeSet: String?
+
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    func validate() throws {
+        guard n >= 1 else { throw ValidationError("-n must be ≥ 1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
+        guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0") }
+        _ = try temperatures()
+    }
+
+    func temperatures() throws -> [Float] {
+        let ts = temp.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard !ts.isEmpty, ts.allSatisfy({ $0 != nil && $0! >= 0 }) else { throw ValidationError("--temp must be a comma-separated list of temperatures ≥ 0, got '\(temp)'") }
+        return ts.map { $0! }
+    }
+
+    struct Run: Encodable {
+        var system: String
+        var prompt: String
+        var kind: String
+        var temperature: Float
+        var tokens_per_s: Double
+        var speedup: Double
+        var tau: Double
+        var tokens_per_step: Double
+        var acceptance_by_depth: [Double]
+        var draft_share: Double
+        var identical: Bool
+    }
+
+    struct Cell: Encodable {
+        var system: String
+        var kind: String
+        var temperature: Float
+        var prompts: Int
+        var tau: Double
+        var speedup: Double
+        var tokens_per_s: Double
+        var identical: Int?
+        var acceptance_by_depth: [Double]
+        var draft_share: Double
+    }
+
+    struct Output: Encodable {
+        var model: String
+        var tower: String
+        var set: String
+        var n_predict: Int
+        var threads: Int
+        var tree: String
+        var date: String
+        var cells: [Cell]
+        var runs: [Run]
+    }
+
+    func run() throws {
+        if let dir = writeSet {
+            try EvaluationSet.write(to: dir)
+            printErr("wrote \(dir)/prompts.jsonl and \(dir)/images")
+            return
+        }
+        guard !drafts.isEmpty else { throw CLIError("give at least one --draft to evaluate (plain decoding is always the baseline)") }
+        let modelPath = try modelOption.resolvedPath()
+        let gguf = try GGUFFile(path: modelPath)
+        let model = try LlamaModel(file: gguf, threads: threads)
+        let tokenizer = try BPETokenizer(gguf: gguf)
+        let promptsPath = (set as NSString).appendingPathComponent("prompts.jsonl")
+        var prompts = try SpecPromptSet.load(path: promptsPath, towerPath: mmproj, model: model, tokenizer: tokenizer)
+        if limit > 0 {
+            var seen: [String: Int] = [:]
+            prompts = prompts.filter { p in
+                seen[p.kind, default: 0] += 1
+                return seen[p.kind]! <= limit
+            }
+        }
+        let loaded = try drafts.map {
+            try LoadedDraft.load(path: $0, target: model, targetPath: modelPath, contextSize: min(model.config.contextLength, 4096), threads: threads)
+        }
+        let eog = tokenizer.endOfGenerationTokens
+        let names = drafts.map { ($0 as NSString).lastPathComponent }
+        // Each draft's tree: fixed, or with auto the budget chosen on the first prompt's first step.
+        var shapes: [TreeShape] = []
+        for draft in loaded {
+            var shape = try tree.shape()
+            if let chooser = try tree.budgetChooser(model: model, modelPath: modelPath, metadata: draft.metadata, shape: shape, log: printErr),
+               let first = prompts.first {
+                let r = try Generation.speculative(model: model, drafter: draft.drafter, prompt: first.prompt,
+                                                   contextSize: min(model.config.contextLength, first.prompt.count + 16),
+                                                   params: SamplingParameters(), shape: shape, maxTokens: 4, eog: eog, budget: chooser, onPiece: { _ in })
+                shape = r.tree ?? shape
+            }
+            shapes.append(shape)
+        }
+        let shapeText = Set(shapes.map(\.description)).sorted().joined(separator: "; ")
+        printErr("eval: \(prompts.count) prompts, \(n) tokens each, tree \(shapeText), drafts: \(names.joined(separator: ", "))")
+
+        var runs: [Run] = []
+        for temperature in try temperatures() {
+            for (i, p) in prompts.enumerated() {
+                var params = SamplingParameters()
+                params.temperature = temperature
+                params.seed = UInt64(7000 + i)
+                let ctx = min(model.config.contextLength, p.prompt.count + n + 128)
+                let plain = try Generation.plain(model: model, prompt: p.prompt, contextSize: ctx, params: params, maxTokens: n,
+                                                 eog: eog, onPiece: { _ in })
+                runs.append(Run(system: "plain", prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: plain.tokensPerSecond,
+                                speedup: 1, tau: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
+                for (d, draft) in loaded.enumerated() {
+                    let spec = try Generation.speculative(model: model, drafter: draft.drafter, prompt: p.prompt, contextSize: ctx,
+                                                          params: params, shape: shapes[d], maxTokens: n, eog: eog, onPiece: { _ in })
+                    let s = spec.speculative ?? SpeculativeStats()
+                    let share = spec.decodeSeconds > 0 ? s.draftSeconds / spec.decodeSeconds : 0   // draftSeconds includes the draft's prompt read
+                    let r = Run(system: names[d], prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,
+                                speedup: plain.tokensPerSecond > 0 ? spec.tokensPerSecond / plain.tokensPerSecond : 0,
+                                tau: s.tau, tokens_per_step: s.tokensPerStep, acceptance_by_depth: s.acceptanceByDepth,
+                                draft_share: share, identical: spec.tokens == plain.tokens)
+                    runs.append(r)
+                    printErr(String(format: "  T=%g %@ %@ %@: %.2fx, tau %.2f%@", temperature, p.kind, p.id, names[d], r.speedup, r.tau,
+                                    temperature == 0 && !r.identical ? "  OUTPUT DIFFERS FROM PLAIN" : ""))
+                }
+            }
+        }
+
+        var cells: [Cell] = []
+        for system in ["plain"] + names {
+            for kind in ["image", "text"] {
+                for temperature in try temperatures() {
+                    let rs = runs.filter { $0.system == system && $0.kind == kind && $0.temperature == temperature }
+                    guard !rs.isEmpty else { continue }
+                    let depth = rs.map(\.acceptance_by_depth.count).max() ?? 0
+                    let acc = (0..<depth).map { k -> Double in
+                        let v = rs.compactMap { k < $0.acceptance_by_depth.count ? $0.acceptance_by_depth[k] : nil }
+                        return v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count)
+                    }
+                    cells.append(Cell(system: system, kind: kind, temperature: temperature, prompts: rs.count, tau: median(rs.map(\.tau)),
+                                      speedup: median(rs.map(\.speedup)), tokens_per_s: median(rs.map(\.tokens_per_s)),
+                                      identical: temperature == 0 ? rs.filter(\.identical).count : nil, acceptance_by_depth: acc,
+                                      draft_share: median(rs.map(\.draft_share))))
+                }
+            }
+        }
+        let date = ISO8601DateFormatter().string(from: Date()).prefix(10)
+        let out = Output(model: (modelPath as NSString).lastPathComponent, tower: (mmproj as NSString).lastPathComponent, set: set,
+                         n_predict: n, threads: threads, tree: shapeText, date: String(date), cells: cells, runs: runs)
+        let table = markdownTable(out, temperatures: try temperatures(), systems: ["plain"] + names)
+        if let m = markdown { try writeAtomically(Array(table.utf8), to: m) }
+        if json { try printJSON(out) } else { print(table) }
+    }
+
+    /// ViSpec's layout: a row per system, a column per (prompt kind, temperature), cells τ / speedup.
+    func markdownTable(_ o: Output, temperatures: [Float], systems: [String]) -> String {
+        func cell(_ s: String, _ k: String, _ t: Float) -> Cell? { o.cells.first { $0.system == s && $0.kind == k && $0.temperature == t } }
+        let columns = ["image", "text"].flatMap { k in temperatures.map { (k, $0) } }.filter { c in o.cells.contains { $0.kind == c.0 && $0.temperature == c.1 } }
+        var t = "| system | " + columns.map { "\($0.0) T=\(fmt($0.1))" }.joined(separator: " | ") + " | draft share of step time |\n"
+        t += "|---|" + columns.map { _ in "---|" }.joined() + "---|\n"
+        for s in systems {
+            t += "| \(s) | " + columns.map { c in
+                guard let x = cell(s, c.0, c.1) else { return "–" }
+                if s == "plain" { return String(format: "%.1f tok/s", x.tokens_per_s) }
+                let same = x.identical.map { $0 == x.prompts ? "" : " (\(x.prompts - $0) differ!)" } ?? ""
+                return String(format: "%.2f / %.2f×", x.tau, x.speedup) + same
+            }.joined(separator: " | ")
+            let shares = o.cells.filter { $0.system == s }.map(\.draft_share)
+            t += " | " + (s == "plain" ? "–" : String(format: "%.0f%%", 100 * median(shares))) + " |\n"
+        }
+        t += "\nτ / speedup: medians over prompts (\(o.n_predict) tokens each, tree \(o.tree), \(o.threads) threads; plain row: its tokens/s). "
+        t += "\(o.model) + \(o.tower), \(o.date).\n\nAcceptance rate by depth (mean over prompts):\n\n"
+        t += "| system | prompts | T | " + (1...max(1, o.cells.map(\.acceptance_by_depth.count).max() ?? 1)).map { "d\($0)" }.joined(separator: " | ") + " |\n"
+        let depth = max(1, o.cells.map(\.acceptance_by_depth.count).max() ?? 1)
+        t += "|---|---|---|" + String(repeating: "---|", count: depth) + "\n"
+        for c in o.cells where c.system != "plain" {
+            t += "| \(c.system) | \(c.kind) | \(fmt(c.temperature)) | "
+                + (0..<depth).map { $0 < c.acceptance_by_depth.count ? String(format: "%.2f", c.acceptance_by_depth[$0]) : "–" }.joined(separator: " | ") + " |\n"
+        }
+        return t
+    }
+
+    private func fmt(_ t: Float) -> String { String(format: "%g", t) }
+}
+
+/// Prompts of a JSONL prompt file as the target reads them (chat template; images through the
+/// tower, resolved against the file's folder). Shared by `eval` and `bench --prompts`.
+enum SpecPromptSet {
+    struct Item {
+        var id: String
+        var kind: String
+        var prompt: PreparedPrompt
+    }
+
+    static func load(path: String, towerPath: String?, model: LlamaModel, tokenizer: BPETokenizer) throws -> [Item] {
+        let source: JSONLPromptSource
+        do { source = try JSONLPromptSource(path: path) } catch { throw CLIError("\(error)") }
+        guard source.count > 0 else { throw CLIError("\(path): no prompts") }
+        let template: ChatTemplate
+        do { template = try ChatTemplate(gguf: model.file) } catch { throw CLIError("\(error)") }
+        let baseDir = (path as NSString).deletingLastPathComponent
+        var tower: VisionTower? = nil
+        var items: [Item] = []
+        for p in source.prompts {
+            var user = p.userTurns[0]
+            if p.imagePaths.isEmpty {
+                items.append(Item(id: p.id, kind: "text", prompt: PreparedPrompt(tokens: tokenizer.encode(template.render(messages: [.user(user)])))))
+                continue
+            }
+            guard let towerPath else { throw CLIError("prompt \(p.id) has an image: give the vision tower with --mmproj TOWER.gguf") }
+            if tower == nil {
+                tower = try VisionTower(path: towerPath)
+                try tower!.check(compatibleWith: model)
+            }
+            let markers = ImageMarkers.forTower(tower!, tokenizer: tokenizer)
+            let embeddings = try p.imagePaths.map { img -> ImageEmbedding in
+                let resolved = img.hasPrefix("/") || FileManager.default.fileExists(atPath: img) ? img : (baseDir as NSString).appendingPathComponent(img)
+                return tower!.encode(try ImageDecoder.load(path: resolved))
+            }
+            user = try VisionPrompt.placeImages(in: user, count: embeddings.count, markers: markers)
+            let seq = try VisionPrompt.build(rendered: template.render(messages: [.user(user)]), images: embeddings, markers: markers,
+                                             tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
+            items.append(Item(id: p.id, kind: "image", prompt: PreparedPrompt(tokens: seq.tokens, sequence: seq)))
+        }
+        return items
+    }
+}
