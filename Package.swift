@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
         .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
-        .target(name: "DraftTraining", dependencies: ["Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "COpenBLAS", "Vision"]), // draft + adapter training on the CPU
+        .target(name: "DraftTraining", dependencies: ["Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
 
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -84,3 +84,30 @@ extension DraftModel {
         return res
     }
 }
+
+extension DraftModel {
+    /// The draft's logits (n × V) at every entry of the first pass, no losses: what inference
+    /// computes for accepted positions (used to check the trainer against `EagleDraft`).
+    public func logits(_ s: DraftSequence, params: [Float]) -> [Float] {
+        let c = config, d = c.width, n = s.count, v = c.vocab
+        return params.withUnsafeBufferPointer { pp -> [Float] in
+            let w = weights(pp.baseAddress!)
+            let useAdapter = c.numQ > 0 && !s.images.isEmpty
+            let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
+                s.images[i].withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: s.imageRows[i]) }
+            } : []
+            let e1 = Buf(n * d)
+            for j in 0..<n {
+                if s.compImage[j] >= 0, useAdapter { (e1.p + j * d).update(from: adapters[s.compImage[j]].token(s.compRow[j]), count: d) } else {
+                    for k in 0..<d { e1.p[j * d + k] = s.inputs[j * d + k] }
+                }
+            }
+            let globals = useAdapter ? s.globalOf : [Int](repeating: -1, count: n)
+            let (f1, _) = s.features.withUnsafeBufferPointer { imgFcForward(w: w, base: $0.baseAddress!, globalOf: globals, adapters: adapters, n: n) }
+            let pass = DecoderPass(config: c, weights: w, e: e1.p, f: f1.p, n: n, positions: s.positions, prior: nil, visible: Visible.causal(n))
+            let z = Buf(n * v)
+            Linear.forward(pass.fhat.p, w.head, n: n, inDim: d, outDim: v, into: z.p)
+            return z.array
+        }
+    }
+}

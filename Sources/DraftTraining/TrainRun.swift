@@ -16,6 +16,8 @@ public struct TrainRunConfig: Sendable {
     public var epochs: Double?
     public var steps: Int?
     public var resume = false
+    /// Train on the complete records of `.sds.tmp` shards of folders without a manifest.
+    public var allowUnfinished = false
     public var saveEvery = 0
     public var saveDType: SafeTensorsDType = .F16
     public var threads = 1
@@ -91,7 +93,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     guard mc.ropeDim == mc.headDim, mc.ropeScale == 1 else {
         throw TrainingError(file: rc.modelPath, field: "rope", reason: "the draft supports full-head RoPE without scaling (rope dim \(mc.ropeDim) of \(mc.headDim), scale \(mc.ropeScale))")
     }
-    let data = try TrainingData(dirs: rc.dataDirs)
+    let data = try TrainingData(dirs: rc.dataDirs, allowUnfinished: rc.allowUnfinished)
     guard data.width == mc.width else {
         throw TrainingError(file: rc.dataDirs[0], field: "hidden.width", reason: "\(data.width), but the model's width is \(mc.width)")
     }

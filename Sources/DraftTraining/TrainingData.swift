@@ -57,7 +57,7 @@ public struct SampleInfo: Sendable, Equatable {
 /// Shards keep their compressed bytes in memory; a record is decompressed when it is used.
 public final class TrainingData {
     public let dirs: [String]
-    public private(set) var readers: [[ShardReader]] = []
+    public private(set) var readers: [[RecordSource]] = []
     public private(set) var samples: [SampleInfo] = []
     /// SHA-256 over the folders' manifests (in argument order): what a resumed run must match.
     public let manifestSHA256: String
@@ -65,18 +65,28 @@ public final class TrainingData {
     public let modelSHA256: String
     public let vocabSize: Int
 
-    public init(dirs: [String]) throws {
+    /// `allowUnfinished`: a folder without a manifest is read from its `.sds.tmp` shards (the
+    /// records complete at this moment; for a first run while synth-data is still writing).
+    public init(dirs: [String], allowUnfinished: Bool = false) throws {
         guard !dirs.isEmpty else { throw TrainingError(file: "--data", field: "data", reason: "no dataset folder given") }
         self.dirs = dirs
         var hasher = DataSynth.SHA256()
         var width: Int? = nil, model: String? = nil, vocab = 0
         for (di, dir) in dirs.enumerated() {
             let (paths, _) = manifestPaths(in: dir)
-            guard !paths.isEmpty else {
-                throw TrainingError(file: (dir as NSString).appendingPathComponent("manifest.json"), field: "manifest",
-                                    reason: "missing: not a finished dataset (wait for synth-data to finish, or rerun it)")
+            var shardReaders: [RecordSource] = []
+            if paths.isEmpty {
+                let tmps = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".sds.tmp") }.sorted()
+                guard allowUnfinished, !tmps.isEmpty else {
+                    throw TrainingError(file: (dir as NSString).appendingPathComponent("manifest.json"), field: "manifest",
+                                        reason: tmps.isEmpty ? "missing: not a dataset folder" : "missing: synth-data has not finished (--allow-unfinished trains on the records written so far)")
+                }
+                for t in tmps {
+                    let u = try UnfinishedShard(path: (dir as NSString).appendingPathComponent(t))
+                    hasher.update(u.identity)
+                    shardReaders.append(u)
+                }
             }
-            var shardReaders: [ShardReader] = []
             for mp in paths {
                 guard let bytes = FileManager.default.contents(atPath: mp) else {
                     throw TrainingError(file: mp, field: "manifest", reason: "cannot read")
@@ -84,20 +94,20 @@ public final class TrainingData {
                 hasher.update(Array(bytes))
                 let m = try DatasetManifest.load(mp)
                 for e in m.shards {
-                    let path = (dir as NSString).appendingPathComponent(e.file)
-                    let r = try ShardReader(path: path)
-                    guard r.header.hidden.encoding != .none else {
-                        throw TrainingError(file: path, field: "hidden.encoding", reason: "none: training needs the stored hidden states (make the data with --hidden fp16 or int8)")
-                    }
-                    if let w = width, w != r.header.hidden.width {
-                        throw TrainingError(file: path, field: "hidden.width", reason: "\(r.header.hidden.width), but other shards have \(w)")
-                    }
-                    if let s = model, s != r.header.model.sha256 {
-                        throw TrainingError(file: path, field: "model.sha256", reason: "made with another target model than the other shards")
-                    }
-                    width = r.header.hidden.width; model = r.header.model.sha256; vocab = r.header.model.vocabSize
-                    shardReaders.append(r)
+                    shardReaders.append(try ShardReader(path: (dir as NSString).appendingPathComponent(e.file)))
                 }
+            }
+            for r in shardReaders {
+                guard r.header.hidden.encoding != .none else {
+                    throw TrainingError(file: r.path, field: "hidden.encoding", reason: "none: training needs the stored hidden states (make the data with --hidden fp16 or int8)")
+                }
+                if let w = width, w != r.header.hidden.width {
+                    throw TrainingError(file: r.path, field: "hidden.width", reason: "\(r.header.hidden.width), but other shards have \(w)")
+                }
+                if let s = model, s != r.header.model.sha256 {
+                    throw TrainingError(file: r.path, field: "model.sha256", reason: "made with another target model than the other shards")
+                }
+                width = r.header.hidden.width; model = r.header.model.sha256; vocab = r.header.model.vocabSize
             }
             readers.append(shardReaders)
             for (si, r) in shardReaders.enumerated() {
