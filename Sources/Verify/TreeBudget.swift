@@ -7,12 +7,17 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     public struct Point: Codable, Sendable, Equatable {
         public var n: Int
         public var seconds: Double
+        public init(n: Int, seconds: Double) { self.n = n; self.seconds = seconds }
     }
     public var context: Int
     public var threads: Int
     public var points: [Point]
 
     public static let sizes = [1, 2, 4, 8, 16, 32, 64]
+
+    public init(context: Int, threads: Int, points: [Point]) {
+        self.context = context; self.threads = threads; self.points = points
+    }
 
     /// Times each size (median of `reps` after one warm-up) over `context` cached random tokens.
     public static func measure(model: LlamaModel, context: Int = 128, sizes: [Int] = sizes, reps: Int = 3) throws -> VerifyCostCurve {

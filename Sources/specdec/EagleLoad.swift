@@ -1,9 +1,13 @@
+import Draft
 import Llama
 import Verify
 
 extension LoadedDraft {
-    /// An EAGLE/ViSpec draft checkpoint (safetensors).
+    /// An EAGLE/ViSpec draft checkpoint (safetensors): its metadata may carry acceptance
+    /// statistics for `--tree-tokens auto`.
     static func loadEagle(path: String, target: LlamaModel, contextSize: Int) throws -> LoadedDraft {
-        throw CLIError("\(path): this build cannot run EAGLE/ViSpec checkpoints yet (no EagleDraft in Sources/Draft); a .gguf draft model works")
+        let weights = try DraftWeights.load(path: path, target: target.config)
+        let draft = try EagleDraft(weights: weights, target: target, contextSize: contextSize, file: path)
+        return LoadedDraft(drafter: draft, kind: weights.config.arch, metadata: weights.metadata)
     }
 }

@@ -114,7 +114,8 @@ struct LoadedDraft {
             guard model.config.vocabSize == target.config.vocabSize else {
                 throw CLIError("\(path): the draft's vocabulary has \(model.config.vocabSize) tokens, the target's \(target.config.vocabSize)")
             }
-            return LoadedDraft(drafter: LlamaDrafter(model: model, contextSize: contextSize,
+            // Room for a round's tree nodes beyond the target's context.
+            return LoadedDraft(drafter: LlamaDrafter(model: model, contextSize: contextSize + 256,
                                                      prefillBatchInvariant: Generation.prefillBatchInvariant),
                                kind: same ? "target model (self-draft)" : "llama gguf", metadata: [:])
         }
@@ -146,7 +147,7 @@ enum VerifyCostCache {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? enc.encode(entry) { FileManager.default.createFile(atPath: file, contents: data) }
+        if let data = try? enc.encode(entry) { _ = FileManager.default.createFile(atPath: file, contents: data) }
         return curve
     }
 
@@ -177,7 +178,7 @@ enum VerifyCostCache {
         }
         let sha = SHA256.hex(h.finalize())
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: indexFile, contents: Data(sha.utf8))
+        _ = FileManager.default.createFile(atPath: indexFile, contents: Data(sha.utf8))
         return sha
     }
 
