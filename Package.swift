@@ -61,6 +61,7 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision", "GGUF", "Kernels", "Llama", "Tokenizer", "Sampling", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
         .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "TestSupport"]),
+        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Draft", "Llama", "Sampling", "GGUF", "Tokenizer", "Vision", "TestSupport", "specdec"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],
     // Numeric kernels pass raw pointers into worker threads; Swift 6's strict sendability

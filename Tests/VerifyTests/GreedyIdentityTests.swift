@@ -1,0 +1,124 @@
+import Draft
+import Foundation
+import Llama
+import Sampling
+import Testing
+import TestSupport
+import Verify
+
+/// Greedy speculative decoding must give exactly plain greedy decoding's tokens: the target's
+/// logits for a tree node are bitwise those of plain decoding (batch-invariant kernels), so these
+/// compare token ids, never tolerances. Generations are short to keep the target fast.
+@Suite(.serialized) struct GreedyIdentityTests {
+    static let n = 24
+    /// Plain greedy references, computed once.
+    static let references: [[Int32]] = { TestPrompt.all.map { try! plainDecode($0, n: n) } }()
+
+    @Test func thereAreEnoughPrompts() {
+        #expect(TestPrompt.all.count >= 50)
+        #expect(TestPrompt.all.filter { $0.sequence != nil }.count >= 6)
+    }
+
+    /// A bad draft (almost everything rejected) may be slow, never wrong.
+    @Test func randomDraftMatchesPlainOnEveryPrompt() throws {
+        let shapes = [shape(1, 1, 1), shape(1, 4, 4), shape(3, 3, 8), shape(4, 5, 16)]
+        for (i, p) in TestPrompt.all.enumerated() {
+            let s = shapes[i % shapes.count]
+            let r = try speculativeDecode(p, n: Self.n, drafter: RandomDrafter(seed: UInt64(i)), shape: s)
+            #expect(r.tokens == Self.references[i], "prompt \(i) '\(p.name)', \(s)")
+        }
+    }
+
+    /// The target as its own draft: deep acceptance, long compactions.
+    @Test func perfectDraftMatchesPlainOnEveryPromptWithDeepAcceptance() throws {
+        let shapes = [shape(1, 5, 5), shape(3, 4, 10), shape(1, 1, 1), shape(2, 6, 12)]
+        var taus: [TreeShape: [Double]] = [:]
+        let drafter = perfectDrafter()
+        for (i, p) in TestPrompt.all.enumerated() {
+            let s = shapes[i % shapes.count]
+            let r = try speculativeDecode(p, n: Self.n, drafter: drafter, shape: s)
+            #expect(r.tokens == Self.references[i], "prompt \(i) '\(p.name)', \(s)")
+            taus[s, default: []].append(r.stats.tau)
+            // Every step accepts as deep as the tree goes (unless the answer ends inside it).
+            if r.tokens.count == Self.n && r.stats.steps > 1 {
+                #expect(r.stats.acceptanceByDepth.allSatisfy { $0 == 1 }, "prompt \(i): \(r.stats.acceptanceByDepth)")
+            }
+        }
+        let chainTau = (taus[shape(1, 5, 5)] ?? []).reduce(0, +) / Double(taus[shape(1, 5, 5)]?.count ?? 1)
+        #expect(chainTau > 3.5, "a perfect chain of 5 should accept nearly 5 tokens per step: \(taus)")
+    }
+
+    /// Greedy with a repetition penalty picks through the sampler's filtered distribution.
+    @Test func repetitionPenaltyGreedyMatchesPlain() throws {
+        var params = SamplingParameters()
+        params.repetitionPenalty = 1.3
+        for i in [0, 5, 30, 47] {
+            let p = TestPrompt.all[i]
+            let plain = try plainDecode(p, n: Self.n, params: params)
+            let spec = try speculativeDecode(p, n: Self.n, drafter: perfectDrafter(), shape: shape(2, 4, 8), params: params)
+            #expect(spec.tokens == plain, "prompt \(i)")
+            let rand = try speculativeDecode(p, n: Self.n, drafter: RandomDrafter(seed: 9), shape: shape(2, 3, 6), params: params)
+            #expect(rand.tokens == plain, "prompt \(i)")
+        }
+    }
+
+    /// The drafter reads exactly the target's hidden rows of the accepted positions (bitwise those
+    /// of plain decoding) and the tokens after them; the target's cache keeps only the accepted path.
+    @Test func drafterSeesPlainDecodingsFeaturesAndTheCacheIsCompact() throws {
+        let p = TestPrompt.all[3]
+        let d = Target.width
+        // Plain decoding's hidden rows, position by position.
+        let plainSession = Target.model.makeSession(contextSize: 128)
+        var out = try p.prefill(plainSession)
+        var plainHidden = out.hidden
+        var sampler = try Sampler(SamplingParameters())
+        var plainTokens: [Int32] = []
+        for _ in 0..<30 {
+            let t = out.logits.withUnsafeBufferPointer { sampler.sample($0, history: []) }
+            plainTokens.append(t)
+            out = try plainSession.forward(tokens: [t])
+            plainHidden += out.hidden
+        }
+
+        let rec = RecordingDrafter(perfectDrafter())
+        let session = Target.model.makeSession(contextSize: 128)
+        let prefill = try p.prefill(session)
+        let dec = try SpeculativeDecoder(session: session, drafter: rec, sampler: try Sampler(SamplingParameters()),
+                                         shape: shape(2, 4, 7), prefill: prefill, prompt: p.tokens, images: [], history: p.history)
+        var emitted = [dec.firstToken]
+        while emitted.count < 16 {
+            emitted += try dec.step()
+            // Root (the last emitted token) is not yet evaluated: the cache holds everything before it.
+            #expect(session.length == p.tokens.count + emitted.count - 1)
+        }
+        _ = try dec.step()   // feeds the drafter the last step's rows
+        #expect(Array(emitted.prefix(16)) == Array(plainTokens.prefix(16)))
+        let next = rec.nextTokens
+        #expect(Array(next.prefix(p.tokens.count - 1)) == Array(p.tokens.dropFirst()))
+        #expect(Array(next.dropFirst(p.tokens.count - 1).prefix(emitted.count)) == emitted)
+        let rows = min(rec.features.count, plainHidden.count) / d
+        #expect(rows >= p.tokens.count + emitted.count - 1)
+        #expect(Array(rec.features.prefix(rows * d)) == Array(plainHidden.prefix(rows * d)), "features differ from plain decoding's hidden rows")
+    }
+}
+
+/// Passes everything through and records what `accept` was given.
+final class RecordingDrafter: Drafter {
+    let inner: Drafter
+    var features: [Float] = []
+    var nextTokens: [Int32] = []
+    init(_ inner: Drafter) { self.inner = inner }
+    var acceptedPositions: Int { inner.acceptedPositions }
+    func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
+        self.features += features; self.nextTokens += nextTokens
+        return try inner.accept(features: features, nextTokens: nextTokens, images: images, topK: topK)
+    }
+    func expand(tokens: [Int32], parents: [Int], topK: Int) throws -> [[DraftCandidate]] {
+        try inner.expand(tokens: tokens, parents: parents, topK: topK)
+    }
+    func reset() { inner.reset(); features = []; nextTokens = [] }
+}
+
+extension RecordingDrafter: SequenceStartDrafter {
+    func begin(firstInput: [Float]) { (inner as? SequenceStartDrafter)?.begin(firstInput: firstInput) }
+}

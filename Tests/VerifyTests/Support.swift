@@ -1,0 +1,168 @@
+import Draft
+import Foundation
+import GGUF
+import Llama
+import Sampling
+import TestSupport
+import Tokenizer
+import Verify
+import Vision
+
+/// The real target (SmolLM2-135M), loaded once for the whole target.
+enum Target {
+    static let threads = 2
+    static let model: LlamaModel = { try! LlamaModel(path: TestPaths.model, threads: threads) }()
+    static let gguf: GGUFFile = { model.file }()
+    static let tokenizer: BPETokenizer = { try! BPETokenizer(gguf: gguf) }()
+    static let template: ChatTemplate = { try! ChatTemplate(gguf: gguf) }()
+    static var vocab: Int { model.config.vocabSize }
+    static var width: Int { model.config.width }
+    static let eog: Set<Int32> = { tokenizer.endOfGenerationTokens }()
+}
+
+/// A prompt as the target reads it: tokens (−1 at image rows), and with images the embeddings.
+struct TestPrompt {
+    var name: String
+    var tokens: [Int32]
+    var sequence: MultimodalSequence?
+
+    var history: [Int32] { sequence?.textTokens ?? tokens }
+    var images: [DraftImageSpan] {
+        guard let s = sequence else { return [] }
+        return s.imageRanges.indices.map {
+            DraftImageSpan(start: s.imageRanges[$0].lowerBound, rows: s.imageRanges[$0].count, embeddings: Array(s.imageEmbeddings($0)))
+        }
+    }
+
+    /// The prefill every decoder in these tests uses (OpenBLAS for the prompt, as `specdec decode`).
+    static let prefillBatchInvariant = false
+
+    func prefill(_ session: LlamaSession) throws -> ForwardOutput {
+        if let s = sequence { return try session.forward(embeddings: s.embeddings, batchInvariant: Self.prefillBatchInvariant) }
+        return try session.forward(tokens: tokens, batchInvariant: Self.prefillBatchInvariant)
+    }
+
+    static func chat(_ text: String) -> TestPrompt {
+        let rendered = Target.template.render(messages: [.user(text)])
+        return TestPrompt(name: text, tokens: Target.tokenizer.encode(rendered))
+    }
+
+    static func raw(_ text: String) -> TestPrompt {
+        TestPrompt(name: text, tokens: Target.tokenizer.encode(text))
+    }
+
+    static let tower: VisionTower = { try! VisionTower(path: TestPaths.repoRoot.appendingPathComponent("checkpoints/demo-tower.gguf").path) }()
+
+    static func image(_ file: String, question: String) throws -> TestPrompt {
+        let tower = Self.tower
+        let markers = ImageMarkers.forTower(tower, tokenizer: Target.tokenizer)
+        let path = TestPaths.repoRoot.appendingPathComponent("checkpoints/images/\(file)").path
+        let emb = tower.encode(try ImageDecoder.load(path: path))
+        let user = try VisionPrompt.placeImages(in: question, count: 1, markers: markers)
+        let rendered = Target.template.render(messages: [.user(user)])
+        let seq = try VisionPrompt.build(rendered: rendered, images: [emb], markers: markers, tokenizer: Target.tokenizer,
+                                         tokenEmbedding: Target.model.weights.tokenEmbedding)
+        return TestPrompt(name: "\(file): \(question)", tokens: seq.tokens, sequence: seq)
+    }
+
+    /// 44 text prompts (chat and raw) and 8 image prompts.
+    static let all: [TestPrompt] = {
+        let chats = [
+            "What is the capital of France?", "Write a haiku about the sea.", "Explain photosynthesis in one sentence.",
+            "List three prime numbers.", "What is 12 times 7?", "Give me a synonym for happy.", "Who wrote Hamlet?",
+            "Describe a cat.", "How do airplanes fly?", "Tell me a joke.", "What colour is the sky at noon?",
+            "Translate 'good morning' into Spanish.", "Name a planet in our solar system.", "Why do leaves change colour?",
+            "What is the boiling point of water?", "Write one sentence about dogs.", "Summarise the water cycle.",
+            "What is a noun?", "Suggest a name for a goldfish.", "How many days are in a week?",
+            "What does a bee make?", "Give an example of a fruit.", "What is gravity?", "Say hello in French.",
+        ]
+        let raws = [
+            "Once upon a time", "The quick brown fox", "In the beginning", "def fibonacci(n):", "1, 2, 3, 4,",
+            "The weather today is", "My favourite food is", "Dear Sir or Madam,", "The history of Rome", "import numpy as np\n",
+            "Q: What is 2+2?\nA:", "Roses are red,", "The meaning of life is", "Step 1:", "Hello, my name is",
+            "The cat sat on the", "In 1969, humans", "Water is made of", "The best way to learn is", "Chapter 1\n\n",
+        ]
+        var out = chats.map(chat) + raws.map(raw)
+        let images: [(String, String)] = [
+            ("green.png", "What is the main color of this picture?"), ("red-blue.png", "Describe the colours."),
+            ("yellow.png", "What do you see?"), ("red-square.png", "Which colours are in the image?"),
+            ("purple.png", "Name the colour."), ("white.png", "Is this picture bright or dark?"),
+            ("blue.png", "What color is this?"), ("orange.png", "Describe this image."),
+        ]
+        out += images.map { try! image($0.0, question: $0.1) }
+        return out
+    }()
+}
+
+/// Plain greedy (or sampled) decoding, as `specdec decode` does it.
+func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingParameters()) throws -> [Int32] {
+    let session = Target.model.makeSession(contextSize: p.tokens.count + n + 8)
+    var sampler = try Sampler(params)
+    var out = try p.prefill(session)
+    var history = p.history
+    var tokens: [Int32] = []
+    while tokens.count < n {
+        let t = out.logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
+        tokens.append(t); history.append(t)
+        if Target.eog.contains(t) || tokens.count == n { break }
+        out = try session.forward(tokens: [t])
+    }
+    return tokens
+}
+
+/// Speculative decoding of up to n tokens (stopping at end of generation, like `plainDecode`).
+func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeShape,
+                       params: SamplingParameters = SamplingParameters(), extraContext: Int = 80) throws -> (tokens: [Int32], stats: SpeculativeStats) {
+    let session = Target.model.makeSession(contextSize: p.tokens.count + n + extraContext)
+    let prefill = try p.prefill(session)
+    let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,
+                                     prefill: prefill, prompt: p.tokens, images: p.images, history: p.history)
+    var tokens: [Int32] = []
+    var pending = [dec.firstToken]
+    outer: while true {
+        for t in pending {
+            tokens.append(t)
+            if Target.eog.contains(t) || tokens.count == n { break outer }
+        }
+        pending = try dec.step()
+    }
+    // The cache holds the prompt and exactly the evaluated accepted tokens.
+    precondition(session.length <= p.tokens.count + tokens.count)
+    return (tokens, dec.stats)
+}
+
+/// A bad draft: seeded random distinct tokens with made-up, decreasing log-probabilities.
+final class RandomDrafter: Drafter {
+    private var rng: SeededGenerator
+    private let vocab: Int
+    private(set) var acceptedPositions = 0
+    init(seed: UInt64, vocab: Int = Target.vocab) { rng = SeededGenerator(seed: seed); self.vocab = vocab }
+
+    private func candidates(_ k: Int) -> [DraftCandidate] {
+        var seen = Set<Int32>(), out: [DraftCandidate] = []
+        while out.count < k {
+            let t = Int32(rng.next() % UInt64(vocab))
+            if seen.insert(t).inserted { out.append(DraftCandidate(token: t, logProb: -Float(out.count + 1) * 0.5 - rng.nextUnitFloat() * 0.1)) }
+        }
+        return out
+    }
+
+    func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
+        precondition(features.count == nextTokens.count * Target.width, "features must be one target row per accepted position")
+        acceptedPositions += nextTokens.count
+        return candidates(topK)
+    }
+
+    func expand(tokens: [Int32], parents: [Int], topK: Int) throws -> [[DraftCandidate]] {
+        tokens.map { _ in candidates(topK) }
+    }
+
+    func reset() { acceptedPositions = 0 }
+}
+
+/// The perfect greedy draft: the target itself in its own session.
+func perfectDrafter(contextSize: Int = 512) -> LlamaDrafter {
+    LlamaDrafter(model: Target.model, contextSize: contextSize, prefillBatchInvariant: TestPrompt.prefillBatchInvariant)
+}
+
+func shape(_ k: Int, _ d: Int, _ n: Int) -> TreeShape { try! TreeShape(topK: k, depth: d, tokens: n) }

@@ -1,0 +1,88 @@
+import Draft
+import Testing
+import Verify
+
+/// EAGLE-2 tree construction with a scripted draft (no model).
+@Suite struct TreeTests {
+    /// Children of token t are 10t+1 … 10t+k with log-probabilities −0.1·(child rank + 1)·(t % 3 + 1).
+    final class ScriptDrafter: Drafter {
+        var acceptedPositions = 0
+        var calls: [(tokens: [Int32], parents: [Int])] = []
+        var nodes: [Int32] = []
+        func children(of t: Int32, _ k: Int) -> [DraftCandidate] {
+            (0..<k).map { DraftCandidate(token: t * 10 + Int32($0) + 1, logProb: -0.1 * Float($0 + 1) * Float(t % 3 + 1)) }
+        }
+        func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
+            children(of: nextTokens.last!, topK)
+        }
+        func expand(tokens: [Int32], parents: [Int], topK: Int) throws -> [[DraftCandidate]] {
+            for p in parents { #expect(p < nodes.count, "a parent must be an earlier node of the round") }
+            calls.append((tokens, parents)); nodes += tokens
+            return tokens.map { children(of: $0, topK) }
+        }
+        func reset() {}
+    }
+
+    @Test func growExpandsTopKPerLevelAndSelectsAConnectedBestTree() throws {
+        let d = ScriptDrafter()
+        let s = try TreeShape(topK: 3, depth: 4, tokens: 10)
+        let root = try d.accept(features: [], nextTokens: [1], images: [], topK: 3)
+        let c = try DraftCandidates.grow(root: root, drafter: d, shape: s, maxDepth: 10)
+        #expect(d.calls.count == 3, "depth 4: three expand calls")
+        #expect(d.calls.allSatisfy { $0.tokens.count == 3 }, "top-k nodes expanded per level")
+        #expect(d.calls[0].parents == [-1, -1, -1])
+        #expect(c.count == 3 + 3 * 9)
+        let t = c.select(10)
+        #expect(t.count == 10)
+        for i in 0..<t.count {
+            let p = t.parents[i]
+            #expect(p < i, "parents before children")
+            #expect(t.depths[i] == (p < 0 ? 1 : t.depths[p] + 1))
+            if p >= 0 { #expect(t.scores[p] >= t.scores[i]) }
+        }
+        // The selected nodes are the 10 best scores of all candidates.
+        let all = c.select(c.count).scores.sorted(by: >)
+        #expect(t.scores.sorted(by: >) == Array(all.prefix(10)))
+    }
+
+    @Test func chainAndSingleNode() throws {
+        let d = ScriptDrafter()
+        let root = try d.accept(features: [], nextTokens: [2], images: [], topK: 1)
+        let chain = try DraftCandidates.grow(root: root, drafter: d, shape: try TreeShape(topK: 1, depth: 5, tokens: 5), maxDepth: 5).select(5)
+        #expect(chain.tokens == [21, 211, 2111, 21111, 211111])
+        #expect(chain.parents == [-1, 0, 1, 2, 3])
+        let d2 = ScriptDrafter()
+        let single = try DraftCandidates.grow(root: root, drafter: d2, shape: try TreeShape(topK: 1, depth: 1, tokens: 1), maxDepth: 1).select(1)
+        #expect(single.tokens == [21] && single.parents == [-1] && d2.calls.isEmpty)
+    }
+
+    @Test func badShapesAreTypedErrors() {
+        #expect(throws: VerifyError.self) { try TreeShape(topK: 0, depth: 1, tokens: 1) }
+        #expect(throws: VerifyError.self) { try TreeShape(topK: 1, depth: 0, tokens: 1) }
+        #expect(throws: VerifyError.self) { try TreeShape(topK: 1, depth: 1, tokens: 0) }
+    }
+
+    @Test func topCandidatesAreLogSoftmaxBestFirst() {
+        let row: [Float] = [0, 2, 1, 2, -1]
+        let top = DraftCandidate.top(3, logits: row[...])
+        #expect(top.map(\.token) == [1, 3, 2])
+        let lse = log(row.map { exp(Double($0)) }.reduce(0, +))
+        #expect(abs(Double(top[0].logProb) - (2 - lse)) < 1e-5)
+    }
+
+    @Test func budgetFollowsTheCostCurve() {
+        // Verification cost flat to 8 tokens, then steep: the budget stops near 7 nodes.
+        let curve = VerifyCostCurve(context: 128, threads: 2, points: [
+            .init(n: 1, seconds: 0.010), .init(n: 2, seconds: 0.010), .init(n: 4, seconds: 0.010),
+            .init(n: 8, seconds: 0.011), .init(n: 16, seconds: 0.030), .init(n: 32, seconds: 0.060), .init(n: 64, seconds: 0.120)])
+        let n = TreeBudget.choose(curve: curve, acceptance: .default, draftSeconds: 0.002, maxNodes: 63)
+        #expect(n >= 5 && n <= 9, "chose \(n)")
+        // Free verification: take everything.
+        let flat = VerifyCostCurve(context: 128, threads: 2, points: [.init(n: 1, seconds: 0.01), .init(n: 64, seconds: 0.01)])
+        #expect(TreeBudget.choose(curve: flat, acceptance: .default, draftSeconds: 0, maxNodes: 40) == 40)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
