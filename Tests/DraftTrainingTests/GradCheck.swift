@@ -1,0 +1,43 @@
+import XCTest
+@testable import DraftTraining
+
+/// Central-difference checks: f is evaluated in float32 (the code under test), so the step is
+/// large (1e-2) and the bound relative (1e-2 of the larger magnitude plus a small floor).
+struct GradCheck {
+    var eps: Float = 1e-2
+    var tolerance: Double = 1e-2
+    var floor: Double = 1e-3
+
+    /// Worst relative error between `analytic[i]` and the central difference of `f` in
+    /// coordinate i of `x`, over `coords`.
+    func worst(_ x: inout [Float], coords: [Int], analytic: [Float], _ f: ([Float]) -> Double) -> (error: Double, at: Int) {
+        var worst = (0.0, -1)
+        for i in coords {
+            let keep = x[i]
+            x[i] = keep + eps; let up = f(x)
+            x[i] = keep - eps; let down = f(x)
+            x[i] = keep
+            let numeric = (up - down) / (2 * Double(eps))
+            let a = Double(analytic[i])
+            let err = abs(a - numeric) / max(abs(a), abs(numeric), floor)
+            if err > worst.0 { worst = (err, i) }
+        }
+        return worst
+    }
+
+    func passes(_ x: inout [Float], coords: [Int], analytic: [Float], _ f: ([Float]) -> Double) -> Bool {
+        worst(&x, coords: coords, analytic: analytic, f).error < tolerance
+    }
+}
+
+struct TestRNG {
+    var s: SplitMix64
+    init(_ seed: UInt64) { s = SplitMix64(seed: seed) }
+    mutating func uniform(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in (s.nextUnit() * 2 - 1) * scale } }
+    mutating func pick(_ k: Int, of n: Int) -> [Int] { (0..<k).map { _ in Int(s.next() % UInt64(n)) } }
+}
+
+/// Σ r·y, the scalar whose gradient with respect to y is r.
+func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+
+func withPointers<R>(_ a: [Float], _ body: (UnsafePointer<Float>) -> R) -> R { a.withUnsafeBufferPointer { body($0.baseAddress!) } }
