@@ -10,7 +10,7 @@ import Verify
 /// logits for a tree node are bitwise those of plain decoding (batch-invariant kernels), so these
 /// compare token ids, never tolerances. Generations are short to keep the target fast.
 @Suite(.serialized) struct GreedyIdentityTests {
-    static let n = 24
+    static let n = 16
     /// Plain greedy references, computed once.
     static let references: [[Int32]] = { TestPrompt.all.map { try! plainDecode($0, n: n) } }()
 
