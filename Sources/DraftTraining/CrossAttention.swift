@@ -1,3 +1,4 @@
+import Draft
 /// ViSpec's visual adapter for one image: K learned queries attend (H heads of size hd, no RoPE,
 /// no mask) over the image's m embeddings with their own projections:
 /// `O = softmax((Q Wq)(E Wk)ᵀ/√hd) (E Wv) Wo`. Rows 0..<K−1 of O are the compressed tokens,

@@ -1,3 +1,4 @@
+import Draft
 import Foundation
 
 /// Pointers to the draft's weights (and their gradients) inside the flat parameter vector.

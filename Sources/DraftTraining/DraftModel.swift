@@ -1,3 +1,4 @@
+import Draft
 import COpenBLAS
 import Foundation
 

@@ -1,34 +1,5 @@
+import Draft
 import Foundation
-
-/// The draft's hyper-parameters: the `config` JSON of a checkpoint (docs/draft-design.md).
-public struct DraftConfig: Codable, Equatable, Sendable {
-    public var width: Int
-    public var heads: Int
-    public var kvHeads: Int
-    public var headDim: Int
-    public var ffn: Int
-    public var rmsEps: Float
-    public var ropeBase: Double
-    /// Draft head rows V.
-    public var vocab: Int
-    public var targetVocab: Int
-    public var headTied: Bool
-    /// Adapter queries K (0 = no adapter).
-    public var numQ: Int
-    public var arch: String
-
-    public init(width: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, rmsEps: Float, ropeBase: Double,
-                vocab: Int, targetVocab: Int, headTied: Bool, numQ: Int) {
-        self.width = width; self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.ffn = ffn
-        self.rmsEps = rmsEps; self.ropeBase = ropeBase; self.vocab = vocab; self.targetVocab = targetVocab
-        self.headTied = headTied; self.numQ = numQ; arch = numQ > 0 ? "vispec" : "eagle2"
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case width, heads, kvHeads = "kv_heads", headDim = "head_dim", ffn, rmsEps = "rms_eps", ropeBase = "rope_base"
-        case vocab, targetVocab = "target_vocab", headTied = "head_tied", numQ = "num_q", arch
-    }
-}
 
 /// One named tensor inside the flat parameter vector.
 public struct TensorSlot: Equatable, Sendable {

@@ -1,3 +1,4 @@
+import Draft
 import DataSynth
 import Foundation
 @testable import DraftTraining

@@ -1,3 +1,4 @@
+import Draft
 import XCTest
 @testable import DraftTraining
 

@@ -3,6 +3,7 @@ import Foundation
 import GGUF
 import Llama
 import Sampling
+import Testing
 import TestSupport
 import Tokenizer
 import Verify
@@ -119,15 +120,18 @@ func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeSha
                                      prefill: prefill, prompt: p.tokens, images: p.images, history: p.history)
     var tokens: [Int32] = []
     var pending = [dec.firstToken]
+    var emitted = 1      // every token the decoder produced, including those past n
     outer: while true {
         for t in pending {
             tokens.append(t)
             if Target.eog.contains(t) || tokens.count == n { break outer }
         }
         pending = try dec.step()
+        emitted += pending.count
     }
-    // The cache holds the prompt and exactly the evaluated accepted tokens.
-    precondition(session.length <= p.tokens.count + tokens.count)
+    // The cache holds the prompt and exactly the evaluated accepted tokens: every emitted token
+    // but the last, which is the next step's root.
+    #expect(session.length == p.tokens.count + emitted - 1)
     return (tokens, dec.stats)
 }
 
