@@ -19,7 +19,7 @@ extension DraftModel {
         public var tau: Double { starts == 0 ? 0 : 1 + Double(accepted) / Double(starts) }
     }
 
-    func argmaxRow(_ w: DraftWeights, _ x: UnsafePointer<Float>) -> Int {
+    func argmaxRow(_ w: WeightPointers, _ x: UnsafePointer<Float>) -> Int {
         let v = config.vocab
         let z = Buf(v)
         Linear.forward(x, w.head, n: 1, inDim: config.width, outDim: v, into: z.p)

@@ -2,7 +2,7 @@ import Draft
 import Foundation
 
 /// Pointers to the draft's weights (and their gradients) inside the flat parameter vector.
-struct DraftWeights {
+struct WeightPointers {
     let fc, wq, wk, wv, wo, postNorm, gate, up, down, norm: UnsafePointer<Float>
     /// Draft head rows (V × d): `lm_head.weight`, or the target's head rows when tied.
     let head: UnsafePointer<Float>
@@ -66,7 +66,7 @@ final class DecoderPass {
     var rope: RoPE { RoPE(headDim: c.headDim, ropeDim: c.headDim, base: c.ropeBase, scale: 1) }
 
     /// `e`, `f`: n × d each. `prior`: nPrior rows of rotated keys and values.
-    init(config: DraftConfig, weights w: DraftWeights, e: UnsafePointer<Float>, f: UnsafePointer<Float>, n: Int,
+    init(config: DraftConfig, weights w: WeightPointers, e: UnsafePointer<Float>, f: UnsafePointer<Float>, n: Int,
          positions: [Int], prior: (k: UnsafePointer<Float>, v: UnsafePointer<Float>, count: Int)?, visible: Visibility) {
         c = config
         self.n = n; nPrior = prior?.count ?? 0
@@ -111,7 +111,7 @@ final class DecoderPass {
     /// Backward from `dFhat` (n × d). Writes dE and dF (n × d, overwritten); `dOwnKV` (n rows
     /// each) holds gradient already flowing into this pass's own keys/values from later passes
     /// (rotated space); `dPrior` receives the prior keys'/values' gradient (accumulated).
-    func backward(weights w: DraftWeights, grads gr: DraftGrads, dFhat: UnsafePointer<Float>,
+    func backward(weights w: WeightPointers, grads gr: DraftGrads, dFhat: UnsafePointer<Float>,
                   dOwnKV: (k: UnsafePointer<Float>, v: UnsafePointer<Float>)?,
                   dPrior: (k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)?,
                   dE: UnsafeMutablePointer<Float>, dF: UnsafeMutablePointer<Float>) {

@@ -99,8 +99,8 @@ public struct DraftModel {
         self.layout = layout; self.head = head
     }
 
-    func weights(_ p: UnsafePointer<Float>) -> DraftWeights {
-        DraftWeights(params: p, layout: layout, tiedHead: config.headTied ? UnsafePointer(head.weights.p) : nil)
+    func weights(_ p: UnsafePointer<Float>) -> WeightPointers {
+        WeightPointers(params: p, layout: layout, tiedHead: config.headTied ? UnsafePointer(head.weights.p) : nil)
     }
 
     /// Forward, losses, and (with `grads`) backward accumulating `gradScale · ∂loss/∂θ`.
@@ -196,7 +196,7 @@ public struct DraftModel {
     }
 
     /// f = base, or img_fc([base ; g]) at rows with a global feature. Returns f and the img_fc inputs.
-    func imgFcForward(w: DraftWeights, base: UnsafePointer<Float>, globalOf: [Int], adapters: [AdapterPass], n: Int)
+    func imgFcForward(w: WeightPointers, base: UnsafePointer<Float>, globalOf: [Int], adapters: [AdapterPass], n: Int)
         -> (Buf, (rows: [Int], x: Buf)) {
         let d = config.width
         let f = Buf(n * d)
@@ -215,7 +215,7 @@ public struct DraftModel {
     }
 
     /// Backward of `imgFcForward`: the base's gradient is added to dBase (nil: not needed).
-    func imgFcBackward(w: DraftWeights, gr: DraftGrads, dF: UnsafePointer<Float>, inputs: (rows: [Int], x: Buf), globalOf: [Int],
+    func imgFcBackward(w: WeightPointers, gr: DraftGrads, dF: UnsafePointer<Float>, inputs: (rows: [Int], x: Buf), globalOf: [Int],
                        dOut: [Buf], n: Int, dBase: UnsafeMutablePointer<Float>?) {
         let d = config.width, k = config.numQ
         let set = Set(inputs.rows)
@@ -236,7 +236,7 @@ public struct DraftModel {
     }
 
     /// The draft head and the losses at `rows` of `fhat` (targets at `targetRows` of the sequence).
-    func headLoss(w: DraftWeights, gr: DraftGrads?, fhat: UnsafePointer<Float>, rows: [Int], targetRows: [Int],
+    func headLoss(w: WeightPointers, gr: DraftGrads?, fhat: UnsafePointer<Float>, rows: [Int], targetRows: [Int],
                   targetHidden: UnsafePointer<Float>, nextToken: [Int32], lc: LossConfig, scale: Float,
                   dFhat: UnsafeMutablePointer<Float>, stats: inout LossStats, second: Bool) {
         let d = config.width, v = config.vocab, l = rows.count

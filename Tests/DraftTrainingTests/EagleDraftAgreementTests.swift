@@ -17,7 +17,7 @@ final class EagleDraftAgreementTests: XCTestCase {
         let tc = target.config
         let v = 256
         let d2t: [Int32] = (0..<v).map { Int32(($0 * 181) % tc.vocabSize) }
-        var cfg = DraftTraining.DraftConfig(width: tc.width, heads: tc.headCount, kvHeads: tc.kvHeadCount, headDim: tc.headDim, ffn: tc.ffnWidth,
+        var cfg = DraftConfig(width: tc.width, heads: tc.headCount, kvHeads: tc.kvHeadCount, headDim: tc.headDim, ffn: tc.ffnWidth,
                                             rmsEps: tc.rmsEpsilon, ropeBase: tc.ropeBase, vocab: v, targetVocab: tc.vocabSize, headTied: false, numQ: 0)
         cfg.arch = "eagle2"
         var p = DraftParameters(config: cfg)
