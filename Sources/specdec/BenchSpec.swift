@@ -64,33 +64,9 @@ struct SpeculativeBench {
         let gguf = try GGUFFile(path: modelPath)
         let model = try LlamaModel(file: gguf, threads: threads)
         let tokenizer = try BPETokenizer(gguf: gguf)
-        let template = try ChatTemplate(gguf: gguf)
-        let source: JSONLPromptSource
-        do { source = try JSONLPromptSource(path: promptsPath) } catch { throw CLIError("\(error)") }
-        guard source.count > 0 else { throw CLIError("\(promptsPath): no prompts") }
-        let tower = try towerPath.map { try VisionTower(path: $0) }
-        try tower?.check(compatibleWith: model)
-        let baseDir = (promptsPath as NSString).deletingLastPathComponent
-
         // Prompts as the target reads them.
-        var prepared: [(id: String, prompt: PreparedPrompt)] = []
-        for p in source.prompts {
-            let user = p.userTurns[0]
-            if p.imagePaths.isEmpty {
-                let rendered = template.render(messages: [.user(user)])
-                prepared.append((p.id, PreparedPrompt(tokens: tokenizer.encode(rendered))))
-                continue
-            }
-            guard let tower else { throw CLIError("prompt \(p.id) has an image: give the vision tower with --vision-tower TOWER.gguf") }
-            let markers = ImageMarkers.forTower(tower, tokenizer: tokenizer)
-            let embeddings = try p.imagePaths.map { path -> ImageEmbedding in
-                let resolved = FileManager.default.fileExists(atPath: path) || path.hasPrefix("/") ? path : baseDir + "/" + path
-                return tower.encode(try ImageDecoder.load(path: resolved))
-            }
-            let seq = try VisionPrompt.build(rendered: template.render(messages: [.user(user)]), images: embeddings, markers: markers,
-                                             tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
-            prepared.append((p.id, PreparedPrompt(tokens: seq.tokens, sequence: seq)))
-        }
+        let prepared = try SpecPromptSet.load(path: promptsPath, towerPath: towerPath, model: model, tokenizer: tokenizer)
+            .map { (id: $0.id, prompt: $0.prompt) }
 
         let loaded = try LoadedDraft.load(path: draftPath, target: model, targetPath: modelPath,
                                           contextSize: min(model.config.contextLength, 4096), threads: threads)
@@ -136,9 +112,9 @@ struct SpeculativeBench {
                 let rs = results.filter { $0.temperature == temperature && (kind == "all" || $0.kind == kind) }
                 guard !rs.isEmpty, kind != "all" || Set(results.map(\.kind)).count > 1 else { continue }
                 groups.append(Group(temperature: temperature, kind: kind, prompts: rs.count,
-                                    plain_tokens_per_s_median: medianOf(rs.map(\.plain_tokens_per_s)),
-                                    tokens_per_s_median: medianOf(rs.map(\.tokens_per_s)),
-                                    speedup_median: medianOf(rs.map(\.speedup)),
+                                    plain_tokens_per_s_median: median(rs.map(\.plain_tokens_per_s)),
+                                    tokens_per_s_median: median(rs.map(\.tokens_per_s)),
+                                    speedup_median: median(rs.map(\.speedup)),
                                     tau_mean: rs.map(\.tau).reduce(0, +) / Double(rs.count),
                                     tokens_per_step_mean: rs.map(\.tokens_per_step).reduce(0, +) / Double(rs.count),
                                     identical: temperature == 0 ? rs.filter(\.identical).count : nil))
@@ -166,10 +142,4 @@ struct SpeculativeBench {
     private func contextSize(_ p: PreparedPrompt, _ model: LlamaModel) -> Int {
         min(model.config.contextLength, p.count + maxTokens + 128)
     }
-}
-
-private func medianOf(_ v: [Double]) -> Double {
-    let s = v.sorted()
-    guard !s.isEmpty else { return 0 }
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }

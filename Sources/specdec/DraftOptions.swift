@@ -2,53 +2,22 @@ import ArgumentParser
 import Llama
 import Verify
 
-/// `--draft`, `--tree-top-k`, `--tree-depth`, `--tree-tokens`: the speculative decoder's draft and
-/// tree (tree- prefixed because --top-k is a sampling flag).
+/// `--draft` and the tree flags (`TreeOptions`): what `decode` and `bench` need for speculative
+/// decoding.
 struct DraftOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Speculative decoding with this draft: an EAGLE/ViSpec checkpoint (.safetensors) or a LLaMA-family GGUF sharing the target's vocabulary (the target's own file is a perfect, slow draft for testing).",
         valueName: "DRAFT"))
     var draft: String?
 
-    @Option(name: .customLong("tree-top-k"), help: "Draft tree: children per node, and nodes expanded per level.")
-    var treeTopK = 8
+    @OptionGroup var tree: TreeOptions
 
-    @Option(name: .customLong("tree-depth"), help: "Draft tree: levels below the last emitted token.")
-    var treeDepth = 6
+    var isAuto: Bool { tree.isAuto }
 
-    @Option(name: .customLong("tree-tokens"), help: ArgumentHelp(
-        "Draft tree: nodes verified per step, or 'auto' (the budget that maximises expected tokens/s from the target's measured verify cost and the draft's acceptance statistics).",
-        valueName: "N|auto"))
-    var treeTokens = "auto"
+    func shape() throws -> TreeShape { try tree.shape() }
 
-    var isAuto: Bool { treeTokens == "auto" }
-
-    func validate() throws {
-        guard treeTopK >= 1 else { throw ValidationError("--tree-top-k must be ≥ 1") }
-        guard treeDepth >= 1 else { throw ValidationError("--tree-depth must be ≥ 1") }
-        if !isAuto {
-            guard let n = Int(treeTokens), n >= 1 else { throw ValidationError("--tree-tokens must be a positive integer or 'auto', got '\(treeTokens)'") }
-        }
-    }
-
-    /// The tree shape; with auto, `tokens` is the candidate count until the first step chooses.
-    func shape() throws -> TreeShape {
-        let probe = try TreeShape(topK: treeTopK, depth: treeDepth, tokens: 1)
-        return try TreeShape(topK: treeTopK, depth: treeDepth, tokens: isAuto ? min(probe.candidateCount, 63) : Int(treeTokens)!)
-    }
-
-    /// For auto: a chooser run once on the first step with that step's drafting time.
     func budgetChooser(model: LlamaModel, modelPath: String, metadata: [String: String], shape: TreeShape,
                        log: @escaping (String) -> Void) throws -> ((Double) -> Int)? {
-        guard isAuto else { return nil }
-        let curve = try VerifyCostCache.curve(model: model, modelPath: modelPath, log: log)
-        let acceptance = AcceptanceModel.from(metadata: metadata) ?? .default
-        let maxNodes = min(shape.candidateCount, (curve.points.map(\.n).max() ?? 64) - 1)
-        return { draftSeconds in
-            let n = TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, maxNodes: maxNodes)
-            log(String(format: "tree budget: %d nodes (auto: drafting %.1f ms, verify %.1f ms for %d tokens, acceptance %@)",
-                       n, draftSeconds * 1000, curve.seconds(n + 1) * 1000, n + 1, acceptance.source))
-            return n
-        }
+        try tree.budgetChooser(model: model, modelPath: modelPath, metadata: metadata, shape: shape, log: log)
     }
 }
