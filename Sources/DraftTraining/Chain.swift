@@ -17,6 +17,24 @@ extension DraftModel {
         }
         /// Expected tokens per round: accepted drafts plus the target's own token.
         public var tau: Double { starts == 0 ? 0 : 1 + Double(accepted) / Double(starts) }
+
+        /// The chain model `--tree-tokens auto` uses: node i of a chain is accepted with
+        /// probability first·decay^(i−1). `first` = P(at least one accepted); `decay` = the
+        /// geometric mean of P(≥ k+1) / P(≥ k) over the depths that were reached. Nil without
+        /// any acceptance to fit.
+        public var acceptanceModel: (first: Double, decay: Double)? {
+            guard starts > 0 else { return nil }
+            var atLeast = [Double](repeating: 0, count: histogram.count)
+            var tail = 0
+            for k in stride(from: histogram.count - 1, through: 0, by: -1) { tail += histogram[k]; atLeast[k] = Double(tail) / Double(starts) }
+            guard atLeast.count > 1, atLeast[1] > 0 else { return nil }
+            var logSum = 0.0, terms = 0
+            for k in 1..<(atLeast.count - 1) where atLeast[k] > 0 && atLeast[k + 1] > 0 {
+                logSum += log(atLeast[k + 1] / atLeast[k]); terms += 1
+            }
+            let decay = terms > 0 ? min(0.99, exp(logSum / Double(terms))) : 0
+            return (min(1, atLeast[1]), decay)
+        }
     }
 
     func argmaxRow(_ w: WeightPointers, _ x: UnsafePointer<Float>) -> Int {
@@ -109,5 +127,15 @@ extension DraftModel {
             Linear.forward(pass.fhat.p, w.head, n: n, inDim: d, outDim: v, into: z.p)
             return z.array
         }
+    }
+}
+
+extension ValidationResult {
+    /// `ChainResult.acceptanceModel` of the validation chains.
+    public var acceptance: (first: Double, decay: Double)? {
+        var r = DraftModel.ChainResult(depth: max(0, acceptedHistogram.count - 1))
+        r.starts = chainStarts
+        r.histogram = acceptedHistogram
+        return r.acceptanceModel
     }
 }

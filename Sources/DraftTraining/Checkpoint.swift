@@ -23,6 +23,9 @@ public struct CheckpointMeta: Equatable, Sendable {
     /// Resumable checkpoints only.
     public var rngState: String?
     public var dataCursor: DataCursor?
+    /// Shipped drafts: `{"first", "decay"}` fitted to the validation chains, which
+    /// `--tree-tokens auto` reads (Verify's `AcceptanceModel`).
+    public var acceptance: String?
 
     public init(config: DraftConfig, targetSHA256: String, towerSHA256: String?, step: Int, seed: UInt64,
                 dataManifestSHA256: String, trainArgs: String, rngState: String? = nil, dataCursor: DataCursor? = nil) {
@@ -60,6 +63,7 @@ public enum Checkpoint {
         if let t = meta.towerSHA256 { md["tower_sha256"] = t }
         if let r = meta.rngState { md["rng_state"] = r }
         if let c = meta.dataCursor { md["data_cursor"] = json(c) }
+        if let a = meta.acceptance { md["acceptance"] = a }
         var w = SafeTensorsWriter(metadata: md)
         for s in params.slots {
             let v = Array(params.values[s.offset..<(s.offset + s.count)])

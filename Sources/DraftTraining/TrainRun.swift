@@ -257,7 +257,11 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     }
     try saveResumable()
     var p = layout; p.values = trainer.params
-    try Checkpoint.save(to: rc.out, params: p, d2t: d2t, meta: meta(final: true), optimizer: nil, dtype: rc.saveDType)
+    var shipped = meta(final: true)
+    if let a = validation.acceptance {
+        shipped.acceptance = String(format: "{\"first\": %.4f, \"decay\": %.4f}", a.first, a.decay)
+    }
+    try Checkpoint.save(to: rc.out, params: p, d2t: d2t, meta: shipped, optimizer: nil, dtype: rc.saveDType)
     try writeMetrics()
     let outBytes = (try? FileManager.default.attributesOfItem(atPath: rc.out)[.size] as? NSNumber)?.intValue ?? 0
     let report = TrainReport(out: rc.out, checkpoint: rc.trainCheckpointPath, metrics: rc.metricsPath, plot: rc.plotPath, stage: opts.stage,

@@ -62,6 +62,20 @@ final class TrainerTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(v.tau, 1)
     }
 
+    /// The acceptance model fitted to validation chains (what `--tree-tokens auto` reads from a
+    /// shipped draft): first = P(≥ 1 accepted), decay = geometric mean of P(≥ k+1) / P(≥ k).
+    func testAcceptanceModelFit() throws {
+        var r = DraftModel.ChainResult(depth: 3)
+        r.starts = 100
+        r.histogram = [50, 25, 12, 13]          // P(≥1) = .5, P(≥2) = .25, P(≥3) = .13
+        let a = try XCTUnwrap(r.acceptanceModel)
+        XCTAssertEqual(a.first, 0.5, accuracy: 1e-12)
+        XCTAssertEqual(a.decay, (0.5 * 0.52).squareRoot(), accuracy: 1e-12)
+        r.histogram = [100, 0, 0, 0]
+        XCTAssertNil(r.acceptanceModel, "nothing accepted: nothing to fit")
+        XCTAssertNil(DraftModel.ChainResult(depth: 3).acceptanceModel)
+    }
+
     /// Stage 2 on image samples runs (adapter, img_fc, compressed tokens) and learns.
     func testStageTwoTrainsOnImageSamples() throws {
         let data = try dataset("stage2", images: true)
@@ -166,12 +180,14 @@ final class TrainerTests: XCTestCase {
     func testHalfPrecisionExport() throws {
         var p = DraftParameters(config: world.config(vocab: 12, numQ: 3))
         p.initialise(seed: 2)
-        let meta = CheckpointMeta(config: p.config, targetSHA256: "t", towerSHA256: "tw", step: 1, seed: 2, dataManifestSHA256: "m", trainArgs: "{}")
+        var meta = CheckpointMeta(config: p.config, targetSHA256: "t", towerSHA256: "tw", step: 1, seed: 2, dataManifestSHA256: "m", trainArgs: "{}")
+        meta.acceptance = #"{"first": 0.5000, "decay": 0.5099}"#
         let path = scratchDir("f16") + "/d.safetensors"
         try Checkpoint.save(to: path, params: p, d2t: (0..<12).map { Int32($0) }, meta: meta, optimizer: nil, dtype: .F16)
         let ck = try Checkpoint.load(path)
         XCTAssertNil(ck.m)
         for (a, b) in zip(ck.params.values, p.values) { XCTAssertEqual(a, b, accuracy: abs(b) * 1e-3 + 1e-6) }
         XCTAssertEqual(ck.meta.towerSHA256, "tw")
+        XCTAssertEqual(try SafeTensorsFile(path: path).metadata["acceptance"], meta.acceptance)
     }
 }
