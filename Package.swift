@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "KernelsAVX2", swiftSettings: avx2Settings),
         .target(name: "GGUF", dependencies: ["Kernels"]),                // GGUF reader/writer over mmap
         .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates
-        .target(name: "SafeTensors"),                                    // safetensors reader/writer (draft checkpoints)
+        .target(name: "SafeTensors", dependencies: ["Kernels"]),        // safetensors reader/writer (draft checkpoints)
         .target(name: "Sampling"),                                       // greedy / temperature / top-k / top-p / min-p
         .target(name: "Llama", dependencies: ["GGUF", "Kernels"]), // the LLaMA-family target model
 

@@ -21,6 +21,13 @@ public func bf16ToFloat(_ b: UInt16) -> Float {
     Float(bitPattern: UInt32(b) << 16)
 }
 
+/// Round-to-nearest-even float → bfloat16 (NaN kept quiet).
+public func floatToBF16(_ f: Float) -> UInt16 {
+    let bits = f.bitPattern
+    if f.isNaN { return UInt16(bits >> 16) | 0x40 }
+    return UInt16((bits &+ 0x7fff &+ ((bits >> 16) & 1)) >> 16)
+}
+
 /// Round-to-nearest-even float → half (used by writers and tests).
 public func floatToHalf(_ f: Float) -> UInt16 {
     let bits = f.bitPattern

@@ -22,11 +22,7 @@ public func quantizeRow(_ type: QuantType, _ src: UnsafePointer<Float>, count: I
     case .f16:
         for i in 0..<count { dst.storeBytes(of: floatToHalf(src[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
     case .bf16:
-        for i in 0..<count {
-            let bits = src[i].bitPattern
-            let b: UInt16 = src[i].isNaN ? UInt16(bits >> 16) | 0x40 : UInt16((bits &+ 0x7fff &+ ((bits >> 16) & 1)) >> 16)
-            dst.storeBytes(of: b.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-        }
+        for i in 0..<count { dst.storeBytes(of: floatToBF16(src[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
     case .q8_0:
         for b in 0..<(count / 32) {
             let x = src + b * 32

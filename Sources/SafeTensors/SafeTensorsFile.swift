@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -212,12 +213,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
             }
         case .F16:
             return [Float](unsafeUninitializedCapacity: n) { out, c in
-                for i in 0..<n { out[i] = stHalfToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                for i in 0..<n { out[i] = halfToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
                 c = n
             }
         case .BF16:
             return [Float](unsafeUninitializedCapacity: n) { out, c in
-                for i in 0..<n { out[i] = stBF16ToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                for i in 0..<n { out[i] = bf16ToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
                 c = n
             }
         case .F64:

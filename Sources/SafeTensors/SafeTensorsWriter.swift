@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -48,7 +49,7 @@ public struct SafeTensorsWriter: Sendable {
             bytes = [UInt8](repeating: 0, count: floats.count * 2)
             bytes.withUnsafeMutableBytes { b in
                 for (i, f) in floats.enumerated() {
-                    let h = dtype == .F16 ? stFloatToHalf(f) : stFloatToBF16(f)
+                    let h = dtype == .F16 ? floatToHalf(f) : floatToBF16(f)
                     b.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                 }
             }
