@@ -263,94 +263,42 @@ public final class LlamaSession {
     }
 
     /// Grouped-query attention of the n new queries over the cached prefix (slots 0..<start) and
-    /// the batch entries each may see (causal: 0...i; tree: `visible[i]`). Slots are visited in
-    /// ascending order, so an entry's result equals that of the same tokens decoded one by one.
+    /// the batch entries each may see (causal: 0...i; tree: `visible[i]`), one `attendHeads`
+    /// call per (query, key/value head): slots in ascending order, so an entry's result equals
+    /// that of the same tokens decoded one by one.
     private func attention(layer l: Int, q: [Float], n: Int, start: Int, visible: [[Int]]?, into out: inout [Float]) {
-        let hd = c.headDim, kvw = c.kvWidth, d = c.width
-        let group = c.headCount / c.kvHeadCount
+        let hd = c.headDim, kvw = c.kvWidth, d = c.width, kvHeads = c.kvHeadCount
+        let group = c.headCount / kvHeads
         let scale = 1 / Float(hd).squareRoot()
-        let kc = keys[l], vc = values[l]
-        let tasks = n * c.headCount
+        let kc = UnsafePointer(keys[l]), vc = UnsafePointer(values[l])
         q.withUnsafeBufferPointer { qb in
             out.withUnsafeMutableBufferPointer { ob in
                 let qp = qb.baseAddress!, op = ob.baseAddress!
-                parallelChunks(tasks, threads: model.threads) { range in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: start + n) { scores in
+                parallelChunks(n * kvHeads, threads: model.threads) { range in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: group * (start + n)) { scores in
                     withUnsafeTemporaryAllocation(of: Int.self, capacity: start + n) { slots in
+                        var lastQuery = -1, count = 0
                         for task in range {
-                            let i = task / c.headCount, head = task % c.headCount
-                            let kvOff = (head / group) * hd
-                            let qv = qp + i * d + head * hd
-                            var count = 0
-                            for j in 0..<start { slots[count] = j; count += 1 }
-                            if let vis = visible?[i] {
-                                for j in vis { slots[count] = start + j; count += 1 }
-                            } else {
-                                for j in 0...i { slots[count] = start + j; count += 1 }
+                            let i = task / kvHeads, g = task % kvHeads
+                            if i != lastQuery {
+                                count = 0
+                                for j in 0..<start { slots[count] = j; count += 1 }
+                                if let vis = visible?[i] {
+                                    for j in vis { slots[count] = start + j; count += 1 }
+                                } else {
+                                    for j in 0...i { slots[count] = start + j; count += 1 }
+                                }
+                                lastQuery = i
                             }
-                            var m = -Float.infinity
-                            for s in 0..<count {
-                                let dot = attentionDot(qv, kc + slots[s] * kvw + kvOff, hd) * scale
-                                scores[s] = dot
-                                m = max(m, dot)
-                            }
-                            var sum: Float = 0
-                            for s in 0..<count {
-                                let e = expf(scores[s] - m)
-                                scores[s] = e
-                                sum += e
-                            }
-                            let o = op + i * d + head * hd
-                            for e in 0..<hd { o[e] = 0 }
-                            let inv = 1 / sum
-                            for s in 0..<count {
-                                attentionAccumulate(o, scores[s] * inv, vc + slots[s] * kvw + kvOff, hd)
-                            }
+                            let head0 = i * d + g * group * hd
+                            attendHeads(q: qp + head0, heads: group, keys: kc + g * hd, values: vc + g * hd, rowStride: kvw,
+                                        slots: UnsafePointer(slots.baseAddress!), count: count, headDim: hd, scale: scale,
+                                        scores: scores.baseAddress!, out: op + head0)
                         }
                     }
                     }
                 }
             }
-        }
-    }
-
-    /// q · k over `hd` elements: two 8-lane accumulators over 16 elements at a time, combined and
-    /// reduced pairwise, then an in-order scalar tail. The order depends only on `hd`, so every
-    /// query gets the same bits whatever the batch (batch invariance).
-    @inline(__always)
-    private func attentionDot(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ hd: Int) -> Float {
-        let qr = UnsafeRawPointer(q), kr = UnsafeRawPointer(k)
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
-        var e = 0
-        while e + 16 <= hd {
-            a0 += qr.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self) * kr.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self)
-            a1 += qr.loadUnaligned(fromByteOffset: 4 * e + 32, as: SIMD8<Float>.self) * kr.loadUnaligned(fromByteOffset: 4 * e + 32, as: SIMD8<Float>.self)
-            e += 16
-        }
-        let v = a0 + a1
-        let h = v.lowHalf + v.highHalf
-        var dot = (h[0] + h[2]) + (h[1] + h[3])
-        while e < hd {
-            dot += q[e] * k[e]
-            e += 1
-        }
-        return dot
-    }
-
-    /// o[e] += a · v[e] for e < hd (elementwise: the same bits as the scalar loop).
-    @inline(__always)
-    private func attentionAccumulate(_ o: UnsafeMutablePointer<Float>, _ a: Float, _ v: UnsafePointer<Float>, _ hd: Int) {
-        let orw = UnsafeMutableRawPointer(o), vr = UnsafeRawPointer(v)
-        let a8 = SIMD8<Float>(repeating: a)
-        var e = 0
-        while e + 8 <= hd {
-            let cur = orw.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self)
-            orw.storeBytes(of: cur + a8 * vr.loadUnaligned(fromByteOffset: 4 * e, as: SIMD8<Float>.self), toByteOffset: 4 * e, as: SIMD8<Float>.self)
-            e += 8
-        }
-        while e < hd {
-            o[e] += a * v[e]
-            e += 1
         }
     }
 
