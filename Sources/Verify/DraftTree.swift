@@ -58,21 +58,29 @@ public struct DraftCandidates: Sendable {
 
     /// Grows candidates from the root's top-k (from `Drafter.accept`): at each level the `topK`
     /// best nodes by cumulative log-probability are expanded (one `Drafter.expand` call per
-    /// level), each giving `topK` children. `maxDepth` caps the levels (a tree of n nodes never
-    /// needs more than n levels).
-    public static func grow(root: [DraftCandidate], drafter: Drafter, shape: TreeShape, maxDepth: Int) throws -> DraftCandidates {
+    /// level), each giving `topK` children.
+    ///
+    /// `budget` is the most nodes `select` will take. Selection takes a prefix of the best-first
+    /// order (a child never ranks above its parent), so a node at depth L + 1 that is selected
+    /// has its L ancestors, its better siblings and its parent's better cousins ranked above it:
+    /// with n nodes selected, at most n − L nodes of level L can have a selected child, each with
+    /// at most n − L selected children. Growing no more than that gives the same `select(n)`
+    /// for every n ≤ budget, and spares the draft's work on nodes no tree could keep (with a
+    /// budget of 2 and top-k 8, one expanded node instead of eight).
+    public static func grow(root: [DraftCandidate], drafter: Drafter, shape: TreeShape, budget: Int) throws -> DraftCandidates {
         var c = DraftCandidates()
         let k = shape.topK
         var level: [Int] = []
-        for cand in distinct(root).prefix(k) {
+        for cand in distinct(root).prefix(min(k, budget)) {
             level.append(c.nodes.count)
             c.nodes.append(Node(token: cand.token, score: finite(cand.logProb), parent: -1, depth: 1))
         }
         // Drafter's node index of each expanded candidate.
         var drafterIndex: [Int: Int] = [:]
         var depth = 1
-        while depth < min(shape.depth, maxDepth), !level.isEmpty {
-            let expand = level.sorted { c.better($0, $1) }.prefix(k)
+        while depth < min(shape.depth, budget), !level.isEmpty {
+            let useful = min(k, budget - depth)
+            let expand = level.sorted { c.better($0, $1) }.prefix(useful)
             var tokens: [Int32] = [], parents: [Int] = []
             for e in expand {
                 drafterIndex[e] = drafterIndex.count
@@ -80,14 +88,14 @@ public struct DraftCandidates: Sendable {
                 let p = c.nodes[e].parent
                 parents.append(p < 0 ? -1 : drafterIndex[p]!)
             }
-            let children = try drafter.expand(tokens: tokens, parents: parents, topK: k)
+            let children = try drafter.expand(tokens: tokens, parents: parents, topK: useful)
             guard children.count == tokens.count else {
                 throw VerifyError.drafter("expand returned \(children.count) candidate lists for \(tokens.count) nodes")
             }
             depth += 1
             level = []
             for (e, list) in zip(expand, children) {
-                for cand in distinct(list).prefix(k) {
+                for cand in distinct(list).prefix(useful) {
                     level.append(c.nodes.count)
                     c.nodes.append(Node(token: cand.token, score: c.nodes[e].score + finite(cand.logProb), parent: e, depth: depth))
                 }

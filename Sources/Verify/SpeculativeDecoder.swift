@@ -127,7 +127,7 @@ public final class SpeculativeDecoder {
         if room > 0 {
             let tGrow = monotonicSeconds()
             let cap = chooseBudget == nil ? min(shape.tokens, room) : min(shape.candidateCount, room)
-            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, maxDepth: cap)
+            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, budget: cap)
             if let choose = chooseBudget {
                 // The grow alone: the first step's accept read the whole prompt, later ones a few tokens.
                 shape.tokens = max(1, choose(monotonicSeconds() - tGrow))

@@ -66,6 +66,10 @@ public struct AcceptanceModel: Codable, Sendable, Equatable {
     public var decay: Double
     public var source: String
 
+    public init(first: Double, decay: Double, source: String) {
+        self.first = first; self.decay = decay; self.source = source
+    }
+
     /// Stated default for a trained EAGLE-style draft when its checkpoint says nothing:
     /// first = 0.7, decay = 0.8 (τ ≈ 2.1 at 4 nodes, 2.9 at 8, 3.5 at most).
     public static let `default` = AcceptanceModel(first: 0.7, decay: 0.8, source: "default (first 0.7, decay 0.8)")
@@ -85,12 +89,17 @@ public struct AcceptanceModel: Codable, Sendable, Equatable {
 
 public enum TreeBudget {
     /// The node count in 1...maxNodes that maximises expected tokens per second:
-    /// (1 + τ(n)) / (draft seconds + verify seconds of n + 1 tokens). Drafting time does not
-    /// depend on n (the expansion is fixed by top-k and depth; n only selects).
-    public static func choose(curve: VerifyCostCurve, acceptance: AcceptanceModel, draftSeconds: Double, maxNodes: Int) -> Int {
+    /// (1 + τ(n)) / (draft seconds of n + verify seconds of n + 1 tokens). `draftSeconds` is the
+    /// time of a full expansion (`depth` levels, depth − 1 expand calls); a budget of n needs
+    /// only min(depth, n) − 1 of those calls (`DraftCandidates.grow` prunes what n nodes cannot
+    /// use), so its drafting time is taken in proportion.
+    public static func choose(curve: VerifyCostCurve, acceptance: AcceptanceModel, draftSeconds: Double, depth: Int,
+                              maxNodes: Int) -> Int {
+        let perLevel = draftSeconds / Double(max(1, depth - 1))
         var best = 1, bestRate = -Double.infinity
         for n in 1...max(1, maxNodes) {
-            let rate = (1 + acceptance.tau(n)) / (draftSeconds + curve.seconds(n + 1))
+            let draft = perLevel * Double(min(depth, n) - 1)
+            let rate = (1 + acceptance.tau(n)) / (draft + curve.seconds(n + 1))
             if rate > bestRate { best = n; bestRate = rate }
         }
         return best

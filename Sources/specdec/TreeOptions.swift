@@ -40,7 +40,7 @@ struct TreeOptions: ParsableArguments {
         let acceptance = AcceptanceModel.from(metadata: metadata) ?? .default
         let maxNodes = min(shape.candidateCount, (curve.points.map(\.n).max() ?? 64) - 1)
         return { draftSeconds in
-            let n = TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, maxNodes: maxNodes)
+            let n = TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, depth: shape.depth, maxNodes: maxNodes)
             log(String(format: "tree budget: %d nodes (auto: drafting %.1f ms, verify %.1f ms for %d tokens, acceptance %@)",
                        n, draftSeconds * 1000, curve.seconds(n + 1) * 1000, n + 1, acceptance.source))
             return n

@@ -27,7 +27,7 @@ import Verify
         let d = ScriptDrafter()
         let s = try TreeShape(topK: 3, depth: 4, tokens: 10)
         let root = try d.accept(features: [], nextTokens: [1], images: [], topK: 3)
-        let c = try DraftCandidates.grow(root: root, drafter: d, shape: s, maxDepth: 10)
+        let c = try DraftCandidates.grow(root: root, drafter: d, shape: s, budget: 10)
         #expect(d.calls.count == 3, "depth 4: three expand calls")
         #expect(d.calls.allSatisfy { $0.tokens.count == 3 }, "top-k nodes expanded per level")
         #expect(d.calls[0].parents == [-1, -1, -1])
@@ -48,12 +48,29 @@ import Verify
     @Test func chainAndSingleNode() throws {
         let d = ScriptDrafter()
         let root = try d.accept(features: [], nextTokens: [2], images: [], topK: 1)
-        let chain = try DraftCandidates.grow(root: root, drafter: d, shape: try TreeShape(topK: 1, depth: 5, tokens: 5), maxDepth: 5).select(5)
+        let chain = try DraftCandidates.grow(root: root, drafter: d, shape: try TreeShape(topK: 1, depth: 5, tokens: 5), budget: 5).select(5)
         #expect(chain.tokens == [21, 211, 2111, 21111, 211111])
         #expect(chain.parents == [-1, 0, 1, 2, 3])
         let d2 = ScriptDrafter()
-        let single = try DraftCandidates.grow(root: root, drafter: d2, shape: try TreeShape(topK: 1, depth: 1, tokens: 1), maxDepth: 1).select(1)
+        let single = try DraftCandidates.grow(root: root, drafter: d2, shape: try TreeShape(topK: 1, depth: 1, tokens: 1), budget: 1).select(1)
         #expect(single.tokens == [21] && single.parents == [-1] && d2.calls.isEmpty)
+    }
+
+    /// Growing only what a budget of n nodes can use selects the same tree as growing everything,
+    /// and asks the draft for less.
+    @Test func budgetPruningKeepsTheSelection() throws {
+        let shape = try TreeShape(topK: 4, depth: 5, tokens: 12)
+        let full = ScriptDrafter()
+        let root = try full.accept(features: [], nextTokens: [4], images: [], topK: 4)
+        let all = try DraftCandidates.grow(root: root, drafter: full, shape: shape, budget: 1000)
+        for n in 1...12 {
+            let d = ScriptDrafter()
+            let pruned = try DraftCandidates.grow(root: root, drafter: d, shape: shape, budget: n)
+            let a = all.select(n), b = pruned.select(n)
+            #expect(a.tokens == b.tokens && a.parents == b.parents, "budget \(n)")
+            #expect(d.nodes.count <= full.nodes.count)
+            if n <= 2 { #expect(d.nodes.count == n - 1, "budget \(n): a chain needs \(n - 1) expansions") }
+        }
     }
 
     @Test func badShapesAreTypedErrors() {
@@ -75,11 +92,23 @@ import Verify
         let curve = VerifyCostCurve(context: 128, threads: 2, points: [
             .init(n: 1, seconds: 0.010), .init(n: 2, seconds: 0.010), .init(n: 4, seconds: 0.010),
             .init(n: 8, seconds: 0.011), .init(n: 16, seconds: 0.030), .init(n: 32, seconds: 0.060), .init(n: 64, seconds: 0.120)])
-        let n = TreeBudget.choose(curve: curve, acceptance: .default, draftSeconds: 0.002, maxNodes: 63)
+        let n = TreeBudget.choose(curve: curve, acceptance: .default, draftSeconds: 0.002, depth: 6, maxNodes: 63)
         #expect(n >= 5 && n <= 9, "chose \(n)")
         // Free verification: take everything.
         let flat = VerifyCostCurve(context: 128, threads: 2, points: [.init(n: 1, seconds: 0.01), .init(n: 64, seconds: 0.01)])
-        #expect(TreeBudget.choose(curve: flat, acceptance: .default, draftSeconds: 0, maxNodes: 40) == 40)
+        #expect(TreeBudget.choose(curve: flat, acceptance: .default, draftSeconds: 0, depth: 6, maxNodes: 40) == 40)
+    }
+
+    /// A compute-bound target (each extra verified token costs ~0.3–0.5 of one, as on this 2-core
+    /// CPU): a weak draft gets a single node, a strong one a short chain.
+    @Test func budgetOnAComputeBoundTarget() {
+        let curve = VerifyCostCurve(context: 128, threads: 1, points: [
+            .init(n: 1, seconds: 0.016), .init(n: 2, seconds: 0.021), .init(n: 4, seconds: 0.032), .init(n: 8, seconds: 0.070)])
+        let weak = AcceptanceModel(first: 0.54, decay: 0.49, source: "test")
+        let strong = AcceptanceModel(first: 0.9, decay: 0.9, source: "test")
+        #expect(TreeBudget.choose(curve: curve, acceptance: weak, draftSeconds: 0.010, depth: 6, maxNodes: 7) == 1)
+        let n = TreeBudget.choose(curve: curve, acceptance: strong, draftSeconds: 0.010, depth: 6, maxNodes: 7)
+        #expect(n >= 2 && n <= 4, "chose \(n)")
     }
 }
 
