@@ -15,8 +15,8 @@ extension DraftModel {
             a.starts += b.starts; a.accepted += b.accepted
             for i in 0..<min(a.histogram.count, b.histogram.count) { a.histogram[i] += b.histogram[i] }
         }
-        /// Expected tokens per round: accepted drafts plus the target's own token.
-        public var tau: Double { starts == 0 ? 0 : 1 + Double(accepted) / Double(starts) }
+        /// Mean accepted draft tokens per round (ViSpec's τ; the target's own token not counted).
+        public var tau: Double { starts == 0 ? 0 : Double(accepted) / Double(starts) }
 
         /// The chain model `--tree-tokens auto` uses: node i of a chain is accepted with
         /// probability first·decay^(i−1). `first` = P(at least one accepted); `decay` = the

@@ -36,13 +36,14 @@ public struct ValidationResult: Codable, Equatable, Sendable {
     public var loss: Double
     public var top1: Double
     public var positions: Int
+    /// Mean accepted draft tokens per simulated greedy chain (ViSpec's τ: the target's own
+    /// token not counted, as in `decode` and `eval`).
     public var tau: Double
-    public var meanAccepted: Double
     public var chainStarts: Int
     public var acceptedHistogram: [Int]
 
     enum CodingKeys: String, CodingKey {
-        case samples, loss, top1 = "top1_agreement", positions, tau, meanAccepted = "mean_accepted", chainStarts = "chain_starts"
+        case samples, loss, top1 = "top1_agreement", positions, tau, chainStarts = "chain_starts"
         case acceptedHistogram = "accepted_histogram"
     }
 }
@@ -168,7 +169,6 @@ public final class Trainer {
             if left > 0 { chain += model.chain(s, params: params, depth: chainDepth, maxStarts: left) }
         }
         return ValidationResult(samples: picked.count, loss: stats.meanLoss, top1: stats.top1, positions: stats.rows, tau: chain.tau,
-                                meanAccepted: chain.starts == 0 ? 0 : Double(chain.accepted) / Double(chain.starts),
                                 chainStarts: chain.starts, acceptedHistogram: chain.histogram)
     }
 }

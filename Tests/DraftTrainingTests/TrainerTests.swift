@@ -59,7 +59,12 @@ final class TrainerTests: XCTestCase {
         XCTAssertGreaterThan(lastTop1.reduce(0, +) / Double(lastTop1.count), 0.5)
         let v = try t.validate(maxSamples: 10, chainDepth: 5, maxChainStarts: 100)
         XCTAssertGreaterThan(v.positions, 0)
-        XCTAssertGreaterThanOrEqual(v.tau, 1)
+        // τ counts accepted draft tokens only: the histogram's mean, and well above 0 once overfit.
+        let starts = v.acceptedHistogram.reduce(0, +)
+        let mean = Double(v.acceptedHistogram.enumerated().reduce(0) { $0 + $1.offset * $1.element }) / Double(starts)
+        XCTAssertEqual(starts, v.chainStarts)
+        XCTAssertEqual(v.tau, mean, accuracy: 1e-12)
+        XCTAssertGreaterThan(v.tau, 0.5)
     }
 
     /// The acceptance model fitted to validation chains (what `--tree-tokens auto` reads from a
