@@ -109,8 +109,8 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         try tower!.check(compatibleWith: model)
         towerSHA = try DataSynth.SHA256.hexOfFile(t)
     }
-    if opts.stage == 2 && opts.numQ < 2 {
-        throw TrainingError(file: "--num-q", field: "num_q", reason: "stage 2 trains the visual adapter: --num-q must be at least 2 (K−1 compressed tokens and a global feature)")
+    if opts.stage == 2 && opts.numQ == 1 {
+        throw TrainingError(file: "--num-q", field: "num_q", reason: "stage 2 takes --num-q 0 (no adapter: an EAGLE-style draft fed the image rows, ViSpec's baseline) or at least 2 (K−1 compressed tokens and a global feature)")
     }
     if opts.stage == 1 { opts.numQ = 0 }
     let split = data.split(validationFraction: opts.validationFraction, stage: opts.stage)

@@ -192,7 +192,11 @@ public struct SequenceBuilder {
             } else { t += 1 }
         }
         var imgs: [[Float]] = [], imgRows: [Int] = []
-        if numQ > 0 && !spans.isEmpty {
+        // With the adapter the image rows are compressed; without it (numQ = 0: an EAGLE-style
+        // draft trained on image samples, ViSpec's baseline) each image row is the input at its
+        // position, as `EagleDraft.accept` feeds them at decode time. Either way they come from
+        // the tower.
+        if !spans.isEmpty {
             guard spans.count == r.images.count else {
                 throw TrainingError(file: file, field: "sample \(r.index).images", reason: "\(spans.count) image spans in the mask but \(r.images.count) images")
             }
@@ -215,16 +219,22 @@ public struct SequenceBuilder {
         for t in 0..<max(n - 1, 0) {
             let p = t + 1
             var ci = -1, cr = -1
+            var imageRow: (span: Int, row: Int)? = nil
             if let s = spans.firstIndex(where: { p >= $0.start && p < $0.start + $0.rows }) {
-                if numQ == 0 { continue }   // no adapter: image samples are not used (stage 1 filters them)
                 let o = p - spans[s].start
-                let c = o - spans[s].rows + numQ - 1
-                if c < 0 { continue }       // dropped: only the span's last K−1 places keep an entry
-                ci = s; cr = c
+                if numQ == 0 {
+                    imageRow = (s, o)
+                } else {
+                    let c = o - spans[s].rows + numQ - 1
+                    if c < 0 { continue }       // dropped: only the span's last K−1 places keep an entry
+                    ci = s; cr = c
+                }
             }
             seq.positions.append(t)
             seq.compImage.append(ci); seq.compRow.append(cr)
-            if ci < 0 {
+            if let (s, o) = imageRow {
+                seq.inputs += imgs[s][(o * d)..<((o + 1) * d)]
+            } else if ci < 0 {
                 row.withUnsafeMutableBufferPointer { embedder.embed(r.tokens[p], into: $0.baseAddress!) }
                 seq.inputs += row
             } else {

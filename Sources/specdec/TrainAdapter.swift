@@ -134,7 +134,7 @@ struct TrainAdapter: ParsableCommand {
         guard saveEvery >= 0, evalEvery >= 0 else { throw ValidationError("--save-every and --eval-every must be ≥ 0") }
         guard valFraction >= 0 && valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
         guard noise >= 0, clip >= 0, weightDecay >= 0 else { throw ValidationError("--noise, --clip and --weight-decay must be ≥ 0") }
-        if stage == 2 && numQ < 2 { throw ValidationError("--num-q must be ≥ 2 in stage 2") }
+        if stage == 2 && numQ == 1 { throw ValidationError("--num-q must be 0 (no adapter: an EAGLE-style draft trained on the image samples) or ≥ 2 in stage 2") }
         if stage == 2 && mmproj == nil { throw ValidationError("stage 2 needs the vision tower: --mmproj TOWER.gguf") }
         if resume && initPath != nil { throw ValidationError("--resume continues its own checkpoint; --init starts a new run: give one") }
     }

@@ -10,7 +10,20 @@ import XCTest
 /// The trainer's forward and the inference draft (`EagleDraft.accept`) read the same checkpoint
 /// and must give the same distribution for the next token.
 final class EagleDraftAgreementTests: XCTestCase {
-    func testTrainerForwardMatchesEagleDraftAccept() throws {
+    /// Fixed image rows, whatever the reference (the tower is not under test here).
+    final class StubImages: ImageEmbedder {
+        let rows: Int, data: [Float]
+        init(rows: Int, data: [Float]) { self.rows = rows; self.data = data }
+        func embeddings(for image: ImageRef, datasetDir: String) throws -> (rows: Int, data: [Float]) { (rows, data) }
+    }
+
+    func testTrainerForwardMatchesEagleDraftAccept() throws { try agreement(imageSpan: nil) }
+
+    /// Without an adapter (stage 2 with --num-q 0, ViSpec's EAGLE baseline) image rows are the
+    /// draft's inputs at their positions, in training as at decode time.
+    func testImageRowsWithoutAdapterMatchEagleDraftAccept() throws { try agreement(imageSpan: 2..<5) }
+
+    func agreement(imageSpan: Range<Int>?) throws {
         let path = TestPaths.model
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("model \(path) missing (scripts/setup.sh)") }
         let target = try LlamaModel(path: path, threads: 1)
@@ -34,12 +47,23 @@ final class EagleDraftAgreementTests: XCTestCase {
         // A sample of 10 positions with feature rows of a realistic scale.
         let n = 10
         var rng = SplitMix64(seed: 5)
-        let tokens: [Int32] = (0..<n).map { _ in Int32(rng.next() % UInt64(tc.vocabSize)) }
+        var tokens: [Int32] = (0..<n).map { _ in Int32(rng.next() % UInt64(tc.vocabSize)) }
         let h: [Float] = (0..<(n * tc.width)).map { _ in (rng.nextUnit() * 2 - 1) * 2 }
+        var imageMask = [UInt8](repeating: 0, count: n)
+        var spans: [DraftImageSpan] = [], refs: [ImageRef] = []
+        var stub: StubImages? = nil
+        if let r = imageSpan {
+            for t in r { tokens[t] = -1; imageMask[t] = 1 }
+            let e: [Float] = (0..<(r.count * tc.width)).map { _ in rng.nextUnit() * 2 - 1 }
+            stub = StubImages(rows: r.count, data: e)
+            refs = [ImageRef(path: "img.png", sha256: "0")]
+            spans = [DraftImageSpan(start: r.lowerBound, rows: r.count, embeddings: e)]
+        }
         let rec = SampleRecord(index: 0, id: "a", messages: [], stopReasons: [], tokens: tokens, lossMask: [UInt8](repeating: 1, count: n),
-                               imageMask: [UInt8](repeating: 0, count: n), hidden: HiddenStates.encode(h, rows: n, width: tc.width, as: .fp16))
+                               imageMask: imageMask, images: refs, hidden: HiddenStates.encode(h, rows: n, width: tc.width, as: .fp16))
         let seq = try SequenceBuilder(width: tc.width, numQ: 0, maxLength: 100, noise: 0)
-            .build(rec, embedder: target.weights.tokenEmbedding, images: nil, datasetDir: "", rng: nil)
+            .build(rec, embedder: target.weights.tokenEmbedding, images: stub, datasetDir: "", rng: nil)
+        XCTAssertEqual(seq.count, n - 1, "every position keeps its entry without an adapter")
         let model = DraftModel(layout: p, head: TargetHead(rows: v, width: tc.width, weights: headRows, d2t: d2t))
         let z = model.logits(seq, params: p.values)
         let last = Array(z[((seq.count - 1) * v)...])
@@ -48,7 +72,7 @@ final class EagleDraftAgreementTests: XCTestCase {
 
         let draft = try EagleDraft(path: file, target: target, matrixType: .f32)
         let feats = rec.hidden.floats()
-        let cands = try draft.accept(features: Array(feats[0..<((n - 1) * tc.width)]), nextTokens: Array(tokens[1...]), images: [], topK: 5)
+        let cands = try draft.accept(features: Array(feats[0..<((n - 1) * tc.width)]), nextTokens: Array(tokens[1...]), images: spans, topK: 5)
         XCTAssertEqual(cands.count, 5)
         let best = (0..<v).max { last[$0] < last[$1] }!
         XCTAssertEqual(cands[0].token, d2t[best])
