@@ -49,8 +49,16 @@ struct Eval: ParsableCommand {
     @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
     var threads: Int = defaultThreadCount
 
+    @Option(name: .customLong("tree-sweep"), help: ArgumentHelp(
+        "Evaluate each draft at each of these node budgets (comma-separated counts and 'auto'), a row per (draft, budget), instead of the single --tree-tokens.",
+        valueName: "N,N,auto"))
+    var treeSweep: String?
+
     @Option(help: ArgumentHelp("Also write the Markdown table to this file.", valueName: "FILE"))
     var markdown: String?
+
+    @Option(help: ArgumentHelp("Write SVG plots into this folder: acceptance by depth per system (image and text prompts at the lowest temperature) and, with --tree-sweep, speedup against the node budget.", valueName: "DIR"))
+    var plots: String?
 
     @Option(name: .customLong("write-set"), help: ArgumentHelp("Write the evaluation set into DIR and exit.", valueName: "DIR"))
     var writeSet: String?
@@ -63,6 +71,17 @@ struct Eval: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
         guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0") }
         _ = try temperatures()
+        _ = try budgets()
+    }
+
+    /// The node budgets to evaluate: --tree-sweep's list, or --tree-tokens alone.
+    func budgets() throws -> [String] {
+        guard let sweep = treeSweep else { return [tree.treeTokens] }
+        let items = sweep.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !items.isEmpty, items.allSatisfy({ $0 == "auto" || (Int($0) ?? 0) >= 1 }) else {
+            throw ValidationError("--tree-sweep must list positive node counts or 'auto', got '\(sweep)'")
+        }
+        return items
     }
 
     func temperatures() throws -> [Float] {
@@ -134,22 +153,30 @@ struct Eval: ParsableCommand {
             try LoadedDraft.load(path: $0, target: model, targetPath: modelPath, contextSize: min(model.config.contextLength, 4096), threads: threads)
         }
         let eog = tokenizer.endOfGenerationTokens
-        let names = drafts.map { ($0 as NSString).lastPathComponent }
-        // Each draft's tree: fixed, or with auto the budget chosen on the first prompt's first step.
-        var shapes: [TreeShape] = []
-        for draft in loaded {
-            var shape = try tree.shape()
-            if let chooser = try tree.budgetChooser(model: model, modelPath: modelPath, metadata: draft.metadata, shape: shape, log: printErr),
-               let first = prompts.first {
-                let r = try Generation.speculative(model: model, drafter: draft.drafter, prompt: first.prompt,
-                                                   contextSize: min(model.config.contextLength, first.prompt.count + 16),
-                                                   params: SamplingParameters(), shape: shape, maxTokens: 4, eog: eog, budget: chooser, onPiece: { _ in })
-                shape = r.tree ?? shape
+        let budgets = try budgets()
+        // The systems: each draft at each budget (a fixed tree, or with auto the budget chosen on
+        // the first prompt's first step).
+        var systems: [(name: String, draft: Int, budget: String, shape: TreeShape)] = []
+        for (d, draft) in loaded.enumerated() {
+            let file = (drafts[d] as NSString).lastPathComponent
+            for b in budgets {
+                var options = tree
+                options.treeTokens = b
+                var shape = try options.shape()
+                if let chooser = try options.budgetChooser(model: model, modelPath: modelPath, metadata: draft.metadata, shape: shape, log: printErr),
+                   let first = prompts.first {
+                    let r = try Generation.speculative(model: model, drafter: draft.drafter, prompt: first.prompt,
+                                                       contextSize: min(model.config.contextLength, first.prompt.count + 16),
+                                                       params: SamplingParameters(), shape: shape, maxTokens: 4, eog: eog, budget: chooser, onPiece: { _ in })
+                    shape = r.tree ?? shape
+                }
+                let name = treeSweep == nil ? file : "\(file) (\(b == "auto" ? "auto: \(shape.tokens)" : b) nodes)"
+                systems.append((name, d, b, shape))
             }
-            shapes.append(shape)
         }
-        let shapeText = Set(shapes.map(\.description)).sorted().joined(separator: "; ")
-        printErr("eval: \(prompts.count) prompts, \(n) tokens each, tree \(shapeText), drafts: \(names.joined(separator: ", "))")
+        let names = systems.map(\.name)
+        let shapeText = Set(systems.map(\.shape.description)).sorted().joined(separator: "; ")
+        printErr("eval: \(prompts.count) prompts, \(n) tokens each, tree \(shapeText), systems: \(names.joined(separator: ", "))")
 
         var runs: [Run] = []
         for temperature in try temperatures() {
@@ -162,9 +189,9 @@ struct Eval: ParsableCommand {
                                                  eog: eog, onPiece: { _ in })
                 runs.append(Run(system: "plain", prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: plain.tokensPerSecond,
                                 speedup: 1, tau: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
-                for (d, draft) in loaded.enumerated() {
-                    let spec = try Generation.speculative(model: model, drafter: draft.drafter, prompt: p.prompt, contextSize: ctx,
-                                                          params: params, shape: shapes[d], maxTokens: n, eog: eog, onPiece: { _ in })
+                for (d, system) in systems.enumerated() {
+                    let spec = try Generation.speculative(model: model, drafter: loaded[system.draft].drafter, prompt: p.prompt, contextSize: ctx,
+                                                          params: params, shape: system.shape, maxTokens: n, eog: eog, onPiece: { _ in })
                     let s = spec.speculative ?? SpeculativeStats()
                     let share = spec.decodeSeconds > 0 ? s.draftSeconds / spec.decodeSeconds : 0   // draftSeconds includes the draft's prompt read
                     let r = Run(system: names[d], prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,
@@ -201,7 +228,42 @@ struct Eval: ParsableCommand {
                          n_predict: n, threads: threads, tree: shapeText, date: String(date), cells: cells, runs: runs)
         let table = markdownTable(out, temperatures: try temperatures(), systems: ["plain"] + names)
         if let m = markdown { try writeAtomically(Array(table.utf8), to: m) }
+        if let dir = plots {
+            // The speedup curve takes the fixed budgets; an auto row repeats one of them.
+            try writePlots(out, systems: systems.filter { $0.budget != "auto" }.map { ($0.name, $0.draft, $0.shape.tokens) }, into: dir)
+        }
         if json { try printJSON(out) } else { print(table) }
+    }
+
+    /// acceptance-by-depth.svg and, over a sweep, speedup-vs-tree.svg (image and text prompts at
+    /// the lowest temperature).
+    func writePlots(_ o: Output, systems: [(name: String, draft: Int, nodes: Int)], into dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let t = try temperatures().min() ?? 0
+        var depthSeries: [LinePlot.Series] = []
+        for kind in ["image", "text"] {
+            for c in o.cells where c.system != "plain" && c.kind == kind && c.temperature == t && !c.acceptance_by_depth.isEmpty {
+                depthSeries.append(.init(name: "\(c.system), \(kind)",
+                                         points: c.acceptance_by_depth.enumerated().map { (Double($0.offset + 1), $0.element) }))
+            }
+        }
+        let depthPlot = LinePlot.svg(title: "Acceptance rate by tree depth (T=\(fmt(t)))", xLabel: "depth", yLabel: "accepted / tried",
+                                     series: depthSeries, yRange: (0, 1))
+        try writeAtomically(Array(depthPlot.utf8), to: (dir as NSString).appendingPathComponent("acceptance-by-depth.svg"))
+        guard treeSweep != nil else { return }
+        var speedSeries: [LinePlot.Series] = []
+        for d in Set(systems.map(\.draft)).sorted() {
+            for kind in ["image", "text"] {
+                let pts = systems.filter { $0.draft == d }.compactMap { s -> (Double, Double)? in
+                    guard let c = o.cells.first(where: { $0.system == s.name && $0.kind == kind && $0.temperature == t }) else { return nil }
+                    return (Double(s.nodes), c.speedup)
+                }
+                if !pts.isEmpty { speedSeries.append(.init(name: "\((drafts[d] as NSString).lastPathComponent), \(kind)", points: pts)) }
+            }
+        }
+        let speedPlot = LinePlot.svg(title: "Speedup over plain decoding against tree size (T=\(fmt(t)))", xLabel: "draft nodes verified per step",
+                                     yLabel: "speedup (median over prompts)", series: speedSeries, logX: true, referenceY: 1)
+        try writeAtomically(Array(speedPlot.utf8), to: (dir as NSString).appendingPathComponent("speedup-vs-tree.svg"))
     }
 
     /// ViSpec's layout: a row per system, a column per (prompt kind, temperature), cells τ / speedup.

@@ -79,4 +79,30 @@ import TestSupport
         let m = try Self.run(["decode", "--draft", "/nonexistent.safetensors", "-p", "Hi", "-n", "2"])
         #expect(m.status != 0 && m.stderr.contains("no such draft file"))
     }
+
+    /// `eval` over a two-prompt slice of the shipped set (one image, one text question) with the
+    /// target as its own draft at two budgets: every T=0 output equals plain decoding's, each
+    /// (draft, budget) is a row, and both plots are written.
+    @Test func evalSweepWritesTableRowsAndPlots() throws {
+        let root = TestPaths.repoRoot.path
+        let plots = Self.tempCache()
+        let r = try Self.run(["eval", "--draft", TestPaths.model, "--set", root + "/checkpoints/eval", "--mmproj", root + "/checkpoints/demo-tower.gguf",
+                              "--limit", "1", "-n", "4", "--temp", "0", "--tree-sweep", "1,2", "--plots", plots, "-t", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try Self.json(r.stdout)
+        let cells = try #require(o["cells"] as? [[String: Any]])
+        let systems = Set(cells.compactMap { $0["system"] as? String })
+        let file = (TestPaths.model as NSString).lastPathComponent
+        #expect(systems == ["plain", "\(file) (1 nodes)", "\(file) (2 nodes)"], "\(systems)")
+        for c in cells where (c["system"] as? String) != "plain" {
+            #expect(c["identical"] as? Int == c["prompts"] as? Int, "T=0 output differs from plain: \(c)")
+            #expect((c["tau"] as? Double ?? 0) > 0.5, "the target drafting for itself is accepted: \(c)")
+        }
+        for name in ["acceptance-by-depth.svg", "speedup-vs-tree.svg"] {
+            let svg = try String(contentsOfFile: (plots as NSString).appendingPathComponent(name), encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n") && svg.contains("<polyline"), "\(name)")
+        }
+        let bad = try Self.run(["eval", "--draft", TestPaths.model, "--tree-sweep", "1,zero"])
+        #expect(bad.status != 0 && bad.stderr.contains("--tree-sweep"))
+    }
 }
