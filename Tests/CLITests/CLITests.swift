@@ -2,34 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Runs the built `specdec` binary (it sits beside the test bundle in the build folder).
-struct CLI {
-    static let binary = TestPaths.specdecBinary
-
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
-    static func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        var e = ProcessInfo.processInfo.environment
-        e["SPECDEC_MODEL"] = TestPaths.model
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let r = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: r, as: UTF8.self))
-    }
-
-    static func json(_ s: String) throws -> [String: Any] {
-        try #require(JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any])
-    }
-}
+typealias CLI = SpecdecCLI
 
 func temporaryFile(_ bytes: [UInt8], name: String) throws -> String {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("specdec-cli-\(UUID().uuidString)-\(name)")
@@ -48,7 +21,7 @@ func expectCleanFailure(_ r: CLI.Result, mentioning: String, sourceLocation: Sou
 
 @Suite(.serialized) struct CLITests {
     @Test func binaryIsBuilt() {
-        #expect(FileManager.default.isExecutableFile(atPath: CLI.binary.path), "no specdec at \(CLI.binary.path)")
+        #expect(FileManager.default.isExecutableFile(atPath: TestPaths.specdecBinary.path), "no specdec at \(TestPaths.specdecBinary.path)")
     }
 
     @Test func greedyChatDecodeMatchesReferenceAsJSON() throws {

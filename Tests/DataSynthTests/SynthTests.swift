@@ -6,43 +6,16 @@ import TestSupport
 import Tokenizer
 import DataSynth
 
-/// Runs the built `specdec` binary (it sits beside the test bundle in the build folder).
+/// The built `specdec` without the sharding variables a CI may set (they would shard the runs).
 enum Specdec {
-    static let binary = TestPaths.specdecBinary
-
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
+    static let shardVariables = ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "JOB_COMPLETION_INDEX", "SPECDEC_SHARD_COUNT"]
     static func process(_ args: [String], env: [String: String] = [:]) -> (Process, Pipe, Pipe) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        var e = ProcessInfo.processInfo.environment
-        e["SPECDEC_MODEL"] = TestPaths.model
-        for k in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "JOB_COMPLETION_INDEX", "SPECDEC_SHARD_COUNT"] { e[k] = nil }
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        return (p, out, err)
+        SpecdecCLI.process(args, env: env, unset: shardVariables)
     }
-
-    static func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
-        let (p, out, err) = process(args, env: env)
-        try p.run()
-        // Read both pipes concurrently so that neither fills up.
-        nonisolated(unsafe) var errData = Data()
-        let t = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
-        t.start()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        while !t.isFinished { usleep(1000) }
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    static func run(_ args: [String], env: [String: String] = [:]) throws -> SpecdecCLI.Result {
+        try SpecdecCLI.run(args, env: env, unset: shardVariables)
     }
-
-    static func json(_ s: String) throws -> [String: Any] {
-        try #require(JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any], "not JSON: \(s)")
-    }
+    static func json(_ s: String) throws -> [String: Any] { try SpecdecCLI.json(s) }
 }
 
 /// The small greedy dataset the tests share: three JSONL prompts (one with two user turns), a short

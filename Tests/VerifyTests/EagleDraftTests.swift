@@ -2,6 +2,7 @@ import Draft
 import Foundation
 import Llama
 import Testing
+import TestSupport
 import Verify
 
 /// Greedy identity with a random-weight EagleDraft (a bad but real EAGLE draft reading the
@@ -31,10 +32,10 @@ import Verify
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("specdec-verify-\(UUID().uuidString).safetensors").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try DraftWeights.random(for: Target.model, seed: 5).save(to: path)
-        let r = try SpeculativeCLITests.run(["decode", "--draft", path, "--compare", "--json", "-t", "2", "-n", "16",
+        let r = try SpecdecCLI.run(["decode", "--draft", path, "--compare", "--json", "-t", "2", "-n", "16",
                                              "--tree-top-k", "4", "--tree-depth", "3", "--tree-tokens", "8", "-p", "Count to five."])
         #expect(r.status == 0, "\(r.stderr)")
-        let o = try SpeculativeCLITests.json(r.stdout)
+        let o = try SpecdecCLI.json(r.stdout)
         let s = try #require(o["stats"] as? [String: Any])
         #expect(s["identical"] as? Bool == true)
         #expect(s["draft_kind"] as? String == "eagle2")

@@ -5,30 +5,6 @@ import TestSupport
 /// `specdec decode --draft` through the built binary. The target's own GGUF is the draft here
 /// (a perfect draft), until an EAGLE checkpoint exists.
 @Suite(.serialized) struct SpeculativeCLITests {
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
-    static func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
-        let p = Process()
-        p.executableURL = TestPaths.specdecBinary
-        p.arguments = args
-        var e = ProcessInfo.processInfo.environment
-        e["SPECDEC_MODEL"] = TestPaths.model
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let r = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: r, as: UTF8.self))
-    }
-
-    static func json(_ s: String) throws -> [String: Any] {
-        try #require(JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any])
-    }
-
     static func tempCache() -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("specdec-verify-\(UUID().uuidString)").path
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -36,10 +12,10 @@ import TestSupport
     }
 
     @Test func decodeDraftCompareJSONHasTheStatistics() throws {
-        let r = try Self.run(["decode", "--draft", TestPaths.model, "--compare", "--json", "-t", "2", "-n", "20",
+        let r = try SpecdecCLI.run(["decode", "--draft", TestPaths.model, "--compare", "--json", "-t", "2", "-n", "20",
                               "--tree-top-k", "2", "--tree-depth", "4", "--tree-tokens", "6", "-p", "Name three colours."])
         #expect(r.status == 0, "\(r.stderr)")
-        let o = try Self.json(r.stdout)
+        let o = try SpecdecCLI.json(r.stdout)
         let s = try #require(o["stats"] as? [String: Any])
         for key in ["tau", "tokens_per_step", "acceptance_by_depth", "tokens_per_s", "plain_tokens_per_s", "speedup", "identical",
                     "draft_share", "verify_share", "steps"] {
@@ -60,23 +36,23 @@ import TestSupport
         let cache = Self.tempCache()
         defer { try? FileManager.default.removeItem(atPath: cache) }
         let args = ["decode", "--draft", TestPaths.model, "-t", "2", "-n", "8", "--tree-top-k", "2", "--tree-depth", "3", "-p", "Hi"]
-        let first = try Self.run(args, env: ["SPECDEC_CACHE": cache])
+        let first = try SpecdecCLI.run(args, env: ["SPECDEC_CACHE": cache])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stderr.contains("measuring"), "\(first.stderr)")
         #expect(first.stderr.contains("tree budget:"), "\(first.stderr)")
-        let second = try Self.run(args, env: ["SPECDEC_CACHE": cache])
+        let second = try SpecdecCLI.run(args, env: ["SPECDEC_CACHE": cache])
         #expect(second.status == 0)
         #expect(!second.stderr.contains("measuring"), "the curve is cached: \(second.stderr)")
         #expect(second.stderr.contains("tree budget:"))
     }
 
     @Test func badTreeOptionsAreOneLineErrors() throws {
-        let r = try Self.run(["decode", "--draft", TestPaths.model, "--tree-tokens", "lots", "-p", "Hi"])
+        let r = try SpecdecCLI.run(["decode", "--draft", TestPaths.model, "--tree-tokens", "lots", "-p", "Hi"])
         #expect(r.status != 0)
         #expect(r.stderr.contains("--tree-tokens"))
-        let c = try Self.run(["decode", "--compare", "-p", "Hi"])
+        let c = try SpecdecCLI.run(["decode", "--compare", "-p", "Hi"])
         #expect(c.status != 0 && c.stderr.contains("--compare needs --draft"))
-        let m = try Self.run(["decode", "--draft", "/nonexistent.safetensors", "-p", "Hi", "-n", "2"])
+        let m = try SpecdecCLI.run(["decode", "--draft", "/nonexistent.safetensors", "-p", "Hi", "-n", "2"])
         #expect(m.status != 0 && m.stderr.contains("no such draft file"))
     }
 
@@ -86,10 +62,10 @@ import TestSupport
     @Test func evalSweepWritesTableRowsAndPlots() throws {
         let root = TestPaths.repoRoot.path
         let plots = Self.tempCache()
-        let r = try Self.run(["eval", "--draft", TestPaths.model, "--set", root + "/checkpoints/eval", "--mmproj", root + "/checkpoints/demo-tower.gguf",
+        let r = try SpecdecCLI.run(["eval", "--draft", TestPaths.model, "--set", root + "/checkpoints/eval", "--mmproj", root + "/checkpoints/demo-tower.gguf",
                               "--limit", "1", "-n", "4", "--temp", "0", "--tree-sweep", "1,2", "--plots", plots, "-t", "2", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
-        let o = try Self.json(r.stdout)
+        let o = try SpecdecCLI.json(r.stdout)
         let cells = try #require(o["cells"] as? [[String: Any]])
         let systems = Set(cells.compactMap { $0["system"] as? String })
         let file = (TestPaths.model as NSString).lastPathComponent
@@ -102,7 +78,7 @@ import TestSupport
             let svg = try String(contentsOfFile: (plots as NSString).appendingPathComponent(name), encoding: .utf8)
             #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n") && svg.contains("<polyline"), "\(name)")
         }
-        let bad = try Self.run(["eval", "--draft", TestPaths.model, "--tree-sweep", "1,zero"])
+        let bad = try SpecdecCLI.run(["eval", "--draft", TestPaths.model, "--tree-sweep", "1,zero"])
         #expect(bad.status != 0 && bad.stderr.contains("--tree-sweep"))
     }
 }
