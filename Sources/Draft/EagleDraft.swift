@@ -453,36 +453,23 @@ public final class EagleDraft: Drafter {
         let c = config, hd = c.headDim, kvw = c.kvWidth, qw = c.qWidth
         let group = c.heads / c.kvHeads
         let scale = 1 / Float(hd).squareRoot()
-        let kc = keys, vc = values
+        let kc = UnsafePointer(keys), vc = UnsafePointer(values)
         let maxSlots = visible.map(\.count).max() ?? 0
         q.withUnsafeBufferPointer { qb in
             out.withUnsafeMutableBufferPointer { ob in
                 let qp = qb.baseAddress!, op = ob.baseAddress!
-                parallelChunks(n * c.heads, threads: threads) { range in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(maxSlots, 1)) { scores in
+                // One task per (entry, key/value head): the heads sharing it read each row once.
+                parallelChunks(n * c.kvHeads, threads: threads) { range in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(group * maxSlots, 1)) { scores in
                         for task in range {
-                            let i = task / c.heads, head = task % c.heads
-                            let kvOff = (head / group) * hd
-                            let qv = qp + i * qw + head * hd
+                            let i = task / c.kvHeads, g = task % c.kvHeads
                             let slots = visible[i]
-                            var m = -Float.infinity
-                            for (s, slot) in slots.enumerated() {
-                                let k = kc + slot * kvw + kvOff
-                                var dot: Float = 0
-                                for e in 0..<hd { dot += qv[e] * k[e] }
-                                dot *= scale
-                                scores[s] = dot
-                                m = max(m, dot)
-                            }
-                            var sum: Float = 0
-                            for s in 0..<slots.count { let e = expf(scores[s] - m); scores[s] = e; sum += e }
-                            let o = op + i * qw + head * hd
-                            for e in 0..<hd { o[e] = 0 }
-                            let inv = 1 / sum
-                            for (s, slot) in slots.enumerated() {
-                                let a = scores[s] * inv
-                                let v = vc + slot * kvw + kvOff
-                                for e in 0..<hd { o[e] += a * v[e] }
+                            guard !slots.isEmpty else { continue }
+                            let head0 = i * qw + g * group * hd
+                            slots.withUnsafeBufferPointer { sb in
+                                attendHeads(q: qp + head0, heads: group, keys: kc + g * hd, values: vc + g * hd, rowStride: kvw,
+                                            slots: sb.baseAddress!, count: slots.count, headDim: hd, scale: scale,
+                                            scores: scores.baseAddress!, out: op + head0)
                             }
                         }
                     }
