@@ -81,4 +81,18 @@ import TestSupport
         let bad = try SpecdecCLI.run(["eval", "--draft", TestPaths.model, "--tree-sweep", "1,zero"])
         #expect(bad.status != 0 && bad.stderr.contains("--tree-sweep"))
     }
+
+    /// The shipped ViSpec draft loads, runs on an image question through the demo tower, and
+    /// speculative greedy decoding says exactly what plain decoding says.
+    @Test func shippedViSpecDraftIsLossless() throws {
+        let root = TestPaths.repoRoot.path
+        let r = try SpecdecCLI.run(["decode", "--mmproj", root + "/checkpoints/demo-tower.gguf", "--image", root + "/checkpoints/images/green.png",
+                                    "-p", "What colors can you see in this image? Please answer with at least 1000 words.", "-n", "32",
+                                    "--draft", root + "/checkpoints/vispec-draft.safetensors", "--compare", "--json", "-t", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let s = try #require(try SpecdecCLI.json(r.stdout)["stats"] as? [String: Any])
+        #expect(s["identical"] as? Bool == true)
+        #expect(s["draft_kind"] as? String == "vispec")
+        #expect((s["tau"] as? Double ?? 0) > 0, "a trained draft is accepted sometimes: \(s)")
+    }
 }
