@@ -55,19 +55,8 @@ extension DraftModel {
         let c = config, d = c.width, n = s.count, kvw = c.kvHeads * c.headDim
         guard n > 0, depth > 0 else { return res }
         let w = weights(params)
-        let useAdapter = c.numQ > 0 && !s.images.isEmpty
-        let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
-            s.images[i].withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: s.imageRows[i]) }
-        } : []
-        let e1 = Buf(n * d)
-        for j in 0..<n {
-            if s.compImage[j] >= 0, useAdapter { (e1.p + j * d).update(from: adapters[s.compImage[j]].token(s.compRow[j]), count: d) } else {
-                for k in 0..<d { e1.p[j * d + k] = s.inputs[j * d + k] }
-            }
-        }
-        let globals = useAdapter ? s.globalOf : [Int](repeating: -1, count: n)
-        let (f1, _) = s.features.withUnsafeBufferPointer { imgFcForward(w: w, base: $0.baseAddress!, globalOf: globals, adapters: adapters, n: n) }
-        let pass1 = DecoderPass(config: c, weights: w, e: e1.p, f: f1.p, n: n, positions: s.positions, prior: nil, visible: Visible.causal(n))
+        let first = firstPass(s, w)
+        let adapters = first.adapters, globals = first.globals, pass1 = first.pass
         for j in 0..<n where s.lossMask[j] && res.starts < maxStarts {
             res.starts += 1
             var acc = 0
@@ -110,19 +99,7 @@ extension DraftModel {
         let c = config, d = c.width, n = s.count, v = c.vocab
         return params.withUnsafeBufferPointer { pp -> [Float] in
             let w = weights(pp.baseAddress!)
-            let useAdapter = c.numQ > 0 && !s.images.isEmpty
-            let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
-                s.images[i].withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: s.imageRows[i]) }
-            } : []
-            let e1 = Buf(n * d)
-            for j in 0..<n {
-                if s.compImage[j] >= 0, useAdapter { (e1.p + j * d).update(from: adapters[s.compImage[j]].token(s.compRow[j]), count: d) } else {
-                    for k in 0..<d { e1.p[j * d + k] = s.inputs[j * d + k] }
-                }
-            }
-            let globals = useAdapter ? s.globalOf : [Int](repeating: -1, count: n)
-            let (f1, _) = s.features.withUnsafeBufferPointer { imgFcForward(w: w, base: $0.baseAddress!, globalOf: globals, adapters: adapters, n: n) }
-            let pass = DecoderPass(config: c, weights: w, e: e1.p, f: f1.p, n: n, positions: s.positions, prior: nil, visible: Visible.causal(n))
+            let pass = firstPass(s, w).pass
             let z = Buf(n * v)
             Linear.forward(pass.fhat.p, w.head, n: n, inDim: d, outDim: v, into: z.p)
             return z.array

@@ -103,6 +103,38 @@ public struct DraftModel {
         WeightPointers(params: p, layout: layout, tiedHead: config.headTied ? UnsafePointer(head.weights.p) : nil)
     }
 
+    /// The first pass every use of the draft over a whole sequence starts with (training,
+    /// chain simulation, logits): the adapter over each image, the entries' inputs (compressed
+    /// tokens where the adapter replaces image rows), the target's features through img_fc, and
+    /// the decoder over all entries with a causal mask.
+    struct FirstPass {
+        let adapters: [AdapterPass]
+        let inputs: Buf
+        let globals: [Int]
+        let imgFcInputs: (rows: [Int], x: Buf)
+        let pass: DecoderPass
+    }
+
+    func firstPass(_ s: DraftSequence, _ w: WeightPointers) -> FirstPass {
+        let c = config, d = c.width, n = s.count
+        let useAdapter = c.numQ > 0 && !s.images.isEmpty
+        let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
+            s.images[i].withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: s.imageRows[i]) }
+        } : []
+        let e = Buf(n * d)
+        for j in 0..<n {
+            if s.compImage[j] >= 0, useAdapter {
+                (e.p + j * d).update(from: adapters[s.compImage[j]].token(s.compRow[j]), count: d)
+            } else {
+                for k in 0..<d { e.p[j * d + k] = s.inputs[j * d + k] }
+            }
+        }
+        let globals = useAdapter ? s.globalOf : [Int](repeating: -1, count: n)
+        let (f, imgIn) = s.features.withUnsafeBufferPointer { imgFcForward(w: w, base: $0.baseAddress!, globalOf: globals, adapters: adapters, n: n) }
+        let pass = DecoderPass(config: c, weights: w, e: e.p, f: f.p, n: n, positions: s.positions, prior: nil, visible: Visible.causal(n))
+        return FirstPass(adapters: adapters, inputs: e, globals: globals, imgFcInputs: imgIn, pass: pass)
+    }
+
     /// Forward, losses, and (with `grads`) backward accumulating `gradScale · ∂loss/∂θ`.
     public func run(_ s: DraftSequence, params: [Float], grads: UnsafeMutablePointer<Float>?, loss lc: LossConfig,
                     gradScale: Float = 1) -> LossStats {
@@ -117,23 +149,11 @@ public struct DraftModel {
         guard n > 0 else { return stats }
         let w = weights(params)
         let gr = grads.map { DraftGrads(grads: $0, layout: layout) }
-        let useAdapter = c.numQ > 0 && !s.images.isEmpty
-        let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
-            s.images[i].withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: s.imageRows[i]) }
-        } : []
 
         // Pass 1: the target's features.
-        let e1 = Buf(n * d), fBase1 = Buf(s.features)
-        for j in 0..<n {
-            if s.compImage[j] >= 0, useAdapter {
-                (e1.p + j * d).update(from: adapters[s.compImage[j]].token(s.compRow[j]), count: d)
-            } else {
-                for k in 0..<d { e1.p[j * d + k] = s.inputs[j * d + k] }
-            }
-        }
-        let globals1 = useAdapter ? s.globalOf : [Int](repeating: -1, count: n)
-        let (f1, imgIn1) = imgFcForward(w: w, base: fBase1.p, globalOf: globals1, adapters: adapters, n: n)
-        let pass1 = DecoderPass(config: c, weights: w, e: e1.p, f: f1.p, n: n, positions: s.positions, prior: nil, visible: Visible.causal(n))
+        let first = firstPass(s, w)
+        let adapters = first.adapters, useAdapter = !adapters.isEmpty
+        let e1 = first.inputs, globals1 = first.globals, imgIn1 = first.imgFcInputs, pass1 = first.pass
         let rows1 = (0..<n).filter { s.lossMask[$0] }
         let dFhat1 = Buf(n * d)
         s.targetHidden.withUnsafeBufferPointer { th in
