@@ -450,29 +450,14 @@ public final class EagleDraft: Drafter {
 
     /// Grouped-query attention of n queries over their visible cache slots, in ascending order.
     private func attention(q: [Float], n: Int, visible: [[Int]], into out: inout [Float]) {
-        let c = config, hd = c.headDim, kvw = c.kvWidth, qw = c.qWidth
-        let group = c.heads / c.kvHeads
-        let scale = 1 / Float(hd).squareRoot()
-        let kc = UnsafePointer(keys), vc = UnsafePointer(values)
-        let maxSlots = visible.map(\.count).max() ?? 0
+        let c = config
         q.withUnsafeBufferPointer { qb in
             out.withUnsafeMutableBufferPointer { ob in
-                let qp = qb.baseAddress!, op = ob.baseAddress!
-                // One task per (entry, key/value head): the heads sharing it read each row once.
-                parallelChunks(n * c.kvHeads, threads: threads) { range in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(group * maxSlots, 1)) { scores in
-                        for task in range {
-                            let i = task / c.kvHeads, g = task % c.kvHeads
-                            let slots = visible[i]
-                            guard !slots.isEmpty else { continue }
-                            let head0 = i * qw + g * group * hd
-                            slots.withUnsafeBufferPointer { sb in
-                                attendHeads(q: qp + head0, heads: group, keys: kc + g * hd, values: vc + g * hd, rowStride: kvw,
-                                            slots: sb.baseAddress!, count: slots.count, headDim: hd, scale: scale,
-                                            scores: scores.baseAddress!, out: op + head0)
-                            }
-                        }
-                    }
+                groupedQueryAttention(q: qb.baseAddress!, qStride: c.qWidth, n: n, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                                      keys: keys, values: values, maxSlots: visible.map(\.count).max() ?? 0, threads: threads,
+                                      out: ob.baseAddress!) { i, rows in
+                    for (k, j) in visible[i].enumerated() { rows[k] = j }
+                    return visible[i].count
                 }
             }
         }

@@ -38,6 +38,39 @@ public func attendHeads(q: UnsafePointer<Float>, heads: Int, keys: UnsafePointer
     }
 }
 
+/// Grouped-query attention of `n` queries (query i's heads at q + i·qStride, its output at
+/// out + i·qStride) over cached key/value rows `kvHeads · headDim` floats apart, with one
+/// `attendHeads` call per (query, key/value head) spread over `threads` — the split shared by
+/// the target's forward and the draft's. `slots(i, buffer)` writes the rows query i may see, in
+/// the order they are summed, into `buffer` (room for `maxSlots`) and returns their count; a
+/// query with none is left as it is. Each query's result depends only on its own rows,
+/// whatever the thread count.
+public func groupedQueryAttention(q: UnsafePointer<Float>, qStride: Int, n: Int, heads: Int, kvHeads: Int, headDim hd: Int,
+                                  keys: UnsafePointer<Float>, values: UnsafePointer<Float>, maxSlots: Int, threads: Int,
+                                  out: UnsafeMutablePointer<Float>, slots: (Int, UnsafeMutablePointer<Int>) -> Int) {
+    let group = heads / kvHeads, kvw = kvHeads * hd
+    let scale = 1 / Float(hd).squareRoot()
+    parallelChunks(n * kvHeads, threads: threads) { range in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, group * maxSlots)) { scores in
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: max(1, maxSlots)) { rows in
+            var lastQuery = -1, count = 0
+            for task in range {
+                let i = task / kvHeads, g = task % kvHeads
+                if i != lastQuery {
+                    count = slots(i, rows.baseAddress!)
+                    lastQuery = i
+                }
+                if count == 0 { continue }
+                let head0 = i * qStride + g * group * hd
+                attendHeads(q: q + head0, heads: group, keys: keys + g * hd, values: values + g * hd, rowStride: kvw,
+                            slots: UnsafePointer(rows.baseAddress!), count: count, headDim: hd, scale: scale,
+                            scores: scores.baseAddress!, out: out + head0)
+            }
+        }
+        }
+    }
+}
+
 func portableAttendHead(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, rowStride: Int,
                         slots: UnsafePointer<Int>, count: Int, headDim hd: Int, scale: Float,
                         scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {

@@ -267,36 +267,19 @@ public final class LlamaSession {
     /// call per (query, key/value head): slots in ascending order, so an entry's result equals
     /// that of the same tokens decoded one by one.
     private func attention(layer l: Int, q: [Float], n: Int, start: Int, visible: [[Int]]?, into out: inout [Float]) {
-        let hd = c.headDim, kvw = c.kvWidth, d = c.width, kvHeads = c.kvHeadCount
-        let group = c.headCount / kvHeads
-        let scale = 1 / Float(hd).squareRoot()
-        let kc = UnsafePointer(keys[l]), vc = UnsafePointer(values[l])
         q.withUnsafeBufferPointer { qb in
             out.withUnsafeMutableBufferPointer { ob in
-                let qp = qb.baseAddress!, op = ob.baseAddress!
-                parallelChunks(n * kvHeads, threads: model.threads) { range in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: group * (start + n)) { scores in
-                    withUnsafeTemporaryAllocation(of: Int.self, capacity: start + n) { slots in
-                        var lastQuery = -1, count = 0
-                        for task in range {
-                            let i = task / kvHeads, g = task % kvHeads
-                            if i != lastQuery {
-                                count = 0
-                                for j in 0..<start { slots[count] = j; count += 1 }
-                                if let vis = visible?[i] {
-                                    for j in vis { slots[count] = start + j; count += 1 }
-                                } else {
-                                    for j in 0...i { slots[count] = start + j; count += 1 }
-                                }
-                                lastQuery = i
-                            }
-                            let head0 = i * d + g * group * hd
-                            attendHeads(q: qp + head0, heads: group, keys: kc + g * hd, values: vc + g * hd, rowStride: kvw,
-                                        slots: UnsafePointer(slots.baseAddress!), count: count, headDim: hd, scale: scale,
-                                        scores: scores.baseAddress!, out: op + head0)
-                        }
+                groupedQueryAttention(q: qb.baseAddress!, qStride: c.width, n: n, heads: c.headCount, kvHeads: c.kvHeadCount,
+                                      headDim: c.headDim, keys: keys[l], values: values[l], maxSlots: start + n,
+                                      threads: model.threads, out: ob.baseAddress!) { i, rows in
+                    var count = 0
+                    for j in 0..<start { rows[count] = j; count += 1 }
+                    if let vis = visible?[i] {
+                        for j in vis { rows[count] = start + j; count += 1 }
+                    } else {
+                        for j in 0...i { rows[count] = start + j; count += 1 }
                     }
-                    }
+                    return count
                 }
             }
         }
