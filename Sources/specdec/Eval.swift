@@ -189,17 +189,17 @@ struct Eval: ParsableCommand {
                                                  eog: eog, onPiece: { _ in })
                 runs.append(Run(system: "plain", prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: plain.tokensPerSecond,
                                 speedup: 1, tau: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
-                for (d, system) in systems.enumerated() {
+                for system in systems {
                     let spec = try Generation.speculative(model: model, drafter: loaded[system.draft].drafter, prompt: p.prompt, contextSize: ctx,
                                                           params: params, shape: system.shape, maxTokens: n, eog: eog, onPiece: { _ in })
                     let s = spec.speculative ?? SpeculativeStats()
                     let share = spec.decodeSeconds > 0 ? s.draftSeconds / spec.decodeSeconds : 0   // draftSeconds includes the draft's prompt read
-                    let r = Run(system: names[d], prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,
+                    let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,
                                 speedup: plain.tokensPerSecond > 0 ? spec.tokensPerSecond / plain.tokensPerSecond : 0,
                                 tau: s.tau, tokens_per_step: s.tokensPerStep, acceptance_by_depth: s.acceptanceByDepth,
                                 draft_share: share, identical: spec.tokens == plain.tokens)
                     runs.append(r)
-                    printErr(String(format: "  T=%g %@ %@ %@: %.2fx, tau %.2f%@", temperature, p.kind, p.id, names[d], r.speedup, r.tau,
+                    printErr(String(format: "  T=%g %@ %@ %@: %.2fx, tau %.2f%@", temperature, p.kind, p.id, system.name, r.speedup, r.tau,
                                     temperature == 0 && !r.identical ? "  OUTPUT DIFFERS FROM PLAIN" : ""))
                 }
             }
