@@ -31,8 +31,12 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     public var headTied: Bool
     /// Adapter queries K (0 = no adapter).
     public var numQ: Int
-    /// "eagle2" or "vispec".
+    /// "eagle2", "vispec" or "eagle3".
     public var arch: String
+    /// EAGLE-3 only: the target layers whose *input* residual streams feed `fc`, in order
+    /// (vLLM's and EAGLE-3's `aux_hidden_state_layers`; layer i's input is the output of layer
+    /// i − 1, so every id is at least 1). Nil for the other archs.
+    public var auxLayers: [Int]?
 
     public init(width: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, rmsEps: Float, ropeBase: Double,
                 vocab: Int, targetVocab: Int, headTied: Bool, numQ: Int) {
@@ -40,6 +44,26 @@ public struct DraftConfig: Codable, Equatable, Sendable {
         self.rmsEps = rmsEps; self.ropeBase = ropeBase; self.vocab = vocab; self.targetVocab = targetVocab
         self.headTied = headTied; self.numQ = numQ; arch = numQ > 0 ? "vispec" : "eagle2"
     }
+
+    /// An EAGLE-3 draft for `target`: one layer of the target's geometry reading the residual
+    /// streams entering `auxLayers` (default EAGLE-3's low, middle and high: 2, L/2, L − 3).
+    public static func eagle3(target t: LlamaConfig, vocab: Int? = nil, auxLayers: [Int]? = nil) -> DraftConfig {
+        var c = DraftConfig(target: t, vocab: vocab)
+        c.arch = "eagle3"
+        c.auxLayers = auxLayers ?? defaultAuxLayers(layerCount: t.layerCount)
+        return c
+    }
+
+    /// EAGLE-3's choice (vLLM `get_eagle3_aux_hidden_state_layers`): 2, L/2, L − 3.
+    public static func defaultAuxLayers(layerCount l: Int) -> [Int] { [2, l / 2, l - 3] }
+
+    public var isEagle3: Bool { arch == "eagle3" }
+    /// Width of the target features one entry reads: d (EAGLE-2/ViSpec: the final-norm state)
+    /// or aux layers × d (EAGLE-3).
+    public var featureWidth: Int { (auxLayers?.count ?? 1) * width }
+    /// The target layers whose outputs `LlamaSession.forward(captureLayers:)` must return, in
+    /// `auxLayers` order; empty for the final-norm state.
+    public var captureLayers: [Int] { (auxLayers ?? []).map { $0 - 1 } }
 
     /// The shape a draft for `target` has: one layer of the target's own geometry.
     /// `vocab` nil = the full vocabulary.
@@ -51,7 +75,7 @@ public struct DraftConfig: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case width, heads, kvHeads = "kv_heads", headDim = "head_dim", ffn, rmsEps = "rms_eps", ropeBase = "rope_base"
-        case vocab, targetVocab = "target_vocab", headTied = "head_tied", numQ = "num_q", arch
+        case vocab, targetVocab = "target_vocab", headTied = "head_tied", numQ = "num_q", arch, auxLayers = "aux_layers"
     }
 
     public var qWidth: Int { heads * headDim }
@@ -76,8 +100,17 @@ public struct DraftConfig: Codable, Equatable, Sendable {
         guard rmsEps > 0, rmsEps.isFinite else { throw err("rms_eps", "must be positive, found \(rmsEps)") }
         guard vocab <= targetVocab else { throw err("vocab", "\(vocab) is larger than target_vocab \(targetVocab)") }
         guard !headTied || vocab == targetVocab else { throw err("head_tied", "a tied head needs vocab = target_vocab (\(vocab) ≠ \(targetVocab))") }
-        guard arch == "eagle2" || arch == "vispec" else { throw err("arch", "unknown arch \"\(arch)\" (eagle2, vispec)") }
+        guard ["eagle2", "vispec", "eagle3"].contains(arch) else { throw err("arch", "unknown arch \"\(arch)\" (eagle2, vispec, eagle3)") }
         guard (arch == "vispec") == (numQ > 0) else { throw err("arch", "\"\(arch)\" does not match num_q = \(numQ)") }
+        if isEagle3 {
+            guard let ids = auxLayers, !ids.isEmpty else { throw err("aux_layers", "eagle3 needs the target layers it reads") }
+            for id in ids where id < 1 || id >= t.layerCount {
+                throw err("aux_layers", "layer \(id) is not an input of target layers 1..<\(t.layerCount)")
+            }
+            guard !headTied else { throw err("head_tied", "an eagle3 draft has its own head") }
+        } else if auxLayers != nil {
+            throw err("aux_layers", "only eagle3 drafts read aux layers (arch is \"\(arch)\")")
+        }
         let pairs: [(String, Int, Int)] = [("width", width, t.width), ("heads", heads, t.headCount),
                                            ("kv_heads", kvHeads, t.kvHeadCount), ("head_dim", headDim, t.headDim),
                                            ("ffn", ffn, t.ffnWidth), ("target_vocab", targetVocab, t.vocabSize)]

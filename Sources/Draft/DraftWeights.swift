@@ -7,8 +7,13 @@ import SafeTensors
 /// row-major (PyTorch's `nn.Linear.weight`).
 public struct DraftWeights: Sendable {
     public var config: DraftConfig
-    /// `fc.weight` [d, 2d]: input fusion of [e ; f].
+    /// `fc.weight` [d, 2d]: input fusion of [e ; f]; EAGLE-3: [d, aux·d], fusion of the aux
+    /// layers' states.
     public var fc: [Float]
+    /// EAGLE-3 only (`midlayer.input_layernorm.weight`, `midlayer.hidden_norm.weight`, [d]): the
+    /// norms of the embedding and hidden halves of the attention input.
+    public var inputNorm: [Float]?
+    public var hiddenNorm: [Float]?
     public var qProj: [Float], kProj: [Float], vProj: [Float], oProj: [Float]
     /// `layers.0.post_attention_layernorm.weight` [d]: the FFN norm.
     public var postAttentionNorm: [Float]
@@ -53,16 +58,27 @@ public struct DraftWeights: Sendable {
         public static let av = "adapter.v_proj.weight"
         public static let ao = "adapter.o_proj.weight"
         public static let imgFc = "img_fc.weight"
+        public static let inputNorm = "midlayer.input_layernorm.weight"
+        public static let hiddenNorm = "midlayer.hidden_norm.weight"
+
+        /// The checkpoint name of a layer tensor for `c`: EAGLE-3 drafts use the reference
+        /// code's (and vLLM's) `midlayer.` prefix, the others `layers.0.`.
+        public static func of(_ name: String, _ c: DraftConfig) -> String {
+            c.isEagle3 && name.hasPrefix("layers.0.") ? "midlayer." + name.dropFirst("layers.0.".count) : name
+        }
     }
 
     /// Every float tensor this config has, with its shape (checkpoint order does not matter).
     public static func shapes(_ c: DraftConfig) -> [(name: String, shape: [Int])] {
         let d = c.width
+        // EAGLE-3: fc fuses the aux layers; attention reads [norm(e) ; norm(g)] (2d).
+        let attIn = c.isEagle3 ? 2 * d : d
         var s: [(String, [Int])] = [
-            (Name.fc, [d, 2 * d]), (Name.q, [c.qWidth, d]), (Name.k, [c.kvWidth, d]), (Name.v, [c.kvWidth, d]),
-            (Name.o, [d, c.qWidth]), (Name.postNorm, [d]), (Name.gate, [c.ffn, d]), (Name.up, [c.ffn, d]),
-            (Name.down, [d, c.ffn]), (Name.norm, [d]),
-        ]
+            (Name.fc, c.isEagle3 ? [d, c.featureWidth] : [d, 2 * d]), (Name.q, [c.qWidth, attIn]), (Name.k, [c.kvWidth, attIn]),
+            (Name.v, [c.kvWidth, attIn]), (Name.o, [d, c.qWidth]), (Name.postNorm, [d]), (Name.gate, [c.ffn, d]),
+            (Name.up, [c.ffn, d]), (Name.down, [d, c.ffn]), (Name.norm, [d]),
+        ].map { (Name.of($0.0, c), $0.1) }
+        if c.isEagle3 { s += [(Name.inputNorm, [d]), (Name.hiddenNorm, [d])] }
         if !c.headTied { s.append((Name.lmHead, [c.vocab, d])) }
         if c.numQ > 0 {
             s += [(Name.queries, [c.numQ, d]), (Name.aq, [d, d]), (Name.ak, [d, d]), (Name.av, [d, d]), (Name.ao, [d, d]),
@@ -73,10 +89,14 @@ public struct DraftWeights: Sendable {
 
     /// The float tensors by name (those this config has).
     public var tensors: [String: [Float]] {
+        let c = config
         var t: [String: [Float]] = [
-            Name.fc: fc, Name.q: qProj, Name.k: kProj, Name.v: vProj, Name.o: oProj, Name.postNorm: postAttentionNorm,
-            Name.gate: gateProj, Name.up: upProj, Name.down: downProj, Name.norm: norm,
+            Name.fc: fc, Name.of(Name.q, c): qProj, Name.of(Name.k, c): kProj, Name.of(Name.v, c): vProj,
+            Name.of(Name.o, c): oProj, Name.of(Name.postNorm, c): postAttentionNorm, Name.of(Name.gate, c): gateProj,
+            Name.of(Name.up, c): upProj, Name.of(Name.down, c): downProj, Name.norm: norm,
         ]
+        if let n = inputNorm { t[Name.inputNorm] = n }
+        if let n = hiddenNorm { t[Name.hiddenNorm] = n }
         if let h = lmHead { t[Name.lmHead] = h }
         if let a = adapter {
             t[Name.queries] = a.queries; t[Name.aq] = a.qProj; t[Name.ak] = a.kProj; t[Name.av] = a.vProj; t[Name.ao] = a.oProj
@@ -145,10 +165,13 @@ public struct DraftWeights: Sendable {
                 throw err(Name.d2t, "vocab = target_vocab, so d2t must be absent or the identity")
             }
         }
-        var w = DraftWeights(config: c, fc: t[Name.fc]!, qProj: t[Name.q]!, kProj: t[Name.k]!, vProj: t[Name.v]!,
-                             oProj: t[Name.o]!, postAttentionNorm: t[Name.postNorm]!, gateProj: t[Name.gate]!,
-                             upProj: t[Name.up]!, downProj: t[Name.down]!, norm: t[Name.norm]!, lmHead: t[Name.lmHead],
+        func layer(_ n: String) -> [Float] { t[Name.of(n, c)]! }
+        var w = DraftWeights(config: c, fc: t[Name.fc]!, qProj: layer(Name.q), kProj: layer(Name.k), vProj: layer(Name.v),
+                             oProj: layer(Name.o), postAttentionNorm: layer(Name.postNorm), gateProj: layer(Name.gate),
+                             upProj: layer(Name.up), downProj: layer(Name.down), norm: t[Name.norm]!, lmHead: t[Name.lmHead],
                              d2t: d2t, adapter: nil, imgFc: t[Name.imgFc])
+        w.inputNorm = t[Name.inputNorm]
+        w.hiddenNorm = t[Name.hiddenNorm]
         if c.numQ > 0 {
             w.adapter = AdapterWeights(queries: t[Name.queries]!, qProj: t[Name.aq]!, kProj: t[Name.ak]!,
                                        vProj: t[Name.av]!, oProj: t[Name.ao]!)
@@ -198,8 +221,10 @@ public struct DraftWeights: Sendable {
         let d = c.width
         var rng = SplitMix(seed: seed)
         func normal(_ n: Int, _ std: Float) -> [Float] { (0..<n).map { _ in rng.normal() * std } }
-        var fc = normal(d * 2 * d, 0.02)
-        for i in 0..<d { fc[i * 2 * d + d + i] += 1 }
+        // EAGLE-3 fuses several layers, none of which is the state to pass through: plain random.
+        var fc = normal(d * (c.isEagle3 ? c.featureWidth : 2 * d), 0.02)
+        if !c.isEagle3 { for i in 0..<d { fc[i * 2 * d + d + i] += 1 } }
+        let attIn = c.isEagle3 ? 2 * d : d
         var map = d2t
         if c.vocab != c.targetVocab {
             let m = map ?? (0..<c.vocab).map { Int32($0) }
@@ -225,12 +250,16 @@ public struct DraftWeights: Sendable {
         if let n = outputNorm, n.count != d {
             throw DraftError(file: "<draft>", field: Name.norm, reason: "output norm has \(n.count) values, width is \(d)")
         }
-        var w = DraftWeights(config: c, fc: fc, qProj: normal(c.qWidth * d, 0.02), kProj: normal(c.kvWidth * d, 0.02),
-                             vProj: normal(c.kvWidth * d, 0.02), oProj: normal(d * c.qWidth, 0.02),
+        var w = DraftWeights(config: c, fc: fc, qProj: normal(c.qWidth * attIn, 0.02), kProj: normal(c.kvWidth * attIn, 0.02),
+                             vProj: normal(c.kvWidth * attIn, 0.02), oProj: normal(d * c.qWidth, 0.02),
                              postAttentionNorm: [Float](repeating: 1, count: d), gateProj: normal(c.ffn * d, 0.02),
                              upProj: normal(c.ffn * d, 0.02), downProj: normal(d * c.ffn, 0.02),
                              norm: outputNorm ?? [Float](repeating: 1, count: d), lmHead: head, d2t: map,
                              adapter: nil, imgFc: nil)
+        if c.isEagle3 {
+            w.inputNorm = [Float](repeating: 1, count: d)
+            w.hiddenNorm = [Float](repeating: 1, count: d)
+        }
         if c.numQ > 0 {
             w.adapter = AdapterWeights(queries: normal(c.numQ * d, 0.02), qProj: normal(d * d, 0.02), kProj: normal(d * d, 0.02),
                                        vProj: normal(d * d, 0.02), oProj: normal(d * d, 0.02))

@@ -44,4 +44,12 @@ public protocol Drafter: AnyObject {
 
     /// Starts over with an empty sequence.
     func reset()
+
+    /// Target layers whose output states `accept` reads, side by side per position (EAGLE-3);
+    /// empty: the target's final-norm state.
+    var featureLayers: [Int] { get }
+}
+
+extension Drafter {
+    public var featureLayers: [Int] { [] }
 }

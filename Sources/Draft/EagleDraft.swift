@@ -6,6 +6,9 @@ import VisualAdapter
 
 /// The EAGLE-2 / ViSpec draft at inference (docs/draft-design.md): one LLaMA decoder layer over
 /// `fc([e_{t+1} ; f_t])`, the target's output norm, a (reduced-vocabulary or tied) head.
+/// EAGLE-3 drafts run here too (`config.isEagle3`): the entry's state is `g = fc(aux layers' states)`
+/// (a tree node's: its parent's pre-norm output), attention reads `[norm(e) ; norm(g)]` with `g`
+/// as the residual, and the state passed on is the layer output before the final norm.
 ///
 /// It keeps its own key/value cache: accepted entries first (at their target positions, which
 /// skip dropped image entries), then the current round's tree nodes, which the next `accept` or
@@ -32,6 +35,7 @@ public final class EagleDraft: Drafter {
     /// The latest image's global feature once its span is accepted (adapter only).
     public private(set) var globalFeature: [Float]?
     public var hasAdapter: Bool { adapter != nil }
+    public var featureLayers: [Int] { config.captureLayers }
 
     private let fc, wq, wk, wv, wo, gate, up, down: OwnedPackedMatrix
     private let imgFc: OwnedPackedMatrix?
@@ -39,6 +43,8 @@ public final class EagleDraft: Drafter {
     private let head: PackedMatrix
     private let d2t: [Int32]?
     private let postNorm: [Float], outNorm: [Float]
+    /// EAGLE-3's norms of the embedding and state halves of the attention input.
+    private let inputNorm: [Float]?, hiddenNorm: [Float]?
     private let adapter: CrossAttentionAdapter?
 
     // Cache: `capacity` slots of kvWidth floats; accepted slots 0..<entryPositions.count, then the
@@ -47,7 +53,8 @@ public final class EagleDraft: Drafter {
     private var values: UnsafeMutablePointer<Float>
     private var capacity: Int
 
-    /// Output of the last accepted entry (the tree's root) and its position.
+    /// State passed on by the last accepted entry (the tree's root: f̂, or EAGLE-3's pre-norm
+    /// output) and its position.
     private var rootFhat: [Float]?
     private var rootPosition = -1
     private struct Node { var position: Int; var ancestors: [Int]; var fhat: [Float] }
@@ -76,10 +83,11 @@ public final class EagleDraft: Drafter {
             return try OwnedPackedMatrix(type: t, rows: rows, cols: cols, floats: v)
         }
         typealias N = DraftWeights.Name
-        fc = try pack(N.fc, w.fc, rows: d, cols: 2 * d)
-        wq = try pack(N.q, w.qProj, rows: c.qWidth, cols: d)
-        wk = try pack(N.k, w.kProj, rows: c.kvWidth, cols: d)
-        wv = try pack(N.v, w.vProj, rows: c.kvWidth, cols: d)
+        let attIn = c.isEagle3 ? 2 * d : d
+        fc = try pack(N.fc, w.fc, rows: d, cols: c.isEagle3 ? c.featureWidth : 2 * d)
+        wq = try pack(N.of(N.q, c), w.qProj, rows: c.qWidth, cols: attIn)
+        wk = try pack(N.of(N.k, c), w.kProj, rows: c.kvWidth, cols: attIn)
+        wv = try pack(N.of(N.v, c), w.vProj, rows: c.kvWidth, cols: attIn)
         wo = try pack(N.o, w.oProj, rows: d, cols: c.qWidth)
         gate = try pack(N.gate, w.gateProj, rows: c.ffn, cols: d)
         up = try pack(N.up, w.upProj, rows: c.ffn, cols: d)
@@ -89,6 +97,14 @@ public final class EagleDraft: Drafter {
         }
         postNorm = w.postAttentionNorm
         outNorm = w.norm
+        if c.isEagle3 {
+            guard let a = w.inputNorm, let b = w.hiddenNorm, a.count == d, b.count == d else {
+                throw DraftError(file: file, field: N.inputNorm, reason: "an eagle3 draft needs input and hidden norms of \(d) values")
+            }
+            inputNorm = a; hiddenNorm = b
+        } else {
+            inputNorm = nil; hiddenNorm = nil
+        }
         if c.headTied {
             let out = target.weights.output
             guard out.rows == c.targetVocab, out.cols == d else {
@@ -173,10 +189,10 @@ public final class EagleDraft: Drafter {
     // MARK: - Drafter
 
     public func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
-        let d = config.width, n = nextTokens.count, p0 = acceptedPositions
+        let d = config.width, n = nextTokens.count, p0 = acceptedPositions, fw = config.featureWidth
         guard n >= 1 else { throw err("nextTokens", "accept needs at least one position") }
-        guard features.count == n * d else {
-            throw err("features", "\(features.count) values for \(n) positions of width \(d)")
+        guard features.count == n * fw else {
+            throw err("features", "\(features.count) values for \(n) positions of width \(fw)")
         }
         // The round's tree nodes are no longer needed.
         nodes = []
@@ -229,6 +245,26 @@ public final class EagleDraft: Drafter {
             rows.append((t, (0, Int(tok), 0), adapter != nil ? global : nil))
         }
         let m = rows.count
+        // EAGLE-3: the entries' states g = fc(aux states), which take f's place below.
+        var fused: [Float] = []
+        if config.isEagle3 {
+            var aux = [Float](repeating: 0, count: m * fw)
+            for (r, row) in rows.enumerated() {
+                aux.replaceSubrange((r * fw)..<((r + 1) * fw), with: features[((row.t - p0) * fw)..<((row.t - p0 + 1) * fw)])
+            }
+            fused = [Float](repeating: 0, count: m * d)
+            aux.withUnsafeBufferPointer { ab in
+                fused.withUnsafeMutableBufferPointer { fb in
+                    if m >= blasMinimumBatch {
+                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(fc.matrix.blasScratchCount, 1))
+                        defer { scratch.deallocate() }
+                        fc.matrix.multiplyBLAS(ab.baseAddress!, n: m, into: fb.baseAddress!, threads: threads, scratch: scratch)
+                    } else {
+                        fc.matrix.multiply(ab.baseAddress!, n: m, into: fb.baseAddress!, threads: threads)
+                    }
+                }
+            }
+        }
         // [e ; f] per kept entry.
         var x0 = [Float](repeating: 0, count: m * 2 * d)
         var imgRows: [Int] = []
@@ -241,7 +277,11 @@ public final class EagleDraft: Drafter {
                 case 1: spans[row.e.a].embeddings.withUnsafeBufferPointer { e.update(from: $0.baseAddress! + row.e.b * d, count: d) }
                 default: compressed[row.e.a].tokens.withUnsafeBufferPointer { e.update(from: $0.baseAddress! + row.e.b * d, count: d) }
                 }
-                features.withUnsafeBufferPointer { (e + d).update(from: $0.baseAddress! + (row.t - p0) * d, count: d) }
+                if config.isEagle3 {
+                    fused.withUnsafeBufferPointer { (e + d).update(from: $0.baseAddress! + r * d, count: d) }
+                } else {
+                    features.withUnsafeBufferPointer { (e + d).update(from: $0.baseAddress! + (row.t - p0) * d, count: d) }
+                }
                 if row.g != nil { imgRows.append(r) }
             }
         }
@@ -250,15 +290,15 @@ public final class EagleDraft: Drafter {
         }
         let a0 = entryPositions.count
         ensureCapacity(a0 + m)
-        let fhat = forward(x0: x0, n: m, positions: rows.map(\.t), slots: Array(a0..<(a0 + m)), blas: m >= blasMinimumBatch) { i in
+        let out = forward(x0: x0, n: m, positions: rows.map(\.t), slots: Array(a0..<(a0 + m)), blas: m >= blasMinimumBatch) { i in
             Array(0...(a0 + i))
         }
         entryPositions += rows.map(\.t)
         acceptedPositions = p0 + n
         if adapter != nil { globalFeature = global }
-        rootFhat = Array(fhat[((m - 1) * d)...])
+        rootFhat = Array(out.state[((m - 1) * d)...])
         rootPosition = p0 + n - 1
-        return topCandidates(fhat: rootFhat!, n: 1, topK: topK)[0]
+        return topCandidates(fhat: Array(out.normed[((m - 1) * d)...]), n: 1, topK: topK)[0]
     }
 
     public func expand(tokens: [Int32], parents: [Int], topK: Int) throws -> [[DraftCandidate]] {
@@ -288,7 +328,7 @@ public final class EagleDraft: Drafter {
         }
         let a0 = entryPositions.count
         ensureCapacity(a0 + base + n)
-        var fhatAll = [Float](repeating: 0, count: n * d)
+        var normedAll = [Float](repeating: 0, count: n * d)
         for w in 0...(wave.max() ?? 0) {
             let members = (0..<n).filter { wave[$0] == w }
             var x0 = [Float](repeating: 0, count: members.count * 2 * d)
@@ -303,17 +343,17 @@ public final class EagleDraft: Drafter {
             if let g = globalFeature, adapter != nil {
                 try applyImageFusion(&x0, rows: Array(0..<members.count), globals: Array(repeating: g, count: members.count))
             }
-            let fhat = forward(x0: x0, n: members.count, positions: members.map { newNodes[$0].position },
-                               slots: members.map { a0 + base + $0 }) { r in
+            let out = forward(x0: x0, n: members.count, positions: members.map { newNodes[$0].position },
+                              slots: members.map { a0 + base + $0 }) { r in
                 Array(0..<a0) + newNodes[members[r]].ancestors.map { a0 + $0 }
             }
             for (r, i) in members.enumerated() {
-                newNodes[i].fhat = Array(fhat[(r * d)..<((r + 1) * d)])
-                fhatAll.replaceSubrange((i * d)..<((i + 1) * d), with: newNodes[i].fhat)
+                newNodes[i].fhat = Array(out.state[(r * d)..<((r + 1) * d)])
+                normedAll.replaceSubrange((i * d)..<((i + 1) * d), with: out.normed[(r * d)..<((r + 1) * d)])
             }
         }
         nodes += newNodes
-        return topCandidates(fhat: fhatAll, n: n, topK: topK)
+        return topCandidates(fhat: normedAll, n: n, topK: topK)
     }
 
     // MARK: - Forward
@@ -340,9 +380,11 @@ public final class EagleDraft: Drafter {
 
     /// One decoder layer over n rows of [e ; f] at `positions`, writing their keys and values to
     /// cache `slots`; row i attends to the cache slots `visible(i)`
-    /// (ascending, ending with its own slot). Returns f̂ (n × d), after the output norm.
+    /// (ascending, ending with its own slot). Returns the output after the final norm (the
+    /// head's input) and the state a child reads: the same f̂ for EAGLE-2, the pre-norm output
+    /// for EAGLE-3 (whose `f` is already the fused state g).
     private func forward(x0: [Float], n: Int, positions: [Int], slots: [Int], blas: Bool = false,
-                         visible: (Int) -> [Int]) -> [Float] {
+                         visible: (Int) -> [Int]) -> (normed: [Float], state: [Float]) {
         let c = config, d = c.width, qw = c.qWidth, kvw = c.kvWidth, ff = c.ffn
         let th = threads
         // sgemm on dequantized row tiles for large batches; scratch sized for the largest matrix.
@@ -365,11 +407,28 @@ public final class EagleDraft: Drafter {
         var u = [Float](repeating: 0, count: n * ff)
         // Keys and values of the batch, rotated, then stored in their cache slots.
         var kNew = [Float](repeating: 0, count: n * kvw), vNew = kNew
-        x0.withUnsafeBufferPointer { xb in
-            x.withUnsafeMutableBufferPointer { mul([(fc.matrix, $0.baseAddress!)], xb.baseAddress!) }
+        // Attention input: fc([e ; f]) without a norm (EAGLE-2, also the residual), or EAGLE-3's
+        // [norm(e) ; norm(g)] with g the residual.
+        var attIn = x
+        if let inN = inputNorm, let hidN = hiddenNorm {
+            var e = [Float](repeating: 0, count: n * d), gs = e, en = e, gn = e
+            for r in 0..<n {
+                for i in 0..<d { e[r * d + i] = x0[r * 2 * d + i]; gs[r * d + i] = x0[r * 2 * d + d + i] }
+            }
+            rmsNorm(e, inN, into: &en, n: n)
+            rmsNorm(gs, hidN, into: &gn, n: n)
+            x = gs
+            attIn = [Float](repeating: 0, count: n * 2 * d)
+            for r in 0..<n {
+                for i in 0..<d { attIn[r * 2 * d + i] = en[r * d + i]; attIn[r * 2 * d + d + i] = gn[r * d + i] }
+            }
+        } else {
+            x0.withUnsafeBufferPointer { xb in
+                x.withUnsafeMutableBufferPointer { mul([(fc.matrix, $0.baseAddress!)], xb.baseAddress!) }
+            }
+            attIn = x
         }
-        // Attention without an input norm (EAGLE).
-        x.withUnsafeBufferPointer { xb in
+        attIn.withUnsafeBufferPointer { xb in
             q.withUnsafeMutableBufferPointer { qb in
                 kNew.withUnsafeMutableBufferPointer { kb in
                     vNew.withUnsafeMutableBufferPointer { vb in
@@ -413,7 +472,7 @@ public final class EagleDraft: Drafter {
         }
         for i in 0..<(n * d) { x[i] += proj[i] }
         rmsNorm(x, outNorm, into: &h, n: n)
-        return h
+        return (h, inputNorm != nil ? x : h)
     }
 
     private func rmsNorm(_ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {

@@ -16,6 +16,22 @@ public struct ForwardOutput {
     /// For each requested layer l: n × width residual stream after layer l.
     public var layerStates: [Int: [Float]]
 
+    /// What a draft reads at batch positions `rows`: the final-norm state (`layers` empty) or
+    /// the captured layers' states side by side (rows × layers·width). Nil when a layer was not
+    /// captured.
+    public func features(rows: [Int], layers: [Int], width d: Int) -> [Float]? {
+        var out: [Float] = []
+        out.reserveCapacity(rows.count * d * max(layers.count, 1))
+        if layers.isEmpty {
+            for i in rows { out += hidden[i * d ..< (i + 1) * d] }
+            return out
+        }
+        let states = layers.map { layerStates[$0] }
+        guard states.allSatisfy({ $0 != nil }) else { return nil }
+        for i in rows { for s in states { out += s![i * d ..< (i + 1) * d] } }
+        return out
+    }
+
     /// Logits row of batch position `i` (which must have been requested).
     public func logits(at i: Int, vocab: Int) -> ArraySlice<Float> {
         let r = logitRowIndices.firstIndex(of: i)!

@@ -74,7 +74,8 @@ public final class SpeculativeDecoder {
 
     public var session: LlamaSession { verifier.session }
 
-    /// `prefill` is the target's forward over the whole prompt (its hidden rows and last logits);
+    /// `prefill` is the target's forward over the whole prompt (its hidden rows, the layers of
+    /// `drafter.featureLayers` captured, and last logits);
     /// `prompt` the prompt's tokens (−1 at image rows), `images` its image spans, `history` its
     /// text tokens. Chooses the first token from the prefill's logits exactly as plain decoding does.
     public init(session: LlamaSession, drafter: Drafter, sampler: Sampler, shape: TreeShape,
@@ -101,7 +102,12 @@ public final class SpeculativeDecoder {
                 d.begin(firstInput: row)
             }
         }
-        pending = (prefill.hidden, Array(prompt.dropFirst()) + [first], images, true)
+        verifier.featureLayers = drafter.featureLayers
+        guard let features = prefill.features(rows: Array(0..<prompt.count), layers: drafter.featureLayers,
+                                              width: session.model.config.width) else {
+            throw VerifyError.drafter("the prefill did not capture target layers \(drafter.featureLayers), which the drafter reads")
+        }
+        pending = (features, Array(prompt.dropFirst()) + [first], images, true)
     }
 
     /// The first token (chosen from the prefill's logits).

@@ -49,6 +49,8 @@ public final class TargetVerifier: Verifier {
     public private(set) var history: [Int32]
     public private(set) var root: Int32
     public var rule: AcceptanceRule = .exact
+    /// Target layers whose states the drafter reads (`Drafter.featureLayers`); empty: final norm.
+    public var featureLayers: [Int] = []
 
     public init(session: LlamaSession, sampler: Sampler, history: [Int32], root: Int32) {
         self.session = session; self.sampler = sampler; self.history = history; self.root = root
@@ -64,7 +66,7 @@ public final class TargetVerifier: Verifier {
         let batch = [root] + tokens
         let batchParents = [-1] + parents.map { $0 + 1 }
         guard start + batch.count <= session.contextSize else { throw VerifyError.contextFull(session.contextSize) }
-        let out = try session.forward(tokens: batch, logits: .all, mask: .tree(parents: batchParents))
+        let out = try session.forward(tokens: batch, logits: .all, mask: .tree(parents: batchParents), captureLayers: featureLayers)
         var children = [[Int]](repeating: [], count: batch.count)
         for (i, p) in batchParents.enumerated() where p >= 0 { children[p].append(i) }
 
@@ -88,10 +90,7 @@ public final class TargetVerifier: Verifier {
 
         let kept = [0] + path
         session.compact(batchStart: start, keeping: kept)
-        let d = session.model.config.width
-        var features: [Float] = []
-        features.reserveCapacity(kept.count * d)
-        for i in kept { features += out.hidden[i * d ..< (i + 1) * d] }
+        let features = out.features(rows: kept, layers: featureLayers, width: session.model.config.width) ?? []
         let emitted = pathTokens + [extra]
         history += emitted
         root = extra

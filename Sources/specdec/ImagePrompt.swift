@@ -36,9 +36,11 @@ struct PreparedPrompt {
     var imageTokenCount: Int { sequence?.imageMask.filter { $0 }.count ?? 0 }
 
     /// The whole prompt in one batched forward.
-    func prefill(_ session: LlamaSession, batchInvariant: Bool = false) throws -> ForwardOutput {
-        if let s = sequence { return try session.forward(embeddings: s.embeddings, batchInvariant: batchInvariant) }
-        return try session.forward(tokens: tokens, batchInvariant: batchInvariant)
+    func prefill(_ session: LlamaSession, batchInvariant: Bool = false, captureLayers: [Int] = []) throws -> ForwardOutput {
+        if let s = sequence {
+            return try session.forward(embeddings: s.embeddings, captureLayers: captureLayers, batchInvariant: batchInvariant)
+        }
+        return try session.forward(tokens: tokens, captureLayers: captureLayers, batchInvariant: batchInvariant)
     }
 
     /// Text prompt, or text and images when `images` has any.

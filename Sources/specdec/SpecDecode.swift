@@ -61,7 +61,7 @@ enum Generation {
         let session = model.makeSession(contextSize: contextSize)
         var run = GenerationRun()
         let t0 = now()
-        let prefill = try prompt.prefill(session, batchInvariant: prefillBatchInvariant)
+        let prefill = try prompt.prefill(session, batchInvariant: prefillBatchInvariant, captureLayers: drafter.featureLayers)
         let t1 = now()
         guard n > 0 else { run.prefillSeconds = t1 - t0; return run }
         let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,

@@ -38,9 +38,11 @@ struct TestPrompt {
     /// The prefill every decoder in these tests uses (OpenBLAS for the prompt, as `specdec decode`).
     static let prefillBatchInvariant = false
 
-    func prefill(_ session: LlamaSession) throws -> ForwardOutput {
-        if let s = sequence { return try session.forward(embeddings: s.embeddings, batchInvariant: Self.prefillBatchInvariant) }
-        return try session.forward(tokens: tokens, batchInvariant: Self.prefillBatchInvariant)
+    func prefill(_ session: LlamaSession, captureLayers: [Int] = []) throws -> ForwardOutput {
+        if let s = sequence {
+            return try session.forward(embeddings: s.embeddings, captureLayers: captureLayers, batchInvariant: Self.prefillBatchInvariant)
+        }
+        return try session.forward(tokens: tokens, captureLayers: captureLayers, batchInvariant: Self.prefillBatchInvariant)
     }
 
     static func chat(_ text: String) -> TestPrompt {
@@ -115,7 +117,7 @@ func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingP
 func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeShape,
                        params: SamplingParameters = SamplingParameters(), extraContext: Int = 80) throws -> (tokens: [Int32], stats: SpeculativeStats) {
     let session = Target.model.makeSession(contextSize: p.tokens.count + n + extraContext)
-    let prefill = try p.prefill(session)
+    let prefill = try p.prefill(session, captureLayers: drafter.featureLayers)
     let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,
                                      prefill: prefill, prompt: p.tokens, images: p.images, history: p.history)
     var tokens: [Int32] = []
