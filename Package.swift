@@ -40,7 +40,7 @@ let package = Package(
 
         // ViSpec pieces (protocols now; filled by later issues).
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
-        .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors"]),
+        .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
         .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts

@@ -1,5 +1,6 @@
 import Draft
 import DataSynth
+import GGUF
 import Foundation
 import Llama
 import Sampling
@@ -104,10 +105,14 @@ struct LoadedDraft {
     var kind: String
     var metadata: [String: String]
 
-    /// `.gguf`: a LLaMA-family language model sharing the target's vocabulary (the target's own
-    /// file gives a perfect draft, for testing). Anything else: an EAGLE/ViSpec checkpoint.
+    /// `.gguf`: an EAGLE-3 draft in llama.cpp's `eagle3` format, or a LLaMA-family language model
+    /// sharing the target's vocabulary (the target's own file gives a perfect draft, for
+    /// testing). Anything else: an EAGLE/ViSpec/EAGLE-3 checkpoint.
     static func load(path: String, target: LlamaModel, targetPath: String, contextSize: Int, threads: Int) throws -> LoadedDraft {
         guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path): no such draft file") }
+        if path.hasSuffix(".gguf"), Eagle3Formats.isEagle3(try GGUFFile(path: path)) {
+            return try loadEagle(path: path, target: target, contextSize: contextSize)
+        }
         if path.hasSuffix(".gguf") {
             let same = (path as NSString).standardizingPath == (targetPath as NSString).standardizingPath
             let model = same ? target : try LlamaModel(path: path, threads: threads)
