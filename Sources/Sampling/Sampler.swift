@@ -56,6 +56,27 @@ public struct Sampler {
     /// The distribution `sample` draws from after every filter: the surviving tokens (best first)
     /// and their probabilities. Greedy: the one chosen token with probability 1. Speculative
     /// verification needs the vector itself, to accept or reject drafted tokens against it.
+    /// The sampling order: higher logit first, ties by lower id (so filters are deterministic).
+    static func before(_ a: (id: Int32, logit: Float), _ b: (id: Int32, logit: Float)) -> Bool {
+        a.logit != b.logit ? a.logit > b.logit : a.id < b.id
+    }
+
+    /// The first `k` of `cand` in `before` order, in one pass: what sorting the whole vocabulary
+    /// and keeping `k` gives (top-k 40 of 49152 tokens: a pass instead of a sort, ~5 ms a token).
+    static func best(_ k: Int, of cand: [(id: Int32, logit: Float)]) -> [(id: Int32, logit: Float)] {
+        guard k > 0 else { return [] }
+        var top: [(id: Int32, logit: Float)] = []
+        top.reserveCapacity(k + 1)
+        for c in cand {
+            if top.count == k, !before(c, top[k - 1]) { continue }
+            var j = top.count
+            while j > 0, before(c, top[j - 1]) { j -= 1 }
+            top.insert(c, at: j)
+            if top.count > k { top.removeLast() }
+        }
+        return top
+    }
+
     public func distribution(_ logits: UnsafeBufferPointer<Float>, history: [Int32] = []) -> TokenDistribution {
         let p = parameters
         if p.isGreedy && p.repetitionPenalty == 1 { return TokenDistribution(ids: [Int32(Self.argmax(logits))], probs: [1]) }
@@ -77,8 +98,12 @@ public struct Sampler {
 
         // Sorted by logit descending, ties by id, so filters are deterministic.
         let k = p.topK > 0 ? min(p.topK, cand.count) : cand.count
-        cand.sort { $0.logit != $1.logit ? $0.logit > $1.logit : $0.id < $1.id }
-        cand.removeSubrange(k...)
+        if k <= cand.count / 16 {
+            cand = Self.best(k, of: cand)
+        } else {
+            cand.sort(by: Self.before)
+            cand.removeSubrange(k...)
+        }
 
         var probs = softmax(cand.map(\.logit), temperature: 1)
         if p.topP < 1 {

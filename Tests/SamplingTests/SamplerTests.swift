@@ -55,6 +55,27 @@ func params(temp: Float, topK: Int = 0, topP: Float = 1, minP: Float = 0, penalt
         #expect(m[0] == 0 && m[2] == 0 && m[3] == 0 && m[1] > 0 && m[4] > 0)
     }
 
+    /// Top-k on a large vocabulary takes the one-pass selection; it must equal sorting everything
+    /// (ties by id) and keeping k, through the other filters and the penalty.
+    @Test func largeVocabularyTopKEqualsFullSort() throws {
+        var state: UInt64 = 99
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+        // Coarse values: many ties.
+        let big = (0..<5000).map { _ in Float(next() % 64) / 8 }
+        for (k, pen) in [(40, Float(1)), (7, 1.3), (300, 1)] {
+            var p = params(temp: 0.8, topK: k, topP: 0.97, minP: 0.01, penalty: pen)
+            let fast = big.withUnsafeBufferPointer { try! Sampler(p).distribution($0, history: [3, 17, 4000]) }
+            // The same with top-k off and the sort done here.
+            p.topK = 0
+            var cand = (0..<big.count).map { (id: Int32($0), logit: big[$0]) }
+            if pen != 1 { for id in Set([3, 17, 4000]) { let l = cand[id].logit; cand[id].logit = l > 0 ? l / pen : l * pen } }
+            cand.sort { $0.logit != $1.logit ? $0.logit > $1.logit : $0.id < $1.id }
+            let topIDs = cand.prefix(k).map(\.id)
+            #expect(Array(fast.ids) == Array(topIDs.prefix(fast.ids.count)), "k \(k)")
+            #expect(fast.ids.count <= k && fast.ids.count >= 1)
+        }
+    }
+
     @Test func repetitionPenaltyIsOffByDefaultAndWorksWhenOn() throws {
         #expect(SamplingParameters().repetitionPenalty == 1)
         #expect(try sampleMany(logits, params(temp: 0, penalty: 2), draws: 1, history: [1]) == [0, 0, 0, 0, 1])
