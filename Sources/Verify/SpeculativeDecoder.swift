@@ -27,6 +27,11 @@ public struct SpeculativeStats: Sendable, Equatable {
     public var draftPrefillSeconds: Double = 0
     /// Target forwards and the acceptance walk.
     public var verifySeconds: Double = 0
+    /// Steps decoded without a draft because drafting did not pay (`FallbackPolicy`); not
+    /// counted in `steps`, τ or the acceptance rates.
+    public var plainSteps = 0
+    /// Times the decoder switched from drafting to plain steps.
+    public var fallbacks = 0
 
     public init() {}
 
@@ -58,6 +63,24 @@ public protocol SequenceStartDrafter: Drafter {
     func begin(firstInput: [Float])
 }
 
+/// When drafting stops paying: the decoder compares the tokens per second of its recent drafting
+/// steps with the measured time of a plain step (one token, no draft) and, when drafting is
+/// slower, decodes `pause` plain steps before trying again (the pause doubles while drafting
+/// keeps losing, and resets once it wins). Plain steps verify an empty tree, so the output is
+/// what plain decoding gives; the drafter catches up on the skipped positions in one batched
+/// `accept` when drafting resumes (its cost counts against drafting).
+public struct FallbackPolicy: Sendable, Equatable {
+    /// Drafting steps per judgement.
+    public var window = 8
+    /// Plain steps that measure a plain step's time before the first judgement.
+    public var probe = 3
+    public var initialPause = 16
+    public var maxPause = 256
+    /// Drafting must reach this fraction of the plain rate to continue (1: break even).
+    public var margin = 1.0
+    public init() {}
+}
+
 /// Speculative decoding over a target session that holds the prefilled prompt: each `step`
 /// drafts an EAGLE-2 tree, verifies it in one target forward and returns the emitted tokens.
 public final class SpeculativeDecoder {
@@ -68,6 +91,15 @@ public final class SpeculativeDecoder {
     /// (`--tree-tokens auto`); nil keeps `shape.tokens`.
     public var chooseBudget: ((_ draftSeconds: Double) -> Int)?
     public private(set) var stats = SpeculativeStats()
+    /// Falls back to plain steps while drafting loses to them (nil: always draft).
+    public var fallback: FallbackPolicy?
+
+    private enum Mode { case drafting, probing(left: Int), plain(left: Int) }
+    private var mode = Mode.drafting
+    private var window = (steps: 0, tokens: 0, seconds: 0.0)
+    /// Measured seconds of one plain step (moving average) and the current pause length.
+    private var plainStepSeconds: Double?
+    private var pause = 0
 
     private var rootCandidates: [DraftCandidate] = []
     private var pending: (features: [Float], next: [Int32], images: [DraftImageSpan], isPrompt: Bool)?
@@ -121,11 +153,31 @@ public final class SpeculativeDecoder {
 
     /// One draft-and-verify round: the accepted draft tokens and the target's own next token.
     public func step() throws -> [Int32] {
+        if let f = fallback {
+            switch mode {
+            case .drafting: break
+            case .probing(let left), .plain(let left):
+                let emitted = try plainStep()
+                if left > 1 {
+                    if case .probing = mode { mode = .probing(left: left - 1) } else { mode = .plain(left: left - 1) }
+                } else if case .probing = mode, drafting(lost: f) {
+                    enterPlain(f)
+                } else {
+                    mode = .drafting
+                    window = (0, 0, 0)
+                }
+                return emitted
+            }
+        }
         let t0 = monotonicSeconds()
+        var prefillSeconds = 0.0
         if let p = pending {
             rootCandidates = try drafter.accept(features: p.features, nextTokens: p.next, images: p.images, topK: shape.topK)
             pending = nil
-            if p.isPrompt { stats.draftPrefillSeconds += monotonicSeconds() - t0 }
+            if p.isPrompt {
+                prefillSeconds = monotonicSeconds() - t0
+                stats.draftPrefillSeconds += prefillSeconds
+            }
         }
         let room = session.contextSize - session.length - 1
         guard room >= 0 else { throw VerifyError.contextFull(session.contextSize) }
@@ -148,6 +200,51 @@ public final class SpeculativeDecoder {
         stats.verifySeconds += t2 - t1
         stats.record(r, nodes: tree.count)
         pending = (r.features, r.emitted, [], false)
+        if let f = fallback {
+            // The drafter's read of the prompt is a one-off, not a cost of drafting on.
+            window.steps += 1; window.tokens += r.emitted.count; window.seconds += t2 - t0 - prefillSeconds
+            if window.steps >= f.window {
+                if plainStepSeconds == nil {
+                    mode = .probing(left: f.probe)
+                } else if drafting(lost: f) {
+                    enterPlain(f)
+                } else {
+                    pause = 0
+                    window = (0, 0, 0)
+                }
+            }
+        }
+        return r.emitted
+    }
+
+    /// Whether the last drafting window emitted fewer tokens per second than plain steps would.
+    private func drafting(lost f: FallbackPolicy) -> Bool {
+        guard let plain = plainStepSeconds, window.seconds > 0 else { return false }
+        return Double(window.tokens) / window.seconds < f.margin / plain
+    }
+
+    private func enterPlain(_ f: FallbackPolicy) {
+        pause = pause == 0 ? f.initialPause : min(2 * pause, f.maxPause)
+        mode = .plain(left: pause)
+        stats.fallbacks += 1
+    }
+
+    /// One step without drafting: the target alone (an empty tree); the drafter's inputs wait in
+    /// `pending` until drafting resumes.
+    private func plainStep() throws -> [Int32] {
+        let t0 = monotonicSeconds()
+        let r = try verifier.verify(tree: [], parents: [])
+        let dt = monotonicSeconds() - t0
+        stats.verifySeconds += dt
+        stats.plainSteps += 1
+        plainStepSeconds = plainStepSeconds.map { 0.7 * $0 + 0.3 * dt } ?? dt
+        if var p = pending {
+            p.features += r.features
+            p.next += r.emitted
+            pending = p
+        } else {
+            pending = (r.features, r.emitted, [], false)
+        }
         return r.emitted
     }
 }

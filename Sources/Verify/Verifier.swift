@@ -108,10 +108,16 @@ public final class TargetVerifier: Verifier {
             return nil
         }
         if rule == .acceptFirstChild, let c = children.first { return c }
+        // Without children this is plain sampling: the extra token is a draw from the distribution.
+        if children.isEmpty {
+            extra = sampler.sample(logits, history: history)
+            return nil
+        }
         let dist = sampler.distribution(logits, history: history)
         var residual = dist.probs.map(Double.init)
+        let wanted = Set(children.map { batch[$0] })
         var index: [Int32: Int] = [:]
-        for (i, id) in dist.ids.enumerated() { index[id] = i }
+        for (i, id) in dist.ids.enumerated() where wanted.contains(id) { index[id] = i }
         for c in children {
             guard let i = index[batch[c]], residual[i] > 0 else { continue }   // p(x) = 0: never accepted
             let total = residual.reduce(0, +)

@@ -92,7 +92,8 @@ struct SpeculativeBench {
                 let plain = try Generation.plain(model: model, prompt: prompt, contextSize: ctx, params: params, maxTokens: maxTokens,
                                                  eog: eog, onPiece: { _ in })
                 let spec = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: ctx,
-                                                      params: params, shape: shape, maxTokens: maxTokens, eog: eog, onPiece: { _ in })
+                                                      params: params, shape: shape, maxTokens: maxTokens, eog: eog,
+                                                      fallback: draftOptions.tree.fallback, onPiece: { _ in })
                 let s = spec.speculative ?? SpeculativeStats()
                 let r = PromptResult(id: id, kind: prompt.sequence == nil ? "text" : "image", temperature: temperature,
                                      prompt_tokens: prompt.count, generated: spec.tokens.count,

@@ -92,6 +92,9 @@ struct Decode: ParsableCommand {
         var verify_seconds: Double?
         var draft_share: Double?
         var verify_share: Double?
+        /// Steps decoded without drafting because drafting did not pay, and how often that began.
+        var plain_steps: Int?
+        var fallbacks: Int?
         // with --compare only
         var plain_tokens_per_s: Double?
         var speedup: Double?
@@ -142,7 +145,8 @@ struct Decode: ParsableCommand {
             let shape = try draftOptions.shape()
             let chooser = try draftOptions.budgetChooser(model: model, modelPath: path, metadata: loaded.metadata, shape: shape, log: printErr)
             run = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: contextSize,
-                                             params: params, shape: shape, maxTokens: n, eog: eog, budget: chooser, onPiece: onPiece)
+                                             params: params, shape: shape, maxTokens: n, eog: eog, budget: chooser,
+                                             fallback: draftOptions.tree.fallback, onPiece: onPiece)
         } else {
             run = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
                                        maxTokens: n, eog: eog, onPiece: onPiece)
@@ -180,6 +184,8 @@ struct Decode: ParsableCommand {
             stats.draft_seconds = s.draftSeconds
             stats.draft_prefill_seconds = s.draftPrefillSeconds
             stats.verify_seconds = s.verifySeconds
+            stats.plain_steps = s.plainSteps
+            stats.fallbacks = s.fallbacks
             let busy = s.draftSeconds + s.verifySeconds
             stats.draft_share = busy > 0 ? s.draftSeconds / busy : 0
             stats.verify_share = busy > 0 ? s.verifySeconds / busy : 0
@@ -208,6 +214,9 @@ struct Decode: ParsableCommand {
             printErr(String(format: "speculative (%@, %@%@): tau %.2f accepted draft tokens per target forward, %.2f tokens per step over %d steps",
                             draftKind ?? "", shape.description, draftOptions.isAuto ? " auto" : "", s.tau, s.tokensPerStep, s.steps))
             printErr("acceptance by depth: \(depths.isEmpty ? "-" : depths)")
+            if s.plainSteps > 0 {
+                printErr("fallback: \(s.plainSteps) plain steps (drafting paused \(s.fallbacks) time\(s.fallbacks == 1 ? "" : "s") while it emitted fewer tokens/s than plain steps)")
+            }
             printErr(String(format: "time: draft %.0f%% (prompt %.3f s), verify %.0f%% | %.1f tok/s",
                             100 * (stats.draft_share ?? 0), s.draftPrefillSeconds, 100 * (stats.verify_share ?? 0), run.tokensPerSecond))
         }

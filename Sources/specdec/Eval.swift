@@ -191,7 +191,8 @@ struct Eval: ParsableCommand {
                                 speedup: 1, tau: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
                 for system in systems {
                     let spec = try Generation.speculative(model: model, drafter: loaded[system.draft].drafter, prompt: p.prompt, contextSize: ctx,
-                                                          params: params, shape: system.shape, maxTokens: n, eog: eog, onPiece: { _ in })
+                                                          params: params, shape: system.shape, maxTokens: n, eog: eog,
+                                                          fallback: system.budget == "auto" ? tree.fallback : nil, onPiece: { _ in })
                     let s = spec.speculative ?? SpeculativeStats()
                     let share = spec.decodeSeconds > 0 ? s.draftSeconds / spec.decodeSeconds : 0   // draftSeconds includes the draft's prompt read
                     let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,

@@ -58,7 +58,8 @@ enum Generation {
     /// `budget` picks the tree size on the first step when `shape` came from `--tree-tokens auto`.
     static func speculative(model: LlamaModel, drafter: Drafter, prompt: PreparedPrompt, contextSize: Int,
                             params: SamplingParameters, shape: TreeShape, maxTokens n: Int, eog: Set<Int32>,
-                            budget: ((Double) -> Int)? = nil, onPiece: (Int32) -> Void) throws -> GenerationRun {
+                            budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil,
+                            onPiece: (Int32) -> Void) throws -> GenerationRun {
         let session = model.makeSession(contextSize: contextSize)
         var run = GenerationRun()
         let t0 = now()
@@ -69,6 +70,7 @@ enum Generation {
                                          prefill: prefill, prompt: prompt.tokens, images: prompt.draftImageSpans,
                                          history: prompt.history)
         dec.chooseBudget = budget
+        dec.fallback = fallback
         var pending = [dec.firstToken]
         outer: while true {
             for t in pending {

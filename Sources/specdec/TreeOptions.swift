@@ -16,7 +16,13 @@ struct TreeOptions: ParsableArguments {
         valueName: "N|auto"))
     var treeTokens = "auto"
 
+    @Flag(name: .customLong("no-fallback"), help: "With --tree-tokens auto: keep drafting even while measured drafting steps emit fewer tokens per second than plain steps (by default the decoder then decodes plain steps for a while, and tries drafting again later).")
+    var noFallback = false
+
     var isAuto: Bool { treeTokens == "auto" }
+
+    /// Plain steps while drafting does not pay: on with auto, unless --no-fallback.
+    var fallback: FallbackPolicy? { isAuto && !noFallback ? FallbackPolicy() : nil }
 
     func validate() throws {
         guard treeTopK >= 1 else { throw ValidationError("--tree-top-k must be ≥ 1") }

@@ -29,6 +29,24 @@ import Verify
         }
     }
 
+    /// Plain steps (drafting paused because it does not pay) change no token, and drafting
+    /// resumes after them with the skipped positions caught up: a random draft always loses.
+    @Test func fallbackToPlainStepsMatchesPlain() throws {
+        var f = FallbackPolicy()
+        f.window = 2; f.probe = 1; f.initialPause = 2; f.maxPause = 4
+        let eagle = try EagleDraft(weights: DraftWeights.random(for: Target.model, seed: 4), target: Target.model, contextSize: 512)
+        var plainSteps = 0, resumed = 0
+        for (i, p) in TestPrompt.all.enumerated() where i % 6 == 1 {
+            let drafter: Drafter = i % 12 == 1 ? eagle : RandomDrafter(seed: UInt64(i))
+            let r = try speculativeDecode(p, n: 24, drafter: drafter, shape: shape(2, 3, 4), fallback: f)
+            #expect(r.tokens == Array(try plainDecode(p, n: 24)), "prompt \(i) '\(p.name)'")
+            plainSteps += r.stats.plainSteps
+            if r.stats.fallbacks > 1 { resumed += 1 }
+        }
+        #expect(plainSteps > 20)
+        #expect(resumed > 0, "drafting must resume after a pause and pause again")
+    }
+
     /// The target as its own draft: deep acceptance, long compactions.
     @Test func perfectDraftMatchesPlainOnEveryPromptWithDeepAcceptance() throws {
         let shapes = [shape(1, 5, 5), shape(3, 4, 10), shape(1, 1, 1), shape(2, 6, 12)]

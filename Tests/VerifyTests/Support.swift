@@ -115,11 +115,13 @@ func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingP
 
 /// Speculative decoding of up to n tokens (stopping at end of generation, like `plainDecode`).
 func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeShape,
-                       params: SamplingParameters = SamplingParameters(), extraContext: Int = 80) throws -> (tokens: [Int32], stats: SpeculativeStats) {
+                       params: SamplingParameters = SamplingParameters(), extraContext: Int = 80,
+                       fallback: FallbackPolicy? = nil) throws -> (tokens: [Int32], stats: SpeculativeStats) {
     let session = Target.model.makeSession(contextSize: p.tokens.count + n + extraContext)
     let prefill = try p.prefill(session, captureLayers: drafter.featureLayers)
     let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,
                                      prefill: prefill, prompt: p.tokens, images: p.images, history: p.history)
+    dec.fallback = fallback
     var tokens: [Int32] = []
     var pending = [dec.firstToken]
     var emitted = 1      // every token the decoder produced, including those past n
