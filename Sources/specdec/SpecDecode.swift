@@ -154,7 +154,8 @@ enum VerifyCostCache {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? enc.encode(entry) { _ = FileManager.default.createFile(atPath: file, contents: data) }
+        // A cache: failing to write it only costs a re-measurement next time.
+        if let data = try? enc.encode(entry) { try? writeAtomically(Array(data), to: file) }
         return curve
     }
 
@@ -185,7 +186,7 @@ enum VerifyCostCache {
         }
         let sha = SHA256.hex(h.finalize())
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: indexFile, contents: Data(sha.utf8))
+        try? writeAtomically(Array(sha.utf8), to: indexFile)
         return sha
     }
 
