@@ -39,6 +39,22 @@ extension TinyWorld {
     }
 }
 
+extension TinyWorld {
+    /// A one-shard version-2 dataset whose header names `auxLayers` (of a 30-layer model).
+    func writeEagle3Dataset(_ records: [SampleRecord], auxLayers: [Int], to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let header = ShardHeader(model: ModelInfo(file: "tiny.gguf", sha256: "tiny-sha", architecture: "llama", width: d, vocabSize: vocab, layers: 30),
+                                 source: SourceInfo(kind: "generate-text", seed: 0), generation: GenerationSettings(), hidden: .fp16,
+                                 zstdLevel: 3, samples: records.count, shard: ShardSpec(index: 0, count: 1), auxLayers: auxLayers)
+        let path = (dir as NSString).appendingPathComponent(ShardSpec(index: 0, count: 1).shardFileName)
+        let w = try ShardWriter(path: path, header: header, durable: false)
+        for r in records { try w.append(r) }
+        try w.finish()
+        let entry = try DatasetManifest.Entry(reader: try ShardReader(path: path), path: path)
+        try DatasetManifest(samples: records.count, shards: [entry]).write(to: (dir as NSString).appendingPathComponent("manifest.json"))
+    }
+}
+
 final class Eagle3Tests: XCTestCase {
     let world = TinyWorld()
 
@@ -285,5 +301,64 @@ final class Eagle3Tests: XCTestCase {
         compare(one[0], step: 1, row: m - 1)
         let two = try draft.expand(tokens: [tokens[m + 2]], parents: [0], topK: 5)
         compare(two[0], step: 2, row: m - 1)
+    }
+
+    /// The trainer on an EAGLE-3 dataset: steps run, validation reports top-1 per TTT step and τ.
+    func testTrainerStepsAndValidatesEagle3() throws {
+        let dir = scratchDir("e3-trainer")
+        let recs = (0..<16).map { i in world.eagle3Record(index: i, length: 18 + i % 4, promptLen: 5, seed: UInt64(200 + i)) }
+        try world.writeEagle3Dataset(recs, auxLayers: [1, 2, 3], to: dir)
+        let data = try TrainingData(dirs: [dir])
+        var o = TrainOptions()
+        o.totalSteps = 12; o.warmupSteps = 2; o.lr = 1e-2; o.batchTokens = 60; o.draftVocab = 24; o.validationFraction = 0.2
+        o.seed = 7; o.noise = 0.05; o.weightDecay = 0; o.arch = "eagle3"; o.auxLayers = [1, 2, 3]; o.loss = .eagle3(tttSteps: 3)
+        let split = data.split(validationFraction: o.validationFraction, stage: 1)
+        XCTAssertFalse(split.validation.isEmpty)
+        let d2t = try data.draftVocabulary(size: 24, sampleIndices: split.train)
+        let head = world.head(d2t: d2t)
+        var p = DraftParameters(config: world.eagle3Config(vocab: 24))
+        p.initialise(seed: 7)
+        p.set("lm_head.weight", head.values)
+        let trainer = try Trainer(model: DraftModel(layout: p, head: head), params: p.values, options: o, data: data, embedder: world.embedder, images: nil)
+        let v0 = try trainer.validate(maxSamples: 10, chainDepth: 4, maxChainStarts: 100)
+        var last: StepResult? = nil
+        for _ in 0..<12 { last = try trainer.trainStep() }
+        XCTAssertEqual(last?.stats.steps.rows.count, 3)
+        let v = try trainer.validate(maxSamples: 10, chainDepth: 4, maxChainStarts: 100)
+        XCTAssertEqual(v.stepTop1?.count, 3)
+        XCTAssertLessThan(v.loss, v0.loss)
+        XCTAssertGreaterThan(v.chainStarts, 0)
+        XCTAssertEqual(v.acceptedHistogram.reduce(0, +), v.chainStarts)
+        XCTAssertEqual(v.tau, Double(v.acceptedHistogram.enumerated().reduce(0) { $0 + $1.offset * $1.element }) / Double(v.chainStarts), accuracy: 1e-12)
+    }
+
+    /// `train-adapter --arch eagle3` on data made with other layers (or none): one error that
+    /// names the shard and both lists.
+    func testDataWithOtherAuxLayersIsRefused() throws {
+        let path = TestPaths.model
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("model \(path) missing (scripts/setup.sh)") }
+        let dir = scratchDir("e3-layers")
+        let recs = (0..<2).map { i -> SampleRecord in
+            var r = world.eagle3Record(index: i, length: 8, promptLen: 3, seed: UInt64(i))
+            r.auxHidden.removeLast()
+            return r
+        }
+        try world.writeEagle3Dataset(recs, auxLayers: [2, 15], to: dir)
+        var rc = TrainRunConfig(modelPath: path, dataDirs: [dir], out: dir + "/d.safetensors")
+        rc.options.arch = "eagle3"
+        rc.progress = false
+        XCTAssertThrowsError(try runTraining(rc)) { e in
+            let t = e as? TrainingError
+            XCTAssertEqual(t?.field, "hidden.aux_layers")
+            XCTAssertTrue(t?.file.hasSuffix(".sds") == true, "\(String(describing: t))")
+            XCTAssertTrue(t?.reason.contains("[2, 15]") == true && t?.reason.contains("[2, 15, 27]") == true, "\(String(describing: t))")
+        }
+        // Version-1 data (no aux states at all).
+        let v1 = scratchDir("e3-v1")
+        try world.writeDataset([world.record(index: 0, length: 8, promptLen: 3, seed: 1)], to: v1)
+        rc.dataDirs = [v1]
+        XCTAssertThrowsError(try runTraining(rc)) { e in
+            XCTAssertTrue((e as? TrainingError)?.reason.contains("no aux layer states") == true, "\(e)")
+        }
     }
 }
