@@ -21,7 +21,8 @@ public struct DatasetManifest: Codable, Equatable, Sendable {
         public var records: Int
         public var tokens: Int
         public var answerTokens: Int
-        /// What the hidden states would take as raw fp16 (tokens × width × 2).
+        /// What the final-norm hidden states would take as raw fp16 (tokens × width × 2; version
+        /// 2's auxiliary layer states are not counted).
         public var rawFp16HiddenBytes: Int
         public var shard: ShardSpec
 

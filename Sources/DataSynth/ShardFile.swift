@@ -97,8 +97,22 @@ enum ShardParser {
                 throw DataError(file: file, field: "header", offset: at, reason: "invalid header JSON: \(describeDecodingError(error))")
             }
             guard h.format == "specdec-shard" else { throw DataError(file: file, field: "header.format", offset: at, reason: "\"\(h.format)\", expected \"specdec-shard\"") }
-            guard h.version == Int(ShardLayout.version) else {
-                throw DataError(file: file, field: "header.version", offset: at, reason: "unsupported version \(h.version) (this specdec reads version \(ShardLayout.version))")
+            guard h.version == 1 || h.version == 2 else {
+                throw DataError(file: file, field: "header.version", offset: at, reason: "unsupported version \(h.version) (this specdec reads versions 1 and 2)")
+            }
+            // Version 2 = version 1 plus the auxiliary layer states, which its header names.
+            if h.version == 2 {
+                guard let a = h.hidden.auxLayers, !a.isEmpty, a.count < 256 else {
+                    throw DataError(file: file, field: "header.hidden.aux_layers", offset: at, reason: "version 2 needs the auxiliary layer ids (found \(h.hidden.auxLayers.map { "\($0)" } ?? "none"))")
+                }
+                guard h.hidden.encoding != .none else {
+                    throw DataError(file: file, field: "header.hidden.aux_layers", offset: at, reason: "auxiliary layer states need a hidden encoding (fp16 or int8), not none")
+                }
+                if let bad = a.first(where: { $0 < 1 || $0 >= h.model.layers }) {
+                    throw DataError(file: file, field: "header.hidden.aux_layers", offset: at, reason: "layer \(bad) is not the input of one of the model's layers 1..<\(h.model.layers)")
+                }
+            } else if h.hidden.auxLayers != nil {
+                throw DataError(file: file, field: "header.hidden.aux_layers", offset: at, reason: "present in a version-1 header (auxiliary layer states are version 2)")
             }
             guard h.samples >= 0, h.shard.count >= 1, h.shard.index >= 0, h.shard.index < h.shard.count else {
                 throw DataError(file: file, field: "header.shard", offset: at, reason: "shard \(h.shard) of \(h.samples) samples is impossible")
@@ -203,7 +217,7 @@ enum ShardParser {
                 let rec: SampleRecord
                 do {
                     rec = try SampleRecord.decode(p, file: file, field: field, expectedEncoding: header.hidden.encoding,
-                                                  expectedWidth: header.hidden.width)
+                                                  expectedWidth: header.hidden.width, expectedAuxLayers: header.hidden.auxLayers?.count ?? 0)
                 } catch let e as DataError {
                     var e = e; if e.offset == nil { e.offset = pos }
                     s.end = .corrupt(e); return s
@@ -351,7 +365,8 @@ public final class ShardReader {
         let e = entries[k]
         var r: SampleRecord
         do {
-            r = try SampleRecord.decode(p, file: path, field: "record[\(k)]", expectedEncoding: header.hidden.encoding, expectedWidth: header.hidden.width)
+            r = try SampleRecord.decode(p, file: path, field: "record[\(k)]", expectedEncoding: header.hidden.encoding, expectedWidth: header.hidden.width,
+                                          expectedAuxLayers: header.hidden.auxLayers?.count ?? 0)
         } catch var err as DataError {
             if err.offset == nil { err.offset = e.offset }
             throw err
@@ -575,6 +590,7 @@ public final class ShardWriter {
         if header.hidden.encoding != .none {
             precondition(r.hidden.encoding == header.hidden.encoding && r.hidden.width == header.hidden.width, "record's hidden states do not match the header")
         }
+        precondition(r.auxHidden.count == (header.hidden.auxLayers?.count ?? 0), "record's auxiliary layer states do not match the header")
         let frame = compressor.compress(r.payload())
         let at = offset
         try writeAll(frame)

@@ -1,4 +1,4 @@
-// specdec training-data shards (format version 1)
+// specdec training-data shards (format versions 1 and 2; version 2 adds auxiliary layer states)
 // ==============================================
 //
 // `specdec synth-data` writes a dataset directory:
@@ -41,7 +41,8 @@
 //     12  u32 n, the token count (prompt and answers of every turn)
 //     16  u32 m, the meta JSON's length
 //     20  u8  hidden encoding: 0 none, 1 fp16, 2 int8 (must match the header)
-//     21  u8  0    22 u16 0
+//     21  u8  k, auxiliary layer sections (0 in version 1; = count of the header's hidden.aux_layers)
+//     22  u16 0
 //     24  u32 hidden width w (0 when encoding is none)
 //     28  u32 b, the embedded image bytes' total length (0 unless --embed-images)
 //     32  meta JSON (m bytes): {id, messages [{role, content}], stop_reasons (one per answered
@@ -56,6 +57,8 @@
 //                 (the high bytes, sign/exponent/top mantissa bits, compress well on their own)
 //           int8: n × f32 per-row scales (max |x| / 127), then n·w i8 values; x ≈ scale · q
 //           none: nothing
+//     ..  version 2: k sections, the residual stream entering each hidden.aux_layers layer (id j =
+//         layer j − 1's output), each n × w encoded as the hidden states (own planes / own scales)
 //     ..  embedded image bytes, concatenated in the order of meta.images entries with byte_count
 //     The payload must end exactly there.
 //
@@ -201,6 +204,51 @@ public struct HiddenStates: Equatable, Sendable {
         }
     }
 
+    /// Appends the encoded section (layout in the file header comment).
+    func write(to b: inout ByteWriter) {
+        switch encoding {
+        case .none: break
+        case .fp16:
+            let count = halves.count
+            let start = b.data.count
+            b.data.append(contentsOf: repeatElement(0, count: 2 * count))
+            b.data.withUnsafeMutableBufferPointer { d in
+                halves.withUnsafeBufferPointer { h in
+                    for i in 0..<count {
+                        d[start + i] = UInt8(truncatingIfNeeded: h[i])
+                        d[start + count + i] = UInt8(truncatingIfNeeded: h[i] >> 8)
+                    }
+                }
+            }
+        case .int8:
+            for s in scales { b.u32(s.bitPattern) }
+            quantized.withUnsafeBytes { b.data.append(contentsOf: $0) }
+        }
+    }
+
+    /// Reads one encoded section of n rows × w; `name` names the field in errors.
+    static func read(_ r: inout ByteReader, encoding enc: HiddenEncoding, rows n: Int, width w: Int, name: String) throws -> HiddenStates {
+        var hidden = HiddenStates(encoding: enc, rows: n, width: w)
+        switch enc {
+        case .none: hidden = .none(rows: n)
+        case .fp16:
+            let count = n * w
+            let planes = try r.take(2 * count, name)
+            var h = [UInt16](repeating: 0, count: count)
+            for i in 0..<count { h[i] = UInt16(planes[i]) | UInt16(planes[count + i]) << 8 }
+            hidden.halves = h
+        case .int8:
+            var s = [Float](repeating: 0, count: n)
+            for i in 0..<n {
+                s[i] = Float(bitPattern: try r.u32("\(name).scales"))
+                guard s[i].isFinite, s[i] >= 0 else { throw r.error("\(name).scales", "row \(i) has scale \(s[i])", at: nil) }
+            }
+            hidden.scales = s
+            hidden.quantized = try r.take(n * w, name).map { Int8(bitPattern: $0) }
+        }
+        return hidden
+    }
+
     /// Bytes of the encoded section in a record.
     var byteCount: Int {
         switch encoding {
@@ -242,12 +290,30 @@ public struct SampleRecord: Equatable, Sendable {
     public var imageMask: [UInt8]
     public var images: [ImageRef]
     public var hidden: HiddenStates
+    /// Version 2 (`hidden.aux_layers` in the header): the residual stream entering each of those
+    /// target layers (EAGLE-3's auxiliary states), one section per layer in header order, each
+    /// rows × width in the hidden encoding. Empty in version-1 data.
+    public var auxHidden: [HiddenStates]
 
     public init(index: Int, id: String, messages: [Message], stopReasons: [String], tokens: [Int32],
-                lossMask: [UInt8], imageMask: [UInt8], images: [ImageRef] = [], hidden: HiddenStates) {
+                lossMask: [UInt8], imageMask: [UInt8], images: [ImageRef] = [], hidden: HiddenStates,
+                auxHidden: [HiddenStates] = []) {
         self.index = index; self.id = id; self.messages = messages; self.stopReasons = stopReasons
         self.tokens = tokens; self.lossMask = lossMask; self.imageMask = imageMask; self.images = images
-        self.hidden = hidden
+        self.hidden = hidden; self.auxHidden = auxHidden
+    }
+
+    /// The auxiliary states side by side per position (rows × layers·width), the layout
+    /// `EagleDraft.accept` reads as features. Empty without auxiliary states.
+    public func auxFeatures() -> [Float] {
+        guard let first = auxHidden.first else { return [] }
+        let n = first.rows, w = first.width, k = auxHidden.count
+        var out = [Float](repeating: 0, count: n * k * w)
+        for (l, h) in auxHidden.enumerated() {
+            let f = h.floats()
+            for t in 0..<n { for i in 0..<w { out[(t * k + l) * w + i] = f[t * w + i] } }
+        }
+        return out
     }
 
     public var answerTokenCount: Int { lossMask.reduce(0) { $0 + Int($1) } }
@@ -265,45 +331,32 @@ public struct SampleRecord: Equatable, Sendable {
         let n = tokens.count
         precondition(lossMask.count == n && imageMask.count == n, "masks must have one entry per token")
         precondition(hidden.encoding == .none || hidden.rows == n, "hidden states must have one row per token")
+        precondition(auxHidden.count < 256 && auxHidden.allSatisfy { $0.encoding == hidden.encoding && $0.rows == n && $0.width == hidden.width },
+                     "auxiliary states must match the hidden states' encoding and shape")
         let meta = Meta(id: id, messages: messages, stopReasons: stopReasons,
                         images: images.map { .init(path: $0.path, sha256: $0.sha256, byteCount: $0.embedded?.count) })
         let metaBytes = Array(try! jsonEncoder().encode(meta))
         let imageBytes = images.reduce(0) { $0 + ($1.embedded?.count ?? 0) }
         var b = ByteWriter()
-        b.data.reserveCapacity(32 + metaBytes.count + n * 6 + hidden.byteCount + imageBytes)
+        b.data.reserveCapacity(32 + metaBytes.count + n * 6 + hidden.byteCount * (1 + auxHidden.count) + imageBytes)
         b.bytes(ShardLayout.recordMagic)
         b.u64(UInt64(index)); b.u32(UInt32(n)); b.u32(UInt32(metaBytes.count))
-        b.data.append(hidden.encoding.code); b.data.append(0); b.data.append(0); b.data.append(0)
+        b.data.append(hidden.encoding.code); b.data.append(UInt8(auxHidden.count)); b.data.append(0); b.data.append(0)
         b.u32(UInt32(hidden.encoding == .none ? 0 : hidden.width)); b.u32(UInt32(imageBytes))
         b.bytes(metaBytes)
         for t in tokens { b.u32(UInt32(bitPattern: t)) }
         b.bytes(lossMask); b.bytes(imageMask)
-        switch hidden.encoding {
-        case .none: break
-        case .fp16:
-            let count = hidden.halves.count
-            let start = b.data.count
-            b.data.append(contentsOf: repeatElement(0, count: 2 * count))
-            b.data.withUnsafeMutableBufferPointer { d in
-                hidden.halves.withUnsafeBufferPointer { h in
-                    for i in 0..<count {
-                        d[start + i] = UInt8(truncatingIfNeeded: h[i])
-                        d[start + count + i] = UInt8(truncatingIfNeeded: h[i] >> 8)
-                    }
-                }
-            }
-        case .int8:
-            for s in hidden.scales { b.u32(s.bitPattern) }
-            hidden.quantized.withUnsafeBytes { b.data.append(contentsOf: $0) }
-        }
+        hidden.write(to: &b)
+        for a in auxHidden { a.write(to: &b) }
         for im in images { if let e = im.embedded { b.bytes(e) } }
         return b.data
     }
 
     /// Parses a record payload; every length is checked against the payload's size first.
     /// `field` prefixes error fields (e.g. "record[3]").
+    /// `expectedAuxLayers`: how many auxiliary sections the header announces (nil: not checked).
     public static func decode(_ p: [UInt8], file: String, field: String, expectedEncoding: HiddenEncoding? = nil,
-                              expectedWidth: Int? = nil) throws -> SampleRecord {
+                              expectedWidth: Int? = nil, expectedAuxLayers: Int? = nil) throws -> SampleRecord {
         var r = ByteReader(bytes: p, file: file, field: field)
         guard try r.take(4, "magic") == ShardLayout.recordMagic else {
             throw r.error("magic", "not a record (expected \"SREC\")", at: 0)
@@ -319,7 +372,12 @@ public struct SampleRecord: Equatable, Sendable {
         if let e = expectedEncoding, e != enc {
             throw r.error("hidden_encoding", "record stores \(enc.rawValue) but the header says \(e.rawValue)", at: 20)
         }
-        _ = try r.take(3, "reserved")
+        let aux = Int(try r.u8("aux_layers"))
+        if let e = expectedAuxLayers, e != aux {
+            throw r.error("aux_layers", "record stores \(aux) auxiliary layer states but the header's hidden.aux_layers has \(e)", at: 21)
+        }
+        guard aux == 0 || enc != .none else { throw r.error("aux_layers", "\(aux) auxiliary layer states with hidden encoding none", at: 21) }
+        _ = try r.take(2, "reserved")
         let w = Int(try r.u32("hidden_width"))
         guard w <= ShardLayout.maxWidth, (enc == .none) == (w == 0) else {
             throw r.error("hidden_width", "width \(w) does not fit encoding \(enc.rawValue)", at: 24)
@@ -330,7 +388,7 @@ public struct SampleRecord: Equatable, Sendable {
         let imageBytes = Int(try r.u32("image_bytes"))
         let hiddenBytes: Int
         switch enc { case .none: hiddenBytes = 0; case .fp16: hiddenBytes = n * w * 2; case .int8: hiddenBytes = n * 4 + n * w }
-        let expected = ShardLayout.recordFixedSize + m + n * 6 + hiddenBytes + imageBytes
+        let expected = ShardLayout.recordFixedSize + m + n * 6 + hiddenBytes * (1 + aux) + imageBytes
         guard expected == p.count else {
             throw r.error("length", "the fields need \(expected) bytes but the record holds \(p.count)", at: nil)
         }
@@ -346,24 +404,9 @@ public struct SampleRecord: Equatable, Sendable {
         let imageMask = try r.take(n, "image_mask")
         if let bad = lossMask.firstIndex(where: { $0 > 1 }) { throw r.error("loss_mask", "entry \(bad) is \(lossMask[bad]), not 0 or 1", at: nil) }
         if let bad = imageMask.firstIndex(where: { $0 > 1 }) { throw r.error("image_mask", "entry \(bad) is \(imageMask[bad]), not 0 or 1", at: nil) }
-        var hidden = HiddenStates(encoding: enc, rows: n, width: w)
-        switch enc {
-        case .none: hidden = .none(rows: n)
-        case .fp16:
-            let count = n * w
-            let planes = try r.take(2 * count, "hidden")
-            var h = [UInt16](repeating: 0, count: count)
-            for i in 0..<count { h[i] = UInt16(planes[i]) | UInt16(planes[count + i]) << 8 }
-            hidden.halves = h
-        case .int8:
-            var s = [Float](repeating: 0, count: n)
-            for i in 0..<n {
-                s[i] = Float(bitPattern: try r.u32("hidden.scales"))
-                guard s[i].isFinite, s[i] >= 0 else { throw r.error("hidden.scales", "row \(i) has scale \(s[i])", at: nil) }
-            }
-            hidden.scales = s
-            hidden.quantized = try r.take(n * w, "hidden").map { Int8(bitPattern: $0) }
-        }
+        let hidden = try HiddenStates.read(&r, encoding: enc, rows: n, width: w, name: "hidden")
+        var auxHidden: [HiddenStates] = []
+        for l in 0..<aux { auxHidden.append(try HiddenStates.read(&r, encoding: enc, rows: n, width: w, name: "aux_hidden[\(l)]")) }
         var images: [ImageRef] = []
         var embeddedTotal = 0
         for (k, im) in meta.images.enumerated() {
@@ -381,7 +424,8 @@ public struct SampleRecord: Equatable, Sendable {
             throw r.error("image_bytes", "\(imageBytes) image bytes but the meta accounts for \(embeddedTotal)", at: 28)
         }
         return SampleRecord(index: Int(index), id: meta.id, messages: meta.messages, stopReasons: meta.stopReasons,
-                            tokens: tokens, lossMask: lossMask, imageMask: imageMask, images: images, hidden: hidden)
+                            tokens: tokens, lossMask: lossMask, imageMask: imageMask, images: images, hidden: hidden,
+                            auxHidden: auxHidden)
     }
 }
 
@@ -444,6 +488,10 @@ public struct GenerationSettings: Codable, Equatable, Sendable {
 public struct HiddenInfo: Codable, Equatable, Sendable {
     public var encoding: HiddenEncoding
     public var width: Int
+    /// Version 2: the target layers whose *input* residual stream each record also stores
+    /// (EAGLE-3's auxiliary states; id j = the output of layer j − 1), in stored order.
+    /// Absent (nil) in version 1.
+    public var auxLayers: [Int]?
 }
 
 /// `--shard i/N`: this worker takes every sample whose index mod N = i.
@@ -507,9 +555,11 @@ public struct ShardHeader: Codable, Equatable, Sendable {
     public var fields: [FieldInfo]
 
     public init(model: ModelInfo, tower: TowerInfo? = nil, source: SourceInfo, generation: GenerationSettings,
-                hidden: HiddenEncoding, zstdLevel: Int, samples: Int, shard: ShardSpec) {
+                hidden: HiddenEncoding, zstdLevel: Int, samples: Int, shard: ShardSpec, auxLayers: [Int]? = nil) {
         self.model = model; self.tower = tower; self.source = source; self.generation = generation
-        self.hidden = HiddenInfo(encoding: hidden, width: hidden == .none ? 0 : model.width)
+        self.hidden = HiddenInfo(encoding: hidden, width: hidden == .none ? 0 : model.width, auxLayers: auxLayers)
+        // Version 2 adds the auxiliary layer states; without them the bytes stay version 1's.
+        version = auxLayers == nil ? 1 : 2
         self.zstdLevel = zstdLevel; self.samples = samples; self.shard = shard
         let hiddenType: String
         switch hidden {
@@ -525,6 +575,10 @@ public struct ShardHeader: Codable, Equatable, Sendable {
             FieldInfo(name: "hidden", type: hiddenType, shape: hidden == .none ? "[0]" : "[n, \(model.width)]"),
             FieldInfo(name: "images", type: "bytes (embedded images)", shape: "[b]"),
         ]
+        if let a = auxLayers {
+            fields.insert(FieldInfo(name: "aux_hidden", type: hiddenType + ", one section per layer: the input of target layers \(a)",
+                                    shape: "[\(a.count), n, \(model.width)]"), at: 5)
+        }
     }
 
     /// The bytes written in the header frame (sorted keys: the same settings give the same bytes).

@@ -30,12 +30,24 @@ public final class Synthesizer {
     public let settings: GenerationSettings
     public let hiddenEncoding: HiddenEncoding
     public let vision: SynthVision?
+    /// Target layers whose input residual streams each record also stores (EAGLE-3's auxiliary
+    /// states, `--hidden-layers`); empty: none (format version 1).
+    public let auxLayers: [Int]
     private let session: LlamaSession
 
     public init(model: LlamaModel, tokenizer: BPETokenizer, template: ChatTemplate, settings: GenerationSettings,
-                hidden: HiddenEncoding, vision: SynthVision? = nil) throws {
+                hidden: HiddenEncoding, vision: SynthVision? = nil, auxLayers: [Int] = []) throws {
         self.model = model; self.tokenizer = tokenizer; self.template = template
-        self.settings = settings; self.hiddenEncoding = hidden; self.vision = vision
+        self.settings = settings; self.hiddenEncoding = hidden; self.vision = vision; self.auxLayers = auxLayers
+        if !auxLayers.isEmpty {
+            guard hidden != .none else {
+                throw DataError(file: "--hidden-layers", field: "hidden", reason: "auxiliary layer states need --hidden fp16 or int8, not none")
+            }
+            if let bad = auxLayers.first(where: { $0 < 1 || $0 >= model.config.layerCount }) {
+                throw DataError(file: "--hidden-layers", field: "aux_layers",
+                                reason: "layer \(bad) is not the input of one of the model's layers 1..<\(model.config.layerCount) (id j = the output of layer j − 1)")
+            }
+        }
         if let v = vision {
             guard v.tower.outputWidth == model.config.width else {
                 throw DataError(file: v.tower.path, field: "projector output",
@@ -75,6 +87,13 @@ public final class Synthesizer {
         var chat: [ChatMessage] = []
         if let s = settings.system { chat.append(.system(s)) }
         var tokens: [Int32] = [], loss: [UInt8] = [], imageMask: [UInt8] = [], hidden: [Float] = []
+        // The residual stream entering layer j is layer j − 1's output.
+        let capture = auxLayers.map { $0 - 1 }
+        var aux = [[Float]](repeating: [], count: auxLayers.count)
+        func keep(_ o: ForwardOutput) {
+            hidden += o.hidden
+            for (k, l) in capture.enumerated() { aux[k] += o.layerStates[l]! }
+        }
         var history: [Int32] = []        // text tokens only, for the sampler's repetition window
         var stops: [String] = []
         var pending: Int32? = nil        // the last sampled token, not yet forwarded
@@ -129,9 +148,9 @@ public final class Synthesizer {
             guard session.length + input.count < ctx else {
                 throw DataError(file: prompt.id, field: "prompt", reason: "the prompt needs \(input.count) tokens but the context holds \(ctx) (raise --ctx)")
             }
-            let out = try multimodal.map { try session.forward(embeddings: $0.embeddings, logits: .last) }
-                ?? session.forward(tokens: input, logits: .last)
-            hidden += out.hidden
+            let out = try multimodal.map { try session.forward(embeddings: $0.embeddings, logits: .last, captureLayers: capture) }
+                ?? session.forward(tokens: input, logits: .last, captureLayers: capture)
+            keep(out)
             let fresh = pending == nil ? input[...] : input[1...]
             tokens += fresh
             loss += repeatElement(0, count: fresh.count)
@@ -149,8 +168,8 @@ public final class Synthesizer {
                 pending = next
                 if eog.contains(next) { stop = "eos"; break }
                 if answer.count == settings.maxNew { break }
-                let o = try session.forward(tokens: [next], logits: .last)
-                hidden += o.hidden
+                let o = try session.forward(tokens: [next], logits: .last, captureLayers: capture)
+                keep(o)
                 logits = o.logits
                 pending = nil
             }
@@ -160,14 +179,15 @@ public final class Synthesizer {
             chat.append(.assistant(tokenizer.decodeString(text)))
         }
         if let p = pending {
-            let o = try session.forward(tokens: [p], logits: .none)
-            hidden += o.hidden
+            let o = try session.forward(tokens: [p], logits: .none, captureLayers: capture)
+            keep(o)
         }
         precondition(hidden.count == tokens.count * width, "hidden states out of step with tokens")
         let n = tokens.count
         return SampleRecord(index: index, id: prompt.id, messages: chat.map { Message(role: $0.role, content: $0.content) },
                             stopReasons: stops, tokens: tokens, lossMask: loss, imageMask: imageMask, images: refs,
-                            hidden: HiddenStates.encode(hidden, rows: n, width: width, as: hiddenEncoding))
+                            hidden: HiddenStates.encode(hidden, rows: n, width: width, as: hiddenEncoding),
+                            auxHidden: aux.map { HiddenStates.encode($0, rows: n, width: width, as: hiddenEncoding) })
     }
 
     /// The prompt's images through the tower, and how the record refers to them.

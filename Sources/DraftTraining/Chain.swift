@@ -51,6 +51,7 @@ extension DraftModel {
     }
 
     public func chain(_ s: DraftSequence, params: UnsafePointer<Float>, depth: Int, maxStarts: Int) -> ChainResult {
+        if config.isEagle3 { return chainEagle3(s, params: params, depth: depth, maxStarts: maxStarts) }
         var res = ChainResult(depth: depth)
         let c = config, d = c.width, n = s.count, kvw = c.kvHeads * c.headDim
         guard n > 0, depth > 0 else { return res }
@@ -96,6 +97,7 @@ extension DraftModel {
     /// The draft's logits (n × V) at every entry of the first pass, no losses: what inference
     /// computes for accepted positions (used to check the trainer against `EagleDraft`).
     public func logits(_ s: DraftSequence, params: [Float]) -> [Float] {
+        if config.isEagle3 { return tttLogits(s, params: params, steps: 1)[0] }
         let c = config, d = c.width, n = s.count, v = c.vocab
         return params.withUnsafeBufferPointer { pp -> [Float] in
             let w = weights(pp.baseAddress!)

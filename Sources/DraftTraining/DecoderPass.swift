@@ -8,9 +8,14 @@ struct WeightPointers {
     let head: UnsafePointer<Float>
     let queries, aq, ak, av, ao, imgFc: UnsafePointer<Float>?
 
+    /// EAGLE-3 only: the norms of the embedding and state halves of the attention input.
+    let inputNorm, hiddenNorm: UnsafePointer<Float>?
+
     init(params p: UnsafePointer<Float>, layout: DraftParameters, tiedHead: UnsafePointer<Float>?) {
-        func at(_ n: String) -> UnsafePointer<Float> { p + layout.offset(n) }
+        // Layer tensors are `midlayer.*` in an EAGLE-3 layout.
+        func at(_ n: String) -> UnsafePointer<Float> { p + layout.offset(DraftWeights.Name.of(n, layout.config)) }
         func opt(_ n: String) -> UnsafePointer<Float>? { layout.slot(n).map { p + $0.offset } }
+        inputNorm = opt(DraftWeights.Name.inputNorm); hiddenNorm = opt(DraftWeights.Name.hiddenNorm)
         fc = at("fc.weight"); wq = at("layers.0.self_attn.q_proj.weight"); wk = at("layers.0.self_attn.k_proj.weight")
         wv = at("layers.0.self_attn.v_proj.weight"); wo = at("layers.0.self_attn.o_proj.weight")
         postNorm = at("layers.0.post_attention_layernorm.weight")
@@ -27,10 +32,14 @@ struct DraftGrads {
     let fc, wq, wk, wv, wo, postNorm, gate, up, down: UnsafeMutablePointer<Float>
     let head: UnsafeMutablePointer<Float>?
     let queries, aq, ak, av, ao, imgFc: UnsafeMutablePointer<Float>?
+    /// EAGLE-3 only (its output norm trains; the other archs keep the target's frozen).
+    let norm, inputNorm, hiddenNorm: UnsafeMutablePointer<Float>?
 
     init(grads g: UnsafeMutablePointer<Float>, layout: DraftParameters) {
-        func at(_ n: String) -> UnsafeMutablePointer<Float> { g + layout.offset(n) }
+        func at(_ n: String) -> UnsafeMutablePointer<Float> { g + layout.offset(DraftWeights.Name.of(n, layout.config)) }
         func opt(_ n: String) -> UnsafeMutablePointer<Float>? { layout.slot(n).map { g + $0.offset } }
+        norm = layout.slot("norm.weight").flatMap { $0.trainable ? g + $0.offset : nil }
+        inputNorm = opt(DraftWeights.Name.inputNorm); hiddenNorm = opt(DraftWeights.Name.hiddenNorm)
         fc = at("fc.weight"); wq = at("layers.0.self_attn.q_proj.weight"); wk = at("layers.0.self_attn.k_proj.weight")
         wv = at("layers.0.self_attn.v_proj.weight"); wo = at("layers.0.self_attn.o_proj.weight")
         postNorm = at("layers.0.post_attention_layernorm.weight")

@@ -26,6 +26,9 @@ public struct DraftSequence: Sendable {
     public var nextToken: [Int32]
     /// Loss at this entry: x_{t+2} is an answer token.
     public var lossMask: [Bool]
+    /// EAGLE-3: the aux layers' states at t side by side (n × layers·d), with the training
+    /// noise added; empty for the other archs.
+    public var auxFeatures: [Float] = []
 
     public var lossCount: Int { lossMask.reduce(0) { $0 + ($1 ? 1 : 0) } }
 }
@@ -59,11 +62,20 @@ public struct LossConfig: Codable, Equatable, Sendable {
     /// Weight of the self-correction pass (0: off).
     public var selfCorrect: Float
     public var rankK: Int = 10
+    /// EAGLE-3's training-time-test steps K (nil for the other archs, which have no such loop).
+    public var tttSteps: Int? = nil
 
     public static let vispec = LossConfig(l1: 10, rank: 0.1, reg: 0, ce: 0, selfCorrect: 1)
     public static let eagle = LossConfig(l1: 0, rank: 0, reg: 1, ce: 0.1, selfCorrect: 1)
 
-    enum CodingKeys: String, CodingKey { case l1, rank, reg, ce, selfCorrect = "self_correct", rankK = "rank_k" }
+    /// EAGLE-3: cross-entropy only, over K training-time-test steps.
+    public static func eagle3(tttSteps: Int) -> LossConfig {
+        var l = LossConfig(l1: 0, rank: 0, reg: 0, ce: 1, selfCorrect: 0)
+        l.tttSteps = tttSteps
+        return l
+    }
+
+    enum CodingKeys: String, CodingKey { case l1, rank, reg, ce, selfCorrect = "self_correct", rankK = "rank_k", tttSteps = "ttt_steps" }
 }
 
 /// Sums over one sequence (or a batch): weighted loss and its parts, and top-1 agreement.
@@ -77,11 +89,14 @@ public struct LossStats: Sendable, Equatable {
     public var rows2 = 0
     public var correct2 = 0
     public var tokens = 0
+    /// EAGLE-3: loss rows and top-1 hits of every training-time-test step.
+    public var steps = StepStats()
 
     public init() {}
     public static func += (a: inout LossStats, b: LossStats) {
         a.loss += b.loss; a.l1 += b.l1; a.rank += b.rank; a.reg += b.reg; a.ce += b.ce
         a.rows += b.rows; a.correct += b.correct; a.rows2 += b.rows2; a.correct2 += b.correct2; a.tokens += b.tokens
+        a.steps += b.steps
     }
     public var top1: Double { rows == 0 ? 0 : Double(correct) / Double(rows) }
     /// Mean weighted loss per first-pass loss entry.
@@ -143,6 +158,7 @@ public struct DraftModel {
 
     public func run(_ s: DraftSequence, params: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>?, loss lc: LossConfig,
                     gradScale: Float = 1) -> LossStats {
+        if config.isEagle3 { return runEagle3(s, params: params, grads: grads, loss: lc, gradScale: gradScale) }
         let c = config, d = c.width, n = s.count
         var stats = LossStats()
         stats.tokens = n

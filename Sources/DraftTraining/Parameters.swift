@@ -21,6 +21,19 @@ public struct DraftParameters: Sendable {
     public init(config c: DraftConfig) {
         self.config = c
         let d = c.width, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
+        if c.isEagle3 {
+            // EAGLE-3: the names and shapes of `DraftWeights.shapes` (midlayer.*, fc over the aux
+            // layers, q/k/v over [norm(e) ; norm(g)]). Every tensor trains, the output norm too:
+            // the state it normalises is the draft's own, not a regression of the target's.
+            var off = 0
+            for (name, shape) in DraftWeights.shapes(c) {
+                let n = shape.reduce(1, *)
+                slots.append(TensorSlot(name: name, shape: shape, offset: off, count: n, trainable: true))
+                off += n
+            }
+            values = [Float](repeating: 0, count: off)
+            return
+        }
         var list: [(String, [Int], Bool)] = [
             ("fc.weight", [d, 2 * d], true),
             ("layers.0.self_attn.q_proj.weight", [q, d], true),

@@ -95,6 +95,17 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         throw TrainingError(file: rc.modelPath, field: "rope", reason: "the draft supports full-head RoPE without scaling (rope dim \(mc.ropeDim) of \(mc.headDim), scale \(mc.ropeScale))")
     }
     let data = try TrainingData(dirs: rc.dataDirs, allowUnfinished: rc.allowUnfinished)
+    // EAGLE-3 reads the states entering its aux layers: every shard must hold exactly those.
+    if opts.arch == "eagle3" {
+        let want = opts.auxLayers ?? DraftConfig.defaultAuxLayers(layerCount: mc.layerCount)
+        for r in data.readers.joined() where r.header.hidden.auxLayers != want {
+            throw TrainingError(file: r.path, field: "hidden.aux_layers",
+                                reason: r.header.hidden.auxLayers.map { "the shard holds the inputs of target layers \($0), but the draft reads layers \(want) (--aux-layers; or synthesize with --hidden-layers \(want.map(String.init).joined(separator: ",")))" }
+                                    ?? "the shard has no aux layer states (format version 1), but an eagle3 draft reads layers \(want): synthesize with --hidden-layers \(want.map(String.init).joined(separator: ","))")
+        }
+    } else if opts.arch != nil {
+        throw TrainingError(file: "--arch", field: "arch", reason: "unknown arch \(opts.arch!) (eagle2, eagle3)")
+    }
     guard data.width == mc.width else {
         throw TrainingError(file: rc.dataDirs[0], field: "hidden.width", reason: "\(data.width), but the model's width is \(mc.width)")
     }
@@ -137,10 +148,17 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         d2t = try data.draftVocabulary(size: opts.draftVocab, sampleIndices: split.train)
     }
     if resumed == nil { opts.draftVocab = d2t.count == mc.vocabSize ? 0 : d2t.count }
-    let tied = d2t.count == mc.vocabSize && (resumed?.meta.config.headTied ?? initCk?.meta.config.headTied ?? true)
-    let config = DraftConfig(width: mc.width, heads: mc.headCount, kvHeads: mc.kvHeadCount, headDim: mc.headDim, ffn: mc.ffnWidth,
+    let eagle3 = opts.arch == "eagle3"
+    // An EAGLE-3 draft always has its own head (its input is its own state, not the target's).
+    let tied = !eagle3 && d2t.count == mc.vocabSize && (resumed?.meta.config.headTied ?? initCk?.meta.config.headTied ?? true)
+    var config = DraftConfig(width: mc.width, heads: mc.headCount, kvHeads: mc.kvHeadCount, headDim: mc.headDim, ffn: mc.ffnWidth,
                              rmsEps: mc.rmsEpsilon, ropeBase: mc.ropeBase, vocab: d2t.count, targetVocab: mc.vocabSize,
                              headTied: tied, numQ: opts.numQ)
+    if eagle3 {
+        config = DraftConfig.eagle3(target: mc, vocab: d2t.count, auxLayers: opts.auxLayers)
+        opts.auxLayers = config.auxLayers
+        do { try config.validate(target: mc, file: "--aux-layers") } catch { throw TrainingError(file: "--aux-layers", field: "aux_layers", reason: "\(error)") }
+    }
     // The target's head rows of the draft vocabulary: V × d floats (not a copy of the model).
     let d = mc.width
     var headRows = [Float](repeating: 0, count: d2t.count * d)

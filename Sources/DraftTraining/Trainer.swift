@@ -18,6 +18,11 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var validationFraction = 0.05
     public var numQ = 0
     public var draftVocab = 8192
+    /// "eagle3" for an EAGLE-3 draft (nil: EAGLE-2, or ViSpec with num_q > 0; absent from the
+    /// JSON then, so older runs resume unchanged).
+    public var arch: String? = nil
+    /// EAGLE-3: the target layers whose input states feed `fc` (the data must hold them).
+    public var auxLayers: [Int]? = nil
 
     public init() {}
 
@@ -25,6 +30,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         case stage, totalSteps = "total_steps", lr, warmupSteps = "warmup_steps", batchTokens = "batch_tokens"
         case weightDecay = "weight_decay", clipNorm = "clip_norm", noise, seed, loss, maxLength = "max_length"
         case validationFraction = "validation_fraction", numQ = "num_q", draftVocab = "draft_vocab"
+        case arch, auxLayers = "aux_layers"
     }
 
     public var json: String { Checkpoint.json(self) }
@@ -41,10 +47,12 @@ public struct ValidationResult: Codable, Equatable, Sendable {
     public var tau: Double
     public var chainStarts: Int
     public var acceptedHistogram: [Int]
+    /// EAGLE-3: top-1 agreement of each training-time-test step (step 0 = `top1`); nil otherwise.
+    public var stepTop1: [Double]? = nil
 
     enum CodingKeys: String, CodingKey {
         case samples, loss, top1 = "top1_agreement", positions, tau, chainStarts = "chain_starts"
-        case acceptedHistogram = "accepted_histogram"
+        case acceptedHistogram = "accepted_histogram", stepTop1 = "step_top1"
     }
 }
 
@@ -88,7 +96,8 @@ public final class Trainer {
             throw TrainingError(file: data.dirs.joined(separator: ", "), field: "samples",
                                 reason: options.stage == 1 ? "no text samples to train on (stage 1 uses samples without images)" : "no image samples to train on (stage 2 uses samples with images)")
         }
-        builder = SequenceBuilder(width: model.config.width, numQ: model.config.numQ, maxLength: options.maxLength, noise: options.noise)
+        builder = SequenceBuilder(width: model.config.width, numQ: model.config.numQ, maxLength: options.maxLength, noise: options.noise,
+                                  auxLayers: model.config.isEagle3 ? model.config.auxLayers : nil)
         optimizer = AdamW(lr: options.lr, weightDecay: options.weightDecay, warmupSteps: options.warmupSteps,
                           totalSteps: options.totalSteps, clipNorm: options.clipNorm)
     }
@@ -168,7 +177,9 @@ public final class Trainer {
             let left = maxChainStarts - chain.starts
             if left > 0 { chain += model.chain(s, params: params, depth: chainDepth, maxStarts: left) }
         }
-        return ValidationResult(samples: picked.count, loss: stats.meanLoss, top1: stats.top1, positions: stats.rows, tau: chain.tau,
-                                chainStarts: chain.starts, acceptedHistogram: chain.histogram)
+        var r = ValidationResult(samples: picked.count, loss: stats.meanLoss, top1: stats.top1, positions: stats.rows, tau: chain.tau,
+                                 chainStarts: chain.starts, acceptedHistogram: chain.histogram)
+        if model.config.isEagle3 { r.stepTop1 = (0..<stats.steps.rows.count).map { stats.steps.top1($0) ?? 0 } }
+        return r
     }
 }

@@ -167,9 +167,20 @@ public struct SequenceBuilder {
     public var maxLength: Int
     /// Uniform feature noise U(−a·s, a·s), s the row's RMS (EAGLE's input noise); 0 = none.
     public var noise: Float
+    /// EAGLE-3: the aux layers (ids) the records must hold; their states become the entries'
+    /// features. Nil for the other archs.
+    public var auxLayers: [Int]?
 
-    public init(width: Int, numQ: Int, maxLength: Int, noise: Float) {
-        self.width = width; self.numQ = numQ; self.maxLength = maxLength; self.noise = noise
+    public init(width: Int, numQ: Int, maxLength: Int, noise: Float, auxLayers: [Int]? = nil) {
+        self.width = width; self.numQ = numQ; self.maxLength = maxLength; self.noise = noise; self.auxLayers = auxLayers
+    }
+
+    /// U(−a·s, a·s) noise on one row, s its RMS.
+    func addNoise(_ f: inout [Float], _ g: inout SplitMix64) {
+        var ss: Float = 0
+        for x in f { ss += x * x }
+        let a = noise * (ss / Float(f.count)).squareRoot()
+        for i in 0..<f.count { f[i] += (g.nextUnit() * 2 - 1) * a }
     }
 
     /// `rng`: the noise stream of this (seed, step, sample); nil = no noise (validation).
@@ -181,6 +192,14 @@ public struct SequenceBuilder {
             throw TrainingError(file: file, field: "sample \(r.index).hidden", reason: "\(r.hidden.rows) × \(r.hidden.width), expected \(r.tokens.count) × \(d)")
         }
         let h = r.hidden.floats()
+        let aux = auxLayers?.count ?? 0
+        if aux > 0 {
+            guard r.auxHidden.count == aux, r.auxHidden.allSatisfy({ $0.rows == r.tokens.count && $0.width == d }) else {
+                throw TrainingError(file: file, field: "sample \(r.index).aux_hidden",
+                                    reason: "\(r.auxHidden.count) aux layer states, expected \(aux) (layers \(auxLayers!)) of \(r.tokens.count) × \(d)")
+            }
+        }
+        let auxAll = aux > 0 ? r.auxFeatures() : []
         // Image spans: maximal runs of the image mask, in order.
         var spans: [(start: Int, rows: Int)] = []
         var t = 0
@@ -249,6 +268,14 @@ public struct SequenceBuilder {
                 rng = g
             }
             seq.features += f
+            if aux > 0 {
+                // Each layer's row gets noise scaled by its own RMS (the layers' scales differ).
+                for l in 0..<aux {
+                    var a = Array(auxAll[((t * aux + l) * d)..<((t * aux + l + 1) * d)])
+                    if noise > 0, var g = rng { addNoise(&a, &g); rng = g }
+                    seq.auxFeatures += a
+                }
+            }
             seq.globalOf.append(numQ > 0 ? (spans.lastIndex { $0.start + $0.rows <= p } ?? -1) : -1)
             seq.targetHidden += h[(p * d)..<((p + 1) * d)]
             let next = p + 1 < n ? r.tokens[p + 1] : -1

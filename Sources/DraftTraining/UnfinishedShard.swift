@@ -64,6 +64,7 @@ public final class UnfinishedShard: RecordSource {
     public func record(_ k: Int) throws -> SampleRecord {
         let e = entries[k]
         let p = try Self.frame(bytes, at: e.offset, file: path, field: "record[\(k)]").payload
-        return try SampleRecord.decode(p, file: path, field: "record[\(k)]", expectedEncoding: header.hidden.encoding, expectedWidth: header.hidden.width)
+        return try SampleRecord.decode(p, file: path, field: "record[\(k)]", expectedEncoding: header.hidden.encoding, expectedWidth: header.hidden.width,
+                                      expectedAuxLayers: header.hidden.auxLayers?.count ?? 0)
     }
 }

@@ -19,7 +19,8 @@ struct SynthData: ParsableCommand {
         asking for a long answer (--no-long-answer to turn it off). The target answers greedily unless \
         --temp > 0 (each sample's sampler seed derives from --seed and the sample's index). Every sample \
         stores its token ids, loss mask (the answers), image mask and, unless --hidden none, the target's \
-        final-norm hidden state at every position. The shard format is in docs/shard-format.md.
+        final-norm hidden state at every position; with --hidden-layers also the residual stream entering \
+        those target layers (EAGLE-3's training features; format version 2). The shard format is in docs/shard-format.md.
 
         --shard i/N takes the samples whose index mod N = i (default from SLURM_ARRAY_TASK_ID or \
         JOB_COMPLETION_INDEX, with the count from SLURM_ARRAY_TASK_COUNT or SPECDEC_SHARD_COUNT); join \
@@ -70,6 +71,10 @@ struct SynthData: ParsableCommand {
 
     @Option(help: "Hidden states: fp16 (lossless for fp16), int8 (per-row scaled) or none.")
     var hidden: String = "fp16"
+
+    @Option(name: .customLong("hidden-layers"),
+            help: ArgumentHelp("Also store the residual stream entering these target layers (EAGLE-3's auxiliary states; id j = the output of layer j − 1), comma-separated, or `eagle3` for the default 2, L/2, L−3.", valueName: "IDS"))
+    var hiddenLayers: String?
 
     @Flag(name: .customLong("no-hidden"), help: "Same as --hidden none.")
     var noHidden = false
@@ -182,12 +187,29 @@ struct SynthData: ParsableCommand {
             towerInfo = TowerInfo(file: (towerPath as NSString).lastPathComponent, sha256: try cachedFileSHA256(towerPath))
             if embedImages { settings.embedImages = true }
         }
+        var auxLayers: [Int]? = nil
+        if let text = hiddenLayers {
+            if text == "eagle3" {
+                auxLayers = [2, model.config.layerCount / 2, model.config.layerCount - 3]
+            } else {
+                let ids = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else {
+                    throw CLIError("--hidden-layers must be comma-separated layer ids (e.g. 2,15,27) or eagle3, not \(text)")
+                }
+                auxLayers = ids.map { $0! }
+            }
+            guard encoding != .none else { throw CLIError("--hidden-layers needs stored hidden states: --hidden fp16 or int8, not none") }
+            if let bad = auxLayers!.first(where: { $0 < 1 || $0 >= model.config.layerCount }) {
+                throw CLIError("--hidden-layers: \(bad) is not the input of one of the model's layers 1..<\(model.config.layerCount) (id j = the output of layer j − 1)")
+            }
+        }
         let header = ShardHeader(model: try ModelInfo(model: model, path: path), tower: towerInfo, source: source.info,
-                                 generation: settings, hidden: encoding, zstdLevel: Int(zstdLevel), samples: count, shard: spec)
+                                 generation: settings, hidden: encoding, zstdLevel: Int(zstdLevel), samples: count, shard: spec,
+                                 auxLayers: auxLayers)
         let synth: Synthesizer
         do {
             synth = try Synthesizer(model: model, tokenizer: tokenizer, template: template, settings: settings, hidden: encoding,
-                                    vision: vision)
+                                    vision: vision, auxLayers: auxLayers ?? [])
         } catch let e as DataError { throw CLIError(e.reason) }
 
         let bar = ProgressBar(label: "synth-data \(spec)")

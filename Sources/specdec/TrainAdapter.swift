@@ -29,6 +29,14 @@ struct TrainAdapter: ParsableCommand {
         length τ of simulated greedy chain drafting, depth 5). --resume continues the run from \
         DRAFT.train.safetensors with the same loss curve as an uninterrupted run; it refuses a \
         checkpoint made with other data, seed, model or arguments.
+
+        --arch eagle3 trains an EAGLE-3 draft instead: fc fuses the residual streams entering the \
+        target layers --aux-layers (default 2, L/2, L−3; the data must come from synth-data \
+        --hidden-layers with the same ids), attention reads [norm(embedding) ; norm(state)], and the \
+        loss is EAGLE-3's training-time test: cross-entropy to the target's distribution over \
+        --ttt-steps K unrolled chain steps (each fed the previous step's output state), weighted \
+        0.8^k (--loss and --loss-weights other than ce do not apply). The report adds the top-1 \
+        agreement of every step.
         """)
 
     @OptionGroup var modelOption: ModelOption
@@ -96,6 +104,15 @@ struct TrainAdapter: ParsableCommand {
     @Option(help: "vispec or eagle.")
     var loss: String = "vispec"
 
+    @Option(help: "Draft architecture: eagle2 (EAGLE-2, or ViSpec with --num-q in stage 2) or eagle3.")
+    var arch: String = "eagle2"
+
+    @Option(name: .customLong("ttt-steps"), help: "eagle3: training-time-test steps K (EAGLE-3 uses 7).")
+    var tttSteps: Int = 3
+
+    @Option(name: .customLong("aux-layers"), help: ArgumentHelp("eagle3: target layers whose input states feed fc, comma-separated (default 2, L/2, L−3).", valueName: "IDS"))
+    var auxLayers: String?
+
     @Option(name: .customLong("loss-weights"), help: "Override weights: l1=…,rank=…,reg=…,ce=…,sc=… (sc: the self-correction pass).")
     var lossWeights: String?
 
@@ -136,6 +153,13 @@ struct TrainAdapter: ParsableCommand {
         guard noise >= 0, clip >= 0, weightDecay >= 0 else { throw ValidationError("--noise, --clip and --weight-decay must be ≥ 0") }
         if stage == 2 && numQ == 1 { throw ValidationError("--num-q must be 0 (no adapter: an EAGLE-style draft trained on the image samples) or ≥ 2 in stage 2") }
         if stage == 2 && mmproj == nil { throw ValidationError("stage 2 needs the vision tower: --mmproj TOWER.gguf") }
+        guard arch == "eagle2" || arch == "eagle3" else { throw ValidationError("--arch must be eagle2 or eagle3, not \(arch)") }
+        if arch == "eagle3" {
+            guard tttSteps >= 1 else { throw ValidationError("--ttt-steps must be ≥ 1") }
+            if stage == 2 && numQ != 0 { throw ValidationError("--arch eagle3 has no visual adapter: stage 2 takes --num-q 0") }
+        } else if auxLayers != nil {
+            throw ValidationError("--aux-layers goes with --arch eagle3")
+        }
         if resume && initPath != nil { throw ValidationError("--resume continues its own checkpoint; --init starts a new run: give one") }
     }
 
@@ -199,6 +223,24 @@ struct TrainAdapter: ParsableCommand {
         o.validationFraction = valFraction
         o.numQ = stage == 2 ? numQ : 0
         o.draftVocab = draftVocab
+        if arch == "eagle3" {
+            o.arch = "eagle3"
+            var ce: Float = 1
+            for part in (lossWeights ?? "").split(separator: ",") {
+                let kv = part.split(separator: "=", maxSplits: 1)
+                guard kv.count == 2, kv[0] == "ce", let v = Float(kv[1]), v > 0, v.isFinite else {
+                    throw CLIError("--loss-weights with --arch eagle3: only ce=… (> 0) applies, not \"\(part)\"")
+                }
+                ce = v
+            }
+            o.loss = .eagle3(tttSteps: tttSteps)
+            o.loss.ce = ce
+            if let a = auxLayers {
+                let ids = a.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else { throw CLIError("--aux-layers must be comma-separated layer ids (e.g. 2,15,27), not \(a)") }
+                o.auxLayers = ids.map { $0! }
+            }
+        }
         rc.options = o
         let report: TrainReport
         do { report = try runTraining(rc) } catch let e as TrainingError { throw CLIError(e.description) }
@@ -211,6 +253,9 @@ struct TrainAdapter: ParsableCommand {
                          report.seconds, report.stepsPerSecond, report.tokensPerSecond, report.threads))
             print(String(format: "validation (%d samples, %d positions): loss %.4f, top-1 agreement %.3f, τ %.3f (depth %d chains over %d starts)",
                          v.samples, v.positions, v.loss, v.top1, v.tau, 5, v.chainStarts))
+            if let st = v.stepTop1 {
+                print("top-1 per training-time-test step: " + st.enumerated().map { String(format: "step %d %.3f", $0.offset, $0.element) }.joined(separator: ", "))
+            }
             print("draft: \(report.out) (\(report.outBytes) bytes); resumable: \(report.checkpoint); metrics: \(report.metrics); plot: \(report.plot)")
         }
     }
