@@ -11,19 +11,15 @@ draft tokens per step, and whether each engine's speculative text equals its pla
 output must be identical). Builds and downloads nothing: LLAMA_BIN must point at llama.cpp's
 build/bin (built outside this repository).
 
-usage: LLAMA_BIN=.../build/bin scripts/compare-eagle3-llamacpp.py DRAFT.gguf [--prompts FILE] [-n 128]
-       [--threads 1] [--nmax 4] [--runs 3] [--json OUT]
+usage: LLAMA_BIN=.../build/bin scripts/compare-eagle3-llamacpp.py DRAFT.gguf [--prompts FILE] [--limit 8]
+       [-n 128] [--threads 1] [--nmax 4] [--runs 3] [--json OUT]
+Prompts: the held-out text prompts of checkpoints/eval/prompts.jsonl (or a .jsonl / one-per-line
+file), with synth-data's long-answer instruction appended unless --no-long-answer.
 """
 import argparse, json, os, re, statistics, subprocess, sys
 
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-DEFAULT_PROMPTS = [
-    "Explain how a refrigerator works. Please answer with at least 1000 words.",
-    "Write a short story about a lighthouse keeper. Please answer with at least 1000 words.",
-    "What are the benefits of regular exercise? Please answer with at least 1000 words.",
-    "Describe the water cycle. Please answer with at least 1000 words.",
-    "Give advice to someone learning to cook. Please answer with at least 1000 words.",
-]
+LONG_ANSWER = " Please answer with at least 1000 words."   # synth-data's default instruction
 
 
 def chatml(q):
@@ -55,7 +51,10 @@ def same_text(a, b):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("draft")
-    ap.add_argument("--prompts", help="text file, one question per line")
+    ap.add_argument("--prompts", default="checkpoints/eval/prompts.jsonl",
+                    help="the evaluation set's .jsonl (text prompts are used) or a text file, one question per line")
+    ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--no-long-answer", action="store_true")
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--nmax", type=int, default=4, help="draft chain length (llama.cpp --spec-draft-n-max)")
@@ -65,8 +64,11 @@ def main():
     lb = os.environ.get("LLAMA_BIN") or sys.exit("set LLAMA_BIN to llama.cpp's build/bin")
     model = os.environ.get("SPECDEC_MODEL") or os.path.expanduser("~/.cache/specdec/SmolLM2-135M-Instruct.Q4_1.gguf")
     specdec = os.environ.get("SPECDEC", ".build/release/specdec")
-    prompts = [l.strip() for l in open(a.prompts)] if a.prompts else DEFAULT_PROMPTS
-    prompts = [p for p in prompts if p]
+    if a.prompts.endswith(".jsonl"):
+        prompts = [o["prompt"] for o in map(json.loads, open(a.prompts)) if o.get("kind", "text") == "text"]
+    else:
+        prompts = [l.strip() for l in open(a.prompts) if l.strip()]
+    prompts = [q + ("" if a.no_long_answer else LONG_ANSWER) for q in prompts[:a.limit]]
     t = str(a.threads)
     rows = []
     for q in prompts:
