@@ -95,4 +95,27 @@ import TestSupport
         #expect(s["draft_kind"] as? String == "vispec")
         #expect((s["tau"] as? Double ?? 0) > 0, "a trained draft is accepted sometimes: \(s)")
     }
+
+    /// The shipped EAGLE-3 draft: lossless, accepted, and its llama.cpp export drafts exactly the
+    /// same (the GGUF holds the same f16 values).
+    @Test func shippedEagle3DraftIsLosslessAndItsExportDraftsTheSame() throws {
+        let root = TestPaths.repoRoot.path
+        let gguf = FileManager.default.temporaryDirectory.appendingPathComponent("specdec-e3-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: gguf) }
+        let e = try SpecdecCLI.run(["export-draft", root + "/checkpoints/eagle3-draft.safetensors", "--format", "llama.cpp", "--out", gguf])
+        #expect(e.status == 0, "\(e.stderr)")
+        var taus: [Double] = []
+        for draft in [root + "/checkpoints/eagle3-draft.safetensors", gguf] {
+            let r = try SpecdecCLI.run(["decode", "-p", "Explain how a bicycle works. Please answer with at least 1000 words.", "-n", "32",
+                                        "--draft", draft, "--tree-top-k", "1", "--tree-depth", "3", "--tree-tokens", "3",
+                                        "--compare", "--json", "-t", "2"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let s = try #require(try SpecdecCLI.json(r.stdout)["stats"] as? [String: Any])
+            #expect(s["identical"] as? Bool == true)
+            #expect(s["draft_kind"] as? String == "eagle3")
+            taus.append(s["tau"] as? Double ?? 0)
+        }
+        #expect(taus[0] > 0.3, "a trained draft is accepted: \(taus)")
+        #expect(taus[0] == taus[1], "the export must draft exactly as the checkpoint: \(taus)")
+    }
 }
