@@ -253,26 +253,23 @@ public enum Eagle3Formats {
     }
 
     /// Rows of a q or k matrix (`heads` heads of `headDim` rows, `cols` columns) moved between
-    /// the adjacent-pair RoPE layout (specdec, GGUF) and the half-split layout (HF).
+    /// the adjacent-pair RoPE layout (specdec, GGUF) and the half-split layout (HF): pair row 2j
+    /// is half row j, pair row 2j + 1 is half row j + hd/2, per head.
     public static func pairsToHalves(_ m: [Float], heads: Int, headDim hd: Int, cols: Int) -> [Float] {
-        var out = m
-        for h in 0..<heads {
-            for j in 0..<(hd / 2) {
-                let base = h * hd
-                for (dst, src) in [(base + j, base + 2 * j), (base + j + hd / 2, base + 2 * j + 1)] {
-                    out.replaceSubrange((dst * cols)..<((dst + 1) * cols), with: m[(src * cols)..<((src + 1) * cols)])
-                }
-            }
-        }
-        return out
+        moveRoPERows(m, heads: heads, headDim: hd, cols: cols, toHalves: true)
     }
 
     public static func halvesToPairs(_ m: [Float], heads: Int, headDim hd: Int, cols: Int) -> [Float] {
+        moveRoPERows(m, heads: heads, headDim: hd, cols: cols, toHalves: false)
+    }
+
+    static func moveRoPERows(_ m: [Float], heads: Int, headDim hd: Int, cols: Int, toHalves: Bool) -> [Float] {
         var out = m
         for h in 0..<heads {
             for j in 0..<(hd / 2) {
                 let base = h * hd
-                for (src, dst) in [(base + j, base + 2 * j), (base + j + hd / 2, base + 2 * j + 1)] {
+                for (half, pair) in [(base + j, base + 2 * j), (base + j + hd / 2, base + 2 * j + 1)] {
+                    let (dst, src) = toHalves ? (half, pair) : (pair, half)
                     out.replaceSubrange((dst * cols)..<((dst + 1) * cols), with: m[(src * cols)..<((src + 1) * cols)])
                 }
             }
