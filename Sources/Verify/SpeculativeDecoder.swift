@@ -70,14 +70,16 @@ public protocol SequenceStartDrafter: Drafter {
 /// what plain decoding gives; the drafter catches up on the skipped positions in one batched
 /// `accept` when drafting resumes (its cost counts against drafting).
 public struct FallbackPolicy: Sendable, Equatable {
-    /// Drafting steps per judgement.
-    public var window = 8
+    /// Drafting steps per judgement (fewer make the verdict noisy: one window's τ varies a lot).
+    public var window = 16
     /// Plain steps that measure a plain step's time before the first judgement.
     public var probe = 3
     public var initialPause = 16
     public var maxPause = 256
-    /// Drafting must reach this fraction of the plain rate to continue (1: break even).
-    public var margin = 1.0
+    /// Drafting must reach this fraction of the plain rate to continue: below break-even, so
+    /// that a draft near it (where either choice costs little) keeps drafting rather than
+    /// flapping on noise.
+    public var margin = 0.9
     public init() {}
 }
 

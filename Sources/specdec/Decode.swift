@@ -214,8 +214,10 @@ struct Decode: ParsableCommand {
             printErr(String(format: "speculative (%@, %@%@): tau %.2f accepted draft tokens per target forward, %.2f tokens per step over %d steps",
                             draftKind ?? "", shape.description, draftOptions.isAuto ? " auto" : "", s.tau, s.tokensPerStep, s.steps))
             printErr("acceptance by depth: \(depths.isEmpty ? "-" : depths)")
-            if s.plainSteps > 0 {
+            if s.fallbacks > 0 {
                 printErr("fallback: \(s.plainSteps) plain steps (drafting paused \(s.fallbacks) time\(s.fallbacks == 1 ? "" : "s") while it emitted fewer tokens/s than plain steps)")
+            } else if s.plainSteps > 0 {
+                printErr("fallback: none (drafting paid; \(s.plainSteps) plain steps measured a plain step's time)")
             }
             printErr(String(format: "time: draft %.0f%% (prompt %.3f s), verify %.0f%% | %.1f tok/s",
                             100 * (stats.draft_share ?? 0), s.draftPrefillSeconds, 100 * (stats.verify_share ?? 0), run.tokensPerSecond))
