@@ -39,22 +39,6 @@ extension TinyWorld {
     }
 }
 
-extension TinyWorld {
-    /// A one-shard version-2 dataset whose header names `auxLayers` (of a 30-layer model).
-    func writeEagle3Dataset(_ records: [SampleRecord], auxLayers: [Int], to dir: String) throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let header = ShardHeader(model: ModelInfo(file: "tiny.gguf", sha256: "tiny-sha", architecture: "llama", width: d, vocabSize: vocab, layers: 30),
-                                 source: SourceInfo(kind: "generate-text", seed: 0), generation: GenerationSettings(), hidden: .fp16,
-                                 zstdLevel: 3, samples: records.count, shard: ShardSpec(index: 0, count: 1), auxLayers: auxLayers)
-        let path = (dir as NSString).appendingPathComponent(ShardSpec(index: 0, count: 1).shardFileName)
-        let w = try ShardWriter(path: path, header: header, durable: false)
-        for r in records { try w.append(r) }
-        try w.finish()
-        let entry = try DatasetManifest.Entry(reader: try ShardReader(path: path), path: path)
-        try DatasetManifest(samples: records.count, shards: [entry]).write(to: (dir as NSString).appendingPathComponent("manifest.json"))
-    }
-}
-
 final class Eagle3Tests: XCTestCase {
     let world = TinyWorld()
 
@@ -307,7 +291,7 @@ final class Eagle3Tests: XCTestCase {
     func testTrainerStepsAndValidatesEagle3() throws {
         let dir = scratchDir("e3-trainer")
         let recs = (0..<16).map { i in world.eagle3Record(index: i, length: 18 + i % 4, promptLen: 5, seed: UInt64(200 + i)) }
-        try world.writeEagle3Dataset(recs, auxLayers: [1, 2, 3], to: dir)
+        try world.writeDataset(recs, auxLayers: [1, 2, 3], to: dir)
         let data = try TrainingData(dirs: [dir])
         var o = TrainOptions()
         o.totalSteps = 12; o.warmupSteps = 2; o.lr = 1e-2; o.batchTokens = 60; o.draftVocab = 24; o.validationFraction = 0.2
@@ -343,7 +327,7 @@ final class Eagle3Tests: XCTestCase {
             r.auxHidden.removeLast()
             return r
         }
-        try world.writeEagle3Dataset(recs, auxLayers: [2, 15], to: dir)
+        try world.writeDataset(recs, auxLayers: [2, 15], to: dir)
         var rc = TrainRunConfig(modelPath: path, dataDirs: [dir], out: dir + "/d.safetensors")
         rc.options.arch = "eagle3"
         rc.progress = false

@@ -60,12 +60,15 @@ struct TinyWorld {
                             hidden: HiddenStates.encode(h, rows: length, width: d, as: .fp16))
     }
 
-    /// Writes records as a one-shard dataset folder (manifest included).
-    func writeDataset(_ records: [SampleRecord], to dir: String) throws {
+    /// Writes records as a one-shard dataset folder (manifest included). With `auxLayers` the
+    /// header is version 2 naming those layers (of a 30-layer model, so EAGLE-3's ids exist).
+    func writeDataset(_ records: [SampleRecord], auxLayers: [Int]? = nil, to dir: String) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let header = ShardHeader(model: ModelInfo(file: "tiny.gguf", sha256: "tiny-sha", architecture: "llama", width: d, vocabSize: vocab, layers: 1),
-                                 source: SourceInfo(kind: "generate-text", seed: 0), generation: GenerationSettings(), hidden: .fp16,
-                                 zstdLevel: 3, samples: records.count, shard: ShardSpec(index: 0, count: 1))
+        let model = ModelInfo(file: "tiny.gguf", sha256: "tiny-sha", architecture: "llama", width: d, vocabSize: vocab,
+                              layers: auxLayers == nil ? 1 : 30)
+        let header = ShardHeader(model: model, source: SourceInfo(kind: "generate-text", seed: 0), generation: GenerationSettings(),
+                                 hidden: .fp16, zstdLevel: 3, samples: records.count, shard: ShardSpec(index: 0, count: 1),
+                                 auxLayers: auxLayers)
         let path = (dir as NSString).appendingPathComponent(ShardSpec(index: 0, count: 1).shardFileName)
         let w = try ShardWriter(path: path, header: header, durable: false)
         for r in records { try w.append(r) }
