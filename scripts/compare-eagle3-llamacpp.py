@@ -7,8 +7,10 @@ For every prompt, side by side in one run and on the same machine:
   specdec plain / draft  specdec decode --draft DRAFT.gguf --compare (the same chain shape, and the
                          default tree when --tree is given)
 and prints a Markdown table: tokens/s, speedup over the engine's own plain decoding, mean accepted
-draft tokens per step, and whether each engine's speculative text equals its plain text (greedy
-output must be identical). Builds and downloads nothing: LLAMA_BIN must point at llama.cpp's
+draft tokens per step, whether each engine's speculative text equals its plain text (greedy
+output must be identical), and each engine's ceiling: the speedup a draft accepted at every
+position would give at the step cost measured here (NMAX + 1 tokens per step; a step costs about
+the same whatever is accepted, so below 1× no draft can speed that engine up at this chain length). Builds and downloads nothing: LLAMA_BIN must point at llama.cpp's
 build/bin (built outside this repository).
 
 usage: LLAMA_BIN=.../build/bin scripts/compare-eagle3-llamacpp.py DRAFT.gguf [--prompts FILE] [--limit 8]
@@ -83,15 +85,19 @@ def main():
             out, err = run([f"{lb}/llama-speculative-simple", "-m", model, "-md", a.draft, "--spec-type", "draft-eagle3",
                             "--spec-draft-n-max", str(a.nmax), "-p", p, "-n", str(a.n), "--temp", "0", "-t", t, "-td", t,
                             "-c", "2048", "-lv", "4"])
-            r["lc_spec"].append(float(re.search(r"decoded\s+\d+ tokens in .*?speed:\s*([\d.]+) t/s", err).group(1)))
+            m = re.search(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds, speed:\s*([\d.]+) t/s", err)
+            r["lc_spec"].append(float(m.group(3)))
             drafts = int(re.search(r"#gen drafts =\s*(\d+)", err).group(1))
+            r.setdefault("lc_ceiling", []).append((a.nmax + 1) * drafts / float(m.group(2)))
             acc = int(re.search(r"#acc tokens =\s*(\d+)", err).group(1))
             r["lc_tau"] = acc / max(drafts, 1)
             r["lc_accept_rate"] = float(re.search(r"accept\s+=\s+([\d.]+)%", err).group(1)) / 100
             r["lc_identical"] = same_text(out, plain_text)
             out, _ = run([specdec, "decode", "-m", model, "--draft", a.draft, "--raw", "-p", p, "-n", str(a.n), "-t", t,
                           "--tree-top-k", "1", "--tree-depth", str(a.nmax), "--tree-tokens", str(a.nmax), "--compare", "--json"])
-            s = json.loads(out)["stats"]
+            o = json.loads(out)
+            s = o["stats"]
+            r.setdefault("sd_ceiling", []).append((a.nmax + 1) * s["steps"] * s["tokens_per_s"] / len(o["tokens"]))
             r["sd_plain"].append(s["plain_tokens_per_s"])
             r["sd_spec"].append(s["tokens_per_s"])
             r["sd_tau"] = s["tau"]
@@ -100,17 +106,20 @@ def main():
 
     med = statistics.median
     print(f"draft {a.draft}, -n {a.n}, {a.threads} thread(s), chain of {a.nmax}, medians of {a.runs} run(s) per prompt\n")
-    print("| prompt | llama.cpp plain tok/s | llama.cpp EAGLE-3 tok/s | speedup | τ | identical | "
-          "specdec plain tok/s | specdec EAGLE-3 tok/s | speedup | τ | identical |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| prompt | llama.cpp plain tok/s | llama.cpp EAGLE-3 tok/s | speedup | τ | identical | ceiling | "
+          "specdec plain tok/s | specdec EAGLE-3 tok/s | speedup | τ | identical | ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lp, ls, sp, ss = med(r["lc_plain"]), med(r["lc_spec"]), med(r["sd_plain"]), med(r["sd_spec"])
-        r.update(lc_speedup=ls / lp, sd_speedup=ss / sp)
+        r.update(lc_speedup=ls / lp, sd_speedup=ss / sp,
+                 lc_ceiling_speedup=med(r["lc_ceiling"]) / lp, sd_ceiling_speedup=med(r["sd_ceiling"]) / sp)
         print(f"| {r['prompt'][:40]} | {lp:.1f} | {ls:.1f} | {ls / lp:.2f}× | {r['lc_tau']:.2f} | {r['lc_identical']} | "
-              f"{sp:.1f} | {ss:.1f} | {ss / sp:.2f}× | {r['sd_tau']:.2f} | {r['sd_identical']} |")
+              f"{r['lc_ceiling_speedup']:.2f}× | {sp:.1f} | {ss:.1f} | {ss / sp:.2f}× | {r['sd_tau']:.2f} | "
+              f"{r['sd_identical']} | {r['sd_ceiling_speedup']:.2f}× |")
     print(f"| **median** | | | **{med(r['lc_speedup'] for r in rows):.2f}×** | {med(r['lc_tau'] for r in rows):.2f} | "
-          f"{all(r['lc_identical'] for r in rows)} | | | **{med(r['sd_speedup'] for r in rows):.2f}×** | "
-          f"{med(r['sd_tau'] for r in rows):.2f} | {all(r['sd_identical'] for r in rows)} |")
+          f"{all(r['lc_identical'] for r in rows)} | {med(r['lc_ceiling_speedup'] for r in rows):.2f}× | | | "
+          f"**{med(r['sd_speedup'] for r in rows):.2f}×** | {med(r['sd_tau'] for r in rows):.2f} | "
+          f"{all(r['sd_identical'] for r in rows)} | {med(r['sd_ceiling_speedup'] for r in rows):.2f}× |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"draft": a.draft, "n": a.n, "threads": a.threads, "nmax": a.nmax, "rows": rows}, f, indent=1)

@@ -63,4 +63,14 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     }
 }
 
+extension LlamaModel {
+    /// The LM head on `rows` final-norm hidden states (`ForwardOutput.hidden` rows, contiguous):
+    /// bit for bit the logits a forward returns for them, since the batched head computes every
+    /// row as a single row. Lets the verifier pay the head (a fifth of a token's work on
+    /// SmolLM2-135M) only for the tree nodes its walk is likely to visit.
+    public func logits(hidden: UnsafePointer<Float>, rows: Int = 1, into out: UnsafeMutablePointer<Float>) {
+        weights.output.multiply(hidden, n: rows, into: out, threads: threads, activations: activationQuant)
+    }
+}
+
 public var defaultThreadCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }

@@ -1,8 +1,9 @@
 import Foundation
 import Llama
 
-/// The target's verification cost: seconds of one batch-invariant forward of n new tokens (logits
-/// for every row) at a fixed cached context, for n = 1, 2, 4, … 64.
+/// The target's verification cost: seconds of one batch-invariant forward of n new tokens at a
+/// fixed cached context, for n = 1, 2, 4, … 64, and of the LM head for one row (the verifier
+/// computes logits only for the nodes its walk visits).
 public struct VerifyCostCurve: Codable, Sendable, Equatable {
     public struct Point: Codable, Sendable, Equatable {
         public var n: Int
@@ -12,11 +13,14 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     public var context: Int
     public var threads: Int
     public var points: [Point]
+    /// Seconds of the LM head for one row. Set: `points` time forwards without logits. Nil (a
+    /// curve from before the lazy head): `points` include logits for every row.
+    public var headSeconds: Double?
 
     public static let sizes = [1, 2, 4, 8, 16, 32, 64]
 
-    public init(context: Int, threads: Int, points: [Point]) {
-        self.context = context; self.threads = threads; self.points = points
+    public init(context: Int, threads: Int, points: [Point], headSeconds: Double? = nil) {
+        self.context = context; self.threads = threads; self.points = points; self.headSeconds = headSeconds
     }
 
     /// Times each size (median of `reps` after one warm-up) over `context` cached random tokens.
@@ -35,14 +39,29 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
             var times: [Double] = []
             for r in 0...reps {
                 let t0 = monotonicSeconds()
-                _ = try session.forward(tokens: ids, logits: .all)
+                _ = try session.forward(tokens: ids, logits: .none)
                 if r > 0 { times.append(monotonicSeconds() - t0) }
                 session.truncate(to: context)
             }
             times.sort()
             points.append(Point(n: n, seconds: times[times.count / 2]))
         }
-        return VerifyCostCurve(context: context, threads: model.threads, points: points)
+        let hidden = try session.forward(tokens: [token()], logits: .none).hidden
+        var logits = [Float](repeating: 0, count: model.config.vocabSize)
+        var head: [Double] = []
+        for r in 0...max(reps, 5) {
+            let t0 = monotonicSeconds()
+            hidden.withUnsafeBufferPointer { h in logits.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress!, into: $0.baseAddress!) } }
+            if r > 0 { head.append(monotonicSeconds() - t0) }
+        }
+        head.sort()
+        return VerifyCostCurve(context: context, threads: model.threads, points: points, headSeconds: head[head.count / 2])
+    }
+
+    /// Seconds of a verification step: a forward of `n` tokens plus the head for the `visitedRows`
+    /// rows the walk is expected to visit (the accepted path and one more).
+    public func stepSeconds(tokens n: Int, visitedRows: Double) -> Double {
+        seconds(n) + (headSeconds ?? 0) * visitedRows
     }
 
     /// Seconds for a batch of n, linear between measured sizes and beyond the last two.
@@ -89,7 +108,7 @@ public struct AcceptanceModel: Codable, Sendable, Equatable {
 
 public enum TreeBudget {
     /// The node count in 1...maxNodes that maximises expected tokens per second:
-    /// (1 + τ(n)) / (draft seconds of n + verify seconds of n + 1 tokens). `draftSeconds` is the
+    /// (1 + τ(n)) / (draft seconds of n + verify seconds of n + 1 tokens with 1 + τ(n) head rows). `draftSeconds` is the
     /// time of a full expansion (`depth` levels, depth − 1 expand calls); a budget of n needs
     /// only min(depth, n) − 1 of those calls (`DraftCandidates.grow` prunes what n nodes cannot
     /// use), so its drafting time is taken in proportion.
@@ -99,7 +118,8 @@ public enum TreeBudget {
         var best = 1, bestRate = -Double.infinity
         for n in 1...max(1, maxNodes) {
             let draft = perLevel * Double(min(depth, n) - 1)
-            let rate = (1 + acceptance.tau(n)) / (draft + curve.seconds(n + 1))
+            let tau = acceptance.tau(n)
+            let rate = (1 + tau) / (draft + curve.stepSeconds(tokens: n + 1, visitedRows: 1 + tau))
             if rate > bestRate { best = n; bestRate = rate }
         }
         return best

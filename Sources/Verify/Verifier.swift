@@ -66,11 +66,23 @@ public final class TargetVerifier: Verifier {
         let batch = [root] + tokens
         let batchParents = [-1] + parents.map { $0 + 1 }
         guard start + batch.count <= session.contextSize else { throw VerifyError.contextFull(session.contextSize) }
-        let out = try session.forward(tokens: batch, logits: .all, mask: .tree(parents: batchParents), captureLayers: featureLayers)
+        // No logits here: the head runs for the draft's best path (first children) in one batch,
+        // and for other nodes only when the walk reaches them; the same bits as a head over every row.
+        let out = try session.forward(tokens: batch, logits: .none, mask: .tree(parents: batchParents), captureLayers: featureLayers)
         var children = [[Int]](repeating: [], count: batch.count)
         for (i, p) in batchParents.enumerated() where p >= 0 { children[p].append(i) }
 
-        let vocab = session.model.config.vocabSize
+        let model = session.model
+        let vocab = model.config.vocabSize, width = model.config.width
+        var bestPath = [0]
+        while let c = children[bestPath.last!].first { bestPath.append(c) }
+        let bestRow = Dictionary(uniqueKeysWithValues: bestPath.enumerated().map { ($1, $0) })
+        var bestLogits = [Float](repeating: 0, count: bestPath.count * vocab)
+        let bestHidden = out.features(rows: bestPath, layers: [], width: width)!
+        bestHidden.withUnsafeBufferPointer { h in
+            bestLogits.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress!, rows: bestPath.count, into: $0.baseAddress!) }
+        }
+        var offPath = [Float](repeating: 0, count: vocab)
         var node = 0
         var path: [Int] = []
         var pathTokens: [Int32] = []
@@ -78,9 +90,18 @@ public final class TargetVerifier: Verifier {
         var tried = 0
         while true {
             if !children[node].isEmpty { tried = path.count + 1 }
-            let row = node * vocab   // logits rows are the batch rows (.all)
-            let chosen: Int? = try out.logits[row ..< row + vocab].withUnsafeBufferPointer { logits in
-                try choose(logits, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
+            let chosen: Int?
+            if let r = bestRow[node] {
+                chosen = try bestLogits[r * vocab ..< (r + 1) * vocab].withUnsafeBufferPointer { row in
+                    try choose(row, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
+                }
+            } else {
+                out.hidden.withUnsafeBufferPointer { h in
+                    offPath.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress! + node * width, into: $0.baseAddress!) }
+                }
+                chosen = try offPath.withUnsafeBufferPointer { row in
+                    try choose(row, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
+                }
             }
             guard let c = chosen else { break }
             path.append(c)

@@ -142,7 +142,8 @@ enum VerifyCostCache {
     static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)
         let cpu = cpuName()
-        let key = SHA256.hex(SHA256.hash(Array("\(sha)|\(cpu)|\(model.threads)".utf8))).prefix(16)
+        // "v2": curves since the lazy head time forwards without logits plus one head row.
+        let key = SHA256.hex(SHA256.hash(Array("v2|\(sha)|\(cpu)|\(model.threads)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
         if let data = FileManager.default.contents(atPath: file),
            let c = try? JSONDecoder().decode(CachedCurve.self, from: data), c.model_sha256 == sha {

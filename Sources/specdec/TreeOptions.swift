@@ -47,8 +47,9 @@ struct TreeOptions: ParsableArguments {
         let maxNodes = min(shape.candidateCount, (curve.points.map(\.n).max() ?? 64) - 1)
         return { draftSeconds in
             let n = TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, depth: shape.depth, maxNodes: maxNodes)
+            let verify = curve.stepSeconds(tokens: n + 1, visitedRows: 1 + acceptance.tau(n))
             log(String(format: "tree budget: %d nodes (auto: drafting %.1f ms, verify %.1f ms for %d tokens, acceptance %@)",
-                       n, draftSeconds * 1000, curve.seconds(n + 1) * 1000, n + 1, acceptance.source))
+                       n, draftSeconds * 1000, verify * 1000, n + 1, acceptance.source))
             return n
         }
     }

@@ -30,6 +30,12 @@ import TestSupport
             for i in path(to: node) { last = try seq.forward(tokens: [tokens[i]], logits: .last) }
             #expect(last!.logits == Array(out.logits(at: node, vocab: vocab)), "node \(node)")
             #expect(last!.hidden == Array(out.hidden[node * d ..< (node + 1) * d]), "node \(node) hidden")
+            // The verifier's lazy head: one row from the hidden state, the batched head's bits.
+            var lazy = [Float](repeating: 0, count: vocab)
+            out.hidden.withUnsafeBufferPointer { h in
+                lazy.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress! + node * d, into: $0.baseAddress!) }
+            }
+            #expect(lazy == last!.logits, "node \(node) lazy head")
         }
     }
 

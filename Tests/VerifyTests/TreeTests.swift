@@ -99,6 +99,21 @@ import Verify
         #expect(TreeBudget.choose(curve: flat, acceptance: .default, draftSeconds: 0, depth: 6, maxNodes: 40) == 40)
     }
 
+    /// With the lazy head a node costs only its body unless the walk reaches it: the same target
+    /// split into body and head affords at least as many nodes as when every row pays the head.
+    @Test func lazyHeadMakesNodesCheaper() {
+        let head = 0.004
+        let body: [(Int, Double)] = [(1, 0.012), (2, 0.016), (4, 0.024), (8, 0.050)]
+        let all = VerifyCostCurve(context: 128, threads: 1, points: body.map { .init(n: $0.0, seconds: $0.1 + head * Double($0.0)) })
+        let lazy = VerifyCostCurve(context: 128, threads: 1, points: body.map { .init(n: $0.0, seconds: $0.1) }, headSeconds: head)
+        #expect(lazy.stepSeconds(tokens: 4, visitedRows: 1.5) == 0.024 + 0.006)
+        #expect(all.stepSeconds(tokens: 4, visitedRows: 1.5) == all.seconds(4))
+        let a = AcceptanceModel(first: 0.8, decay: 0.7, source: "test")
+        let nAll = TreeBudget.choose(curve: all, acceptance: a, draftSeconds: 0.004, depth: 6, maxNodes: 7)
+        let nLazy = TreeBudget.choose(curve: lazy, acceptance: a, draftSeconds: 0.004, depth: 6, maxNodes: 7)
+        #expect(nLazy > nAll, "lazy \(nLazy), all rows \(nAll)")
+    }
+
     /// A compute-bound target (each extra verified token costs ~0.3–0.5 of one, as on this 2-core
     /// CPU): a weak draft gets a single node, a strong one a short chain.
     @Test func budgetOnAComputeBoundTarget() {
