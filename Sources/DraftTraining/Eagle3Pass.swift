@@ -3,83 +3,44 @@ import Foundation
 
 /// One application of the EAGLE-3 draft layer (docs/draft-design.md, "EAGLE-3") over `n` rows,
 /// each an input embedding `e` and a state `g` (the fused aux states `fc(aux)` of an entry, or a
-/// parent's pre-norm output), exactly as `EagleDraft`'s forward:
+/// parent's pre-norm output), exactly as `EagleDraft`'s forward: `DecoderLayer` with
 ///
-///     a  = [rms(e)·input_layernorm ; rms(g)·hidden_norm]        (2d)
-///     r1 = g + Wo · attention(RoPE(Wq a), RoPE(Wk a), Wv a)
-///     s  = r1 + down(silu(gate(n2)) ∘ up(n2)),  n2 = rms(r1)·post_attention_layernorm
-///     out = rms(s)·norm                                       (the head's input)
+///     a = [rms(e)·input_layernorm ; rms(g)·hidden_norm]   (2d)  as the attention input,
+///     g                                                         as the residual.
 ///
-/// `s` is the state a child row reads as its `g`. Optional earlier keys/values (`prior`, already
-/// rotated) that the rows may attend to make the training-time-test steps and chain drafting.
-/// Keeps every activation the backward pass needs.
+/// The layer's pre-norm output `s` is the state a child row reads as its `g`. Optional earlier
+/// keys/values (`prior`, already rotated) that the rows may attend to make the
+/// training-time-test steps and chain drafting.
 final class Eagle3Pass {
-    let c: DraftConfig
-    let n: Int, nPrior: Int
-    let positions: [Int]
-    let visible: Visibility
+    let n: Int
     let e: Buf, g: Buf        // inputs, n × d each
     let rstdE: Buf, rstdG: Buf
-    let a: Buf                // [norm(e) ; norm(g)]    n × 2d
-    let q: Buf                // rotated queries        n × H·hd
-    let kAll, vAll: Buf       // prior + own keys/values (rotated), (nPrior + n) × Hkv·hd
-    let probs: Buf            // H × n × (nPrior + n)
-    let att: Buf              // attention output       n × H·hd
-    let r1: Buf               // g + o                  n × d
-    let n2: Buf, rstd2: Buf
-    let gt: Buf, u: Buf, hh: Buf
-    let s: Buf                // pre-norm output        n × d
-    let out: Buf, rstdF: Buf  // normed output          n × d
+    let layer: DecoderLayer
 
-    var attention: Attention { Attention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim) }
-    var rope: RoPE { RoPE(headDim: c.headDim, ropeDim: c.headDim, base: c.ropeBase, scale: 1) }
-
-    init(config: DraftConfig, weights w: WeightPointers, e ep: UnsafePointer<Float>, g gp: UnsafePointer<Float>, n: Int,
-         positions: [Int], prior: (k: UnsafePointer<Float>, v: UnsafePointer<Float>, count: Int)?, visible: Visibility) {
-        c = config
-        self.n = n; nPrior = prior?.count ?? 0
-        self.positions = positions; self.visible = visible
-        let d = c.width, qw = c.heads * c.headDim, kvw = c.kvHeads * c.headDim, ff = c.ffn
-        let nk = nPrior + n
-        e = Buf(n * d); g = Buf(n * d); rstdE = Buf(n); rstdG = Buf(n); a = Buf(n * 2 * d)
-        q = Buf(n * qw); kAll = Buf(nk * kvw); vAll = Buf(nk * kvw); probs = Buf(c.heads * n * nk); att = Buf(n * qw)
-        r1 = Buf(n * d); n2 = Buf(n * d); rstd2 = Buf(n); gt = Buf(n * ff); u = Buf(n * ff); hh = Buf(n * ff)
-        s = Buf(n * d); out = Buf(n * d); rstdF = Buf(n)
-
+    init(config c: DraftConfig, weights w: WeightPointers, e ep: UnsafePointer<Float>, g gp: UnsafePointer<Float>, n: Int,
+         positions: [Int], prior: PriorKeys?, visible: Visibility) {
+        self.n = n
+        let d = c.width
+        e = Buf(n * d); g = Buf(n * d); rstdE = Buf(n); rstdG = Buf(n)
         e.p.update(from: ep, count: n * d)
         g.p.update(from: gp, count: n * d)
         let en = Buf(n * d), gn = Buf(n * d)
         RMSNorm.forward(e.p, weight: w.inputNorm!, n: n, d: d, eps: c.rmsEps, into: en.p, rstd: rstdE.p)
         RMSNorm.forward(g.p, weight: w.hiddenNorm!, n: n, d: d, eps: c.rmsEps, into: gn.p, rstd: rstdG.p)
+        let a = Buf(n * 2 * d)
         for t in 0..<n {
             (a.p + t * 2 * d).update(from: en.p + t * d, count: d)
             (a.p + t * 2 * d + d).update(from: gn.p + t * d, count: d)
         }
-        if let pr = prior {
-            kAll.p.update(from: pr.k, count: pr.count * kvw)
-            vAll.p.update(from: pr.v, count: pr.count * kvw)
-        }
-        let kOwn = kAll.p + nPrior * kvw, vOwn = vAll.p + nPrior * kvw
-        Linear.forward(a.p, w.wq, n: n, inDim: 2 * d, outDim: qw, into: q.p)
-        Linear.forward(a.p, w.wk, n: n, inDim: 2 * d, outDim: kvw, into: kOwn)
-        Linear.forward(a.p, w.wv, n: n, inDim: 2 * d, outDim: kvw, into: vOwn)
-        rope.apply(q.p, n: n, heads: c.heads, positions: positions)
-        rope.apply(kOwn, n: n, heads: c.kvHeads, positions: positions)
-        attention.forward(q: q.p, k: kAll.p, v: vAll.p, nq: n, nk: nk, visible: visible, out: att.p, probs: probs.p)
-        Linear.forward(att.p, w.wo, n: n, inDim: qw, outDim: d, into: r1.p)
-        for i in 0..<(n * d) { r1.p[i] += g.p[i] }
-        RMSNorm.forward(r1.p, weight: w.postNorm, n: n, d: d, eps: c.rmsEps, into: n2.p, rstd: rstd2.p)
-        Linear.forward(n2.p, w.gate, n: n, inDim: d, outDim: ff, into: gt.p)
-        Linear.forward(n2.p, w.up, n: n, inDim: d, outDim: ff, into: u.p)
-        SwiGLU.forward(gate: gt.p, up: u.p, count: n * ff, into: hh.p)
-        Linear.forward(hh.p, w.down, n: n, inDim: ff, outDim: d, into: s.p)
-        for i in 0..<(n * d) { s.p[i] += r1.p[i] }
-        RMSNorm.forward(s.p, weight: w.norm, n: n, d: d, eps: c.rmsEps, into: out.p, rstd: rstdF.p)
+        layer = DecoderLayer(config: c, weights: w, input: a, inputWidth: 2 * d, residual: g.p, n: n,
+                             positions: positions, prior: prior, visible: visible)
     }
 
-    /// Own rotated keys/values (n rows), for later passes to attend to.
-    var ownK: UnsafePointer<Float> { UnsafePointer(kAll.p + nPrior * c.kvHeads * c.headDim) }
-    var ownV: UnsafePointer<Float> { UnsafePointer(vAll.p + nPrior * c.kvHeads * c.headDim) }
+    /// The normed output (the head's input) and the pre-norm state children read, n × d each.
+    var out: Buf { layer.out }
+    var s: Buf { layer.s }
+    var ownK: UnsafePointer<Float> { layer.ownK }
+    var ownV: UnsafePointer<Float> { layer.ownV }
 
     /// Backward from the gradients of the normed output (`dOut`, the head's) and of the pre-norm
     /// state (`dS`, from rows that read it as their g); either may be nil. Writes dG (n × d,
@@ -90,42 +51,10 @@ final class Eagle3Pass {
                   dOwnKV: (k: UnsafePointer<Float>, v: UnsafePointer<Float>)?,
                   dPrior: (k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)?,
                   dG: UnsafeMutablePointer<Float>) {
-        let d = c.width, qw = c.heads * c.headDim, kvw = c.kvHeads * c.headDim, ff = c.ffn
-        let nk = nPrior + n
-        // s = r1 + down(hh);  out = rms(s)·norm
-        let ds = Buf(n * d)
-        if let x = dS { ds.p.update(from: x, count: n * d) }
-        if let x = dOut { RMSNorm.backward(dy: x, x: s.p, weight: w.norm, rstd: rstdF.p, n: n, d: d, dx: ds.p, dw: gr.norm) }
-        let dr1 = Buf(ds.array)
-        let dhh = Buf(n * ff)
-        Linear.backward(dy: ds.p, x: hh.p, w: w.down, n: n, inDim: ff, outDim: d, dx: dhh.p, dw: gr.down)
-        let dgt = Buf(n * ff), du = Buf(n * ff)
-        SwiGLU.backward(dh: dhh.p, gate: gt.p, up: u.p, count: n * ff, dg: dgt.p, du: du.p)
-        let dn2 = Buf(n * d)
-        Linear.backward(dy: dgt.p, x: n2.p, w: w.gate, n: n, inDim: d, outDim: ff, dx: dn2.p, dw: gr.gate)
-        Linear.backward(dy: du.p, x: n2.p, w: w.up, n: n, inDim: d, outDim: ff, dx: dn2.p, dw: gr.up)
-        RMSNorm.backward(dy: dn2.p, x: r1.p, weight: w.postNorm, rstd: rstd2.p, n: n, d: d, dx: dr1.p, dw: gr.postNorm)
-        // r1 = g + att Woᵀ: the residual is the raw g.
-        dG.update(from: dr1.p, count: n * d)
-        let datt = Buf(n * qw)
-        Linear.backward(dy: dr1.p, x: att.p, w: w.wo, n: n, inDim: qw, outDim: d, dx: datt.p, dw: gr.wo)
-        let dq = Buf(n * qw), dk = Buf(nk * kvw), dv = Buf(nk * kvw)
-        if let o = dOwnKV {
-            (dk.p + nPrior * kvw).update(from: o.k, count: n * kvw)
-            (dv.p + nPrior * kvw).update(from: o.v, count: n * kvw)
-        }
-        attention.backward(dOut: datt.p, q: q.p, k: kAll.p, v: vAll.p, probs: probs.p, nq: n, nk: nk, dq: dq.p, dk: dk.p, dv: dv.p)
-        if let dp = dPrior {
-            for i in 0..<(nPrior * kvw) { dp.k[i] += dk.p[i]; dp.v[i] += dv.p[i] }
-        }
-        let dkOwn = dk.p + nPrior * kvw, dvOwn = dv.p + nPrior * kvw
-        rope.apply(dq.p, n: n, heads: c.heads, positions: positions, inverse: true)
-        rope.apply(dkOwn, n: n, heads: c.kvHeads, positions: positions, inverse: true)
+        let d = layer.c.width
         let da = Buf(n * 2 * d)
-        Linear.backward(dy: dq.p, x: a.p, w: w.wq, n: n, inDim: 2 * d, outDim: qw, dx: da.p, dw: gr.wq)
-        Linear.backward(dy: dkOwn, x: a.p, w: w.wk, n: n, inDim: 2 * d, outDim: kvw, dx: da.p, dw: gr.wk)
-        Linear.backward(dy: dvOwn, x: a.p, w: w.wv, n: n, inDim: 2 * d, outDim: kvw, dx: da.p, dw: gr.wv)
-        // a = [rms(e)·wE ; rms(g)·wG]
+        layer.backward(weights: w, grads: gr, dOut: dOut, dS: dS, dOwnKV: dOwnKV, dPrior: dPrior, dResidual: dG, dInput: da.p)
+        // a = [rms(e)·wE ; rms(g)·wG]: g's norm adds to the residual's gradient already in dG.
         let den = Buf(n * d), dgn = Buf(n * d), deScratch = Buf(n * d)
         for t in 0..<n {
             (den.p + t * d).update(from: da.p + t * 2 * d, count: d)
