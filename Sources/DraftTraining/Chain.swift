@@ -51,38 +51,61 @@ extension DraftModel {
     }
 
     public func chain(_ s: DraftSequence, params: UnsafePointer<Float>, depth: Int, maxStarts: Int) -> ChainResult {
-        if config.isEagle3 { return chainEagle3(s, params: params, depth: depth, maxStarts: maxStarts) }
+        guard s.count > 0, depth > 0 else { return ChainResult(depth: depth) }
+        let c = config, d = c.width
+        let w = weights(params)
+        if config.isEagle3 {
+            // A node reads its parent's pre-norm state as its g.
+            let first = tttForward(s, w, steps: 1).passes[0].layer
+            return walkChains(s, w, depth: depth, maxStarts: maxStarts, first: first, state: \.s) { at, state, prior in
+                s.inputs.withUnsafeBufferPointer { ip in
+                    Eagle3Pass(config: c, weights: w, e: ip.baseAddress! + at * d, g: state, n: 1, positions: [s.positions[at]],
+                               prior: prior, visible: Visible.all(queries: 1, keys: prior.count + 1)).layer
+                }
+            }
+        }
+        // A node's feature is its parent's f̂, through img_fc after an image.
+        let first = firstPass(s, w)
+        return walkChains(s, w, depth: depth, maxStarts: maxStarts, first: first.pass.layer, state: \.out) { at, state, prior in
+            let (f, _) = imgFcForward(w: w, base: state, globalOf: [first.globals[at]], adapters: first.adapters, n: 1)
+            return s.inputs.withUnsafeBufferPointer { ip in
+                DecoderPass(config: c, weights: w, e: ip.baseAddress! + at * d, f: f.p, n: 1, positions: [s.positions[at]],
+                            prior: prior, visible: Visible.all(queries: 1, keys: prior.count + 1)).layer
+            }
+        }
+    }
+
+    /// The walk every arch shares: from each answer position j where `first` (the pass over the
+    /// whole sequence) predicts the next token, nodes at entries j+1, j+2, … while they keep
+    /// agreeing, each made by `node` from its entry, its parent's `state` row and the keys it
+    /// sees (`first`'s entries 0...j, then the earlier nodes').
+    func walkChains(_ s: DraftSequence, _ w: WeightPointers, depth: Int, maxStarts: Int, first: DecoderLayer,
+                    state: KeyPath<DecoderLayer, Buf>,
+                    node: (_ at: Int, _ state: UnsafePointer<Float>, _ prior: PriorKeys) -> DecoderLayer) -> ChainResult {
         var res = ChainResult(depth: depth)
         let c = config, d = c.width, n = s.count, kvw = c.kvHeads * c.headDim
-        guard n > 0, depth > 0 else { return res }
-        let w = weights(params)
-        let first = firstPass(s, w)
-        let adapters = first.adapters, globals = first.globals, pass1 = first.pass
         for j in 0..<n where s.lossMask[j] && res.starts < maxStarts {
             res.starts += 1
             var acc = 0
-            if head.d2t[argmaxRow(w, pass1.fhat.p + j * d)] == s.nextToken[j] {
+            if head.d2t[argmaxRow(w, first.out.p + j * d)] == s.nextToken[j] {
                 acc = 1
                 var chainK: [Float] = [], chainV: [Float] = []
-                var fprev = Buf(d)
-                fprev.p.update(from: pass1.fhat.p + j * d, count: d)
+                var parentState = Buf(d)
+                parentState.p.update(from: first[keyPath: state].p + j * d, count: d)
                 var at = j
                 while acc < depth {
                     let nx = at + 1
+                    // A compressed image entry (ViSpec's adapter) has no token to draft; EAGLE-3 has none.
                     guard nx < n, s.compImage[nx] < 0, s.positions[nx] == s.positions[at] + 1, s.nextToken[nx] >= 0 else { break }
-                    let (f, _) = imgFcForward(w: w, base: fprev.p, globalOf: [globals[nx]], adapters: adapters, n: 1)
                     let nPrior = j + 1 + chainK.count / kvw
                     let pk = Buf(nPrior * kvw), pv = Buf(nPrior * kvw)
-                    pk.p.update(from: pass1.ownK, count: (j + 1) * kvw); pv.p.update(from: pass1.ownV, count: (j + 1) * kvw)
+                    pk.p.update(from: first.ownK, count: (j + 1) * kvw); pv.p.update(from: first.ownV, count: (j + 1) * kvw)
                     for i in 0..<chainK.count { pk.p[(j + 1) * kvw + i] = chainK[i]; pv.p[(j + 1) * kvw + i] = chainV[i] }
-                    let node = s.inputs.withUnsafeBufferPointer { ip in
-                        DecoderPass(config: c, weights: w, e: ip.baseAddress! + nx * d, f: f.p, n: 1, positions: [s.positions[nx]],
-                                    prior: (UnsafePointer(pk.p), UnsafePointer(pv.p), nPrior), visible: [[0..<(nPrior + 1)]])
-                    }
-                    guard head.d2t[argmaxRow(w, node.fhat.p)] == s.nextToken[nx] else { break }
+                    let next = node(nx, parentState.p, (UnsafePointer(pk.p), UnsafePointer(pv.p), nPrior))
+                    guard head.d2t[argmaxRow(w, next.out.p)] == s.nextToken[nx] else { break }
                     acc += 1
-                    chainK += UnsafeBufferPointer(start: node.ownK, count: kvw); chainV += UnsafeBufferPointer(start: node.ownV, count: kvw)
-                    fprev = node.fhat
+                    chainK += UnsafeBufferPointer(start: next.ownK, count: kvw); chainV += UnsafeBufferPointer(start: next.ownV, count: kvw)
+                    parentState = next[keyPath: state]
                     at = nx
                 }
             }

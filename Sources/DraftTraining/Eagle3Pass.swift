@@ -201,45 +201,4 @@ extension DraftModel {
             }
         }
     }
-
-    /// The chain simulation of `chain(_:params:depth:maxStarts:)` for an EAGLE-3 draft: from each
-    /// answer position, greedy chain nodes fed the previous node's pre-norm state.
-    func chainEagle3(_ s: DraftSequence, params: UnsafePointer<Float>, depth: Int, maxStarts: Int) -> ChainResult {
-        var res = ChainResult(depth: depth)
-        let c = config, d = c.width, n = s.count, kvw = c.kvHeads * c.headDim
-        guard n > 0, depth > 0 else { return res }
-        let w = weights(params)
-        let first = tttForward(s, w, steps: 1).passes[0]
-        for j in 0..<n where s.lossMask[j] && res.starts < maxStarts {
-            res.starts += 1
-            var acc = 0
-            if head.d2t[argmaxRow(w, first.out.p + j * d)] == s.nextToken[j] {
-                acc = 1
-                var chainK: [Float] = [], chainV: [Float] = []
-                var sPrev = Buf(d)
-                sPrev.p.update(from: first.s.p + j * d, count: d)
-                var at = j
-                while acc < depth {
-                    let nx = at + 1
-                    guard nx < n, s.positions[nx] == s.positions[at] + 1, s.nextToken[nx] >= 0 else { break }
-                    let nPrior = j + 1 + chainK.count / kvw
-                    let pk = Buf(nPrior * kvw), pv = Buf(nPrior * kvw)
-                    pk.p.update(from: first.ownK, count: (j + 1) * kvw); pv.p.update(from: first.ownV, count: (j + 1) * kvw)
-                    for i in 0..<chainK.count { pk.p[(j + 1) * kvw + i] = chainK[i]; pv.p[(j + 1) * kvw + i] = chainV[i] }
-                    let node = s.inputs.withUnsafeBufferPointer { ip in
-                        Eagle3Pass(config: c, weights: w, e: ip.baseAddress! + nx * d, g: sPrev.p, n: 1, positions: [s.positions[nx]],
-                                   prior: (UnsafePointer(pk.p), UnsafePointer(pv.p), nPrior), visible: [[0..<(nPrior + 1)]])
-                    }
-                    guard head.d2t[argmaxRow(w, node.out.p)] == s.nextToken[nx] else { break }
-                    acc += 1
-                    chainK += UnsafeBufferPointer(start: node.ownK, count: kvw); chainV += UnsafeBufferPointer(start: node.ownV, count: kvw)
-                    sPrev = node.s
-                    at = nx
-                }
-            }
-            res.accepted += acc
-            res.histogram[acc] += 1
-        }
-        return res
-    }
 }
