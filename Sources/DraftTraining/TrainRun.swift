@@ -148,6 +148,11 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         d2t = try data.draftVocabulary(size: opts.draftVocab, sampleIndices: split.train)
     }
     if resumed == nil { opts.draftVocab = d2t.count == mc.vocabSize ? 0 : d2t.count }
+    if rc.progress && d2t.count < mc.vocabSize && !split.validation.isEmpty {
+        // What --draft-vocab costs in acceptance: validation answer tokens the head cannot propose.
+        let cover = try data.vocabularyCoverage(d2t, sampleIndices: split.validation)
+        stderrLine(String(format: "draft vocabulary: %d tokens, covering %.2f%% of the validation answers' tokens\n", d2t.count, 100 * cover))
+    }
     let eagle3 = opts.arch == "eagle3"
     // An EAGLE-3 draft always has its own head (its input is its own state, not the target's).
     let tied = !eagle3 && d2t.count == mc.vocabSize && (resumed?.meta.config.headTied ?? initCk?.meta.config.headTied ?? true)

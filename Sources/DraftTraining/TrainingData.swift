@@ -153,6 +153,22 @@ public final class TrainingData {
         return Self.topTokens(counts: counts, size: v)
     }
 
+    /// The share of the answer tokens of `sampleIndices` that `vocabulary` contains: what a draft
+    /// head over it can propose at all (a token outside it is never drafted). 1 when there are none.
+    public func vocabularyCoverage(_ vocabulary: [Int32], sampleIndices: [Int]) throws -> Double {
+        var inside = [Bool](repeating: false, count: vocabSize)
+        for t in vocabulary where t >= 0 && Int(t) < vocabSize { inside[Int(t)] = true }
+        var hit = 0, all = 0
+        for i in sampleIndices {
+            let r = try record(samples[i])
+            for (t, m) in zip(r.tokens, r.lossMask) where m != 0 {
+                all += 1
+                if t >= 0 && Int(t) < vocabSize && inside[Int(t)] { hit += 1 }
+            }
+        }
+        return all == 0 ? 1 : Double(hit) / Double(all)
+    }
+
     static func topTokens(counts: [Int], size v: Int) -> [Int32] {
         let order = (0..<counts.count).sorted { counts[$0] != counts[$1] ? counts[$0] > counts[$1] : $0 < $1 }
         return order.prefix(v).map { Int32($0) }

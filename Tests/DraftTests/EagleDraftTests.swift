@@ -303,7 +303,8 @@ final class EagleDraftTests: XCTestCase {
     func testStepTimings() throws {
         guard ProcessInfo.processInfo.environment["SPECDEC_DRAFT_BENCH"] == "1" else { throw XCTSkip("set SPECDEC_DRAFT_BENCH=1") }
         let threads = Int(ProcessInfo.processInfo.environment["SPECDEC_DRAFT_THREADS"] ?? "") ?? Target.model.threads
-        for (label, vocab, tied) in [("V=49152 own head", 49152, false), ("V=8192 reduced", 8192, false), ("tied head", 49152, true)] {
+        for (label, vocab, tied) in [("V=49152 own head", 49152, false), ("V=16384 reduced", 16384, false), ("V=8192 reduced", 8192, false),
+                                     ("V=4096 reduced", 4096, false), ("V=2048 reduced", 2048, false), ("tied head", 49152, true)] {
             let w = try DraftWeights.random(for: Target.model, vocab: vocab, d2t: vocab < 49152 ? (0..<vocab).map { Int32($0) } : nil,
                                             headTied: tied, seed: 1)
             for type in [QuantType.f32, .f16, .q8_0] {

@@ -41,6 +41,11 @@ final class TrainerTests: XCTestCase {
         for s in data.samples { let r = try data.record(s); for (t, m) in zip(r.tokens, r.lossMask) where m == 1 { counts[Int(t)] += 1 } }
         XCTAssertEqual(d2t, TrainingData.topTokens(counts: counts, size: 5))
         XCTAssertTrue(zip(d2t.dropLast(), d2t.dropFirst()).allSatisfy { counts[Int($0)] >= counts[Int($1)] })
+        // Coverage: the answer tokens the vocabulary holds, counted by hand.
+        let total = counts.reduce(0, +), held = d2t.map { counts[Int($0)] }.reduce(0, +)
+        XCTAssertEqual(try data.vocabularyCoverage(d2t, sampleIndices: all), Double(held) / Double(total), accuracy: 1e-12)
+        XCTAssertLessThan(Double(held) / Double(total), 1, "the fixture must have answer tokens outside a 5-token vocabulary")
+        XCTAssertEqual(try data.vocabularyCoverage((0..<Int32(world.vocab)).map { $0 }, sampleIndices: all), 1)
     }
 
     /// A tiny draft overfits a tiny dataset: the loss per answer position falls below 35 % of the
