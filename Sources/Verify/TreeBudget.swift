@@ -108,8 +108,9 @@ public struct AcceptanceModel: Codable, Sendable, Equatable {
 
 public enum TreeBudget {
     /// The node count in 1...maxNodes that maximises expected tokens per second:
-    /// (1 + τ(n)) / (draft seconds of n + verify seconds of n + 1 tokens with 1 + τ(n) head rows). `draftSeconds` is the
-    /// time of a full expansion (`depth` levels, depth − 1 expand calls); a budget of n needs
+    /// (1 + τ(n)) / (draft seconds of n + verify seconds of n + 1 tokens with 1 + τ(n) head rows,
+    /// an estimate: the verifier runs the head for the best path and the nodes it reaches off it).
+    /// `draftSeconds` is the time of a full expansion (`depth` levels, depth − 1 expand calls); a budget of n needs
     /// only min(depth, n) − 1 of those calls (`DraftCandidates.grow` prunes what n nodes cannot
     /// use), so its drafting time is taken in proportion.
     public static func choose(curve: VerifyCostCurve, acceptance: AcceptanceModel, draftSeconds: Double, depth: Int,
