@@ -145,28 +145,26 @@ public final class TrainingData {
     /// The draft vocabulary: the V most frequent answer tokens of `sampleIndices` (descending
     /// count, ties by id); tokens never seen fill up by id so that d2t always has V rows.
     public func draftVocabulary(size v: Int, sampleIndices: [Int]) throws -> [Int32] {
-        var counts = [Int](repeating: 0, count: vocabSize)
-        for i in sampleIndices {
-            let r = try record(samples[i])
-            for (t, m) in zip(r.tokens, r.lossMask) where m != 0 && t >= 0 && Int(t) < vocabSize { counts[Int(t)] += 1 }
-        }
-        return Self.topTokens(counts: counts, size: v)
+        Self.topTokens(counts: try answerTokenCounts(sampleIndices), size: v)
     }
 
     /// The share of the answer tokens of `sampleIndices` that `vocabulary` contains: what a draft
     /// head over it can propose at all (a token outside it is never drafted). 1 when there are none.
     public func vocabularyCoverage(_ vocabulary: [Int32], sampleIndices: [Int]) throws -> Double {
-        var inside = [Bool](repeating: false, count: vocabSize)
-        for t in vocabulary where t >= 0 && Int(t) < vocabSize { inside[Int(t)] = true }
-        var hit = 0, all = 0
+        let counts = try answerTokenCounts(sampleIndices)
+        let all = counts.reduce(0, +)
+        let held = Set(vocabulary).reduce(0) { $0 + ($1 >= 0 && Int($1) < vocabSize ? counts[Int($1)] : 0) }
+        return all == 0 ? 1 : Double(held) / Double(all)
+    }
+
+    /// How often each token id occurs as an answer token (loss mask set) in `sampleIndices`.
+    func answerTokenCounts(_ sampleIndices: [Int]) throws -> [Int] {
+        var counts = [Int](repeating: 0, count: vocabSize)
         for i in sampleIndices {
             let r = try record(samples[i])
-            for (t, m) in zip(r.tokens, r.lossMask) where m != 0 {
-                all += 1
-                if t >= 0 && Int(t) < vocabSize && inside[Int(t)] { hit += 1 }
-            }
+            for (t, m) in zip(r.tokens, r.lossMask) where m != 0 && t >= 0 && Int(t) < vocabSize { counts[Int(t)] += 1 }
         }
-        return all == 0 ? 1 : Double(hit) / Double(all)
+        return counts
     }
 
     static func topTokens(counts: [Int], size v: Int) -> [Int32] {

@@ -76,7 +76,6 @@ public final class TargetVerifier: Verifier {
         let vocab = model.config.vocabSize, width = model.config.width
         var bestPath = [0]
         while let c = children[bestPath.last!].first { bestPath.append(c) }
-        let bestRow = Dictionary(uniqueKeysWithValues: bestPath.enumerated().map { ($1, $0) })
         var bestLogits = [Float](repeating: 0, count: bestPath.count * vocab)
         let bestHidden = out.features(rows: bestPath, layers: [], width: width)!
         bestHidden.withUnsafeBufferPointer { h in
@@ -88,20 +87,20 @@ public final class TargetVerifier: Verifier {
         var pathTokens: [Int32] = []
         var extra: Int32 = 0
         var tried = 0
+        /// The logits of `node`, the walk's node at depth `path.count`: precomputed while the walk
+        /// follows the best path, else computed now.
+        func logitsRow() -> ArraySlice<Float> {
+            let k = path.count
+            if k < bestPath.count && bestPath[k] == node { return bestLogits[k * vocab ..< (k + 1) * vocab] }
+            out.hidden.withUnsafeBufferPointer { h in
+                offPath.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress! + node * width, into: $0.baseAddress!) }
+            }
+            return offPath[...]
+        }
         while true {
             if !children[node].isEmpty { tried = path.count + 1 }
-            let chosen: Int?
-            if let r = bestRow[node] {
-                chosen = try bestLogits[r * vocab ..< (r + 1) * vocab].withUnsafeBufferPointer { row in
-                    try choose(row, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
-                }
-            } else {
-                out.hidden.withUnsafeBufferPointer { h in
-                    offPath.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress! + node * width, into: $0.baseAddress!) }
-                }
-                chosen = try offPath.withUnsafeBufferPointer { row in
-                    try choose(row, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
-                }
+            let chosen: Int? = try logitsRow().withUnsafeBufferPointer { row in
+                try choose(row, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
             }
             guard let c = chosen else { break }
             path.append(c)
