@@ -31,6 +31,10 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     public var headTied: Bool
     /// Adapter queries K (0 = no adapter).
     public var numQ: Int
+    /// ViSpec only: false = the adapter's global feature is not injected into the text entries
+    /// (the ablation; only the compressed tokens reach the draft). Nil = injected, and absent from
+    /// the JSON, so older checkpoints read and write unchanged.
+    public var globalFeature: Bool? = nil
     /// "eagle2", "vispec" or "eagle3".
     public var arch: String
     /// EAGLE-3 only: the target layers whose *input* residual streams feed `fc`, in order
@@ -76,7 +80,11 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case width, heads, kvHeads = "kv_heads", headDim = "head_dim", ffn, rmsEps = "rms_eps", ropeBase = "rope_base"
         case vocab, targetVocab = "target_vocab", headTied = "head_tied", numQ = "num_q", arch, auxLayers = "aux_layers"
+        case globalFeature = "global_feature"
     }
+
+    /// Whether text entries after an image get img_fc([f ; global feature]).
+    public var usesGlobalFeature: Bool { numQ > 0 && globalFeature != false }
 
     public var qWidth: Int { heads * headDim }
     public var kvWidth: Int { kvHeads * headDim }
@@ -102,6 +110,7 @@ public struct DraftConfig: Codable, Equatable, Sendable {
         guard !headTied || vocab == targetVocab else { throw err("head_tied", "a tied head needs vocab = target_vocab (\(vocab) ≠ \(targetVocab))") }
         guard ["eagle2", "vispec", "eagle3"].contains(arch) else { throw err("arch", "unknown arch \"\(arch)\" (eagle2, vispec, eagle3)") }
         guard (arch == "vispec") == (numQ > 0) else { throw err("arch", "\"\(arch)\" does not match num_q = \(numQ)") }
+        guard globalFeature == nil || arch == "vispec" else { throw err("global_feature", "only a vispec draft (num_q > 0) has a global feature") }
         if isEagle3 {
             guard let ids = auxLayers, !ids.isEmpty else { throw err("aux_layers", "eagle3 needs the target layers it reads") }
             for id in ids where id < 1 || id >= t.layerCount {

@@ -35,6 +35,8 @@ public final class EagleDraft: Drafter {
     /// The latest image's global feature once its span is accepted (adapter only).
     public private(set) var globalFeature: [Float]?
     public var hasAdapter: Bool { adapter != nil }
+    /// Text entries after an image get the image's global feature (ViSpec, unless ablated).
+    var injectGlobal: Bool { adapter != nil && config.usesGlobalFeature }
     public var featureLayers: [Int] { config.captureLayers }
 
     private let fc, wq, wk, wv, wo, gate, up, down: OwnedPackedMatrix
@@ -232,7 +234,7 @@ public final class EagleDraft: Drafter {
                 if adapter != nil {
                     let c = o - s.rows + k - 1
                     if c < 0 { continue }   // dropped: only the span's last K−1 places keep an entry
-                    rows.append((t, (2, spanIdx, c), global))
+                    rows.append((t, (2, spanIdx, c), injectGlobal ? global : nil))
                 } else {
                     rows.append((t, (1, spanIdx, o), nil))
                 }
@@ -242,7 +244,7 @@ public final class EagleDraft: Drafter {
             guard tok >= 0, Int(tok) < config.targetVocab else {
                 throw err("nextTokens[\(i)]", "\(tok) is not a token id (0..<\(config.targetVocab))")
             }
-            rows.append((t, (0, Int(tok), 0), adapter != nil ? global : nil))
+            rows.append((t, (0, Int(tok), 0), injectGlobal ? global : nil))
         }
         let m = rows.count
         // EAGLE-3: the entries' states g = fc(aux states), which take f's place below.
@@ -340,7 +342,7 @@ public final class EagleDraft: Drafter {
                     pf.withUnsafeBufferPointer { (xb.baseAddress! + r * 2 * d + d).update(from: $0.baseAddress!, count: d) }
                 }
             }
-            if let g = globalFeature, adapter != nil {
+            if let g = globalFeature, injectGlobal {
                 try applyImageFusion(&x0, rows: Array(0..<members.count), globals: Array(repeating: g, count: members.count))
             }
             let out = forward(x0: x0, n: members.count, positions: members.map { newNodes[$0].position },

@@ -93,7 +93,7 @@ public enum Checkpoint {
             throw fail("__metadata__.config", "not a draft config: \(error)")
         }
         guard config.width > 0, config.heads > 0, config.kvHeads > 0, config.heads % config.kvHeads == 0, config.headDim > 0,
-              config.ffn > 0, config.vocab > 0, config.vocab <= config.targetVocab, config.numQ >= 0, config.numQ != 1 else {
+              config.ffn > 0, config.vocab > 0, config.vocab <= config.targetVocab, config.numQ >= 0 else {
             throw fail("__metadata__.config", "inconsistent sizes \(json(config))")
         }
         guard let step = Int(try meta("step")), step >= 0 else { throw fail("__metadata__.step", "not a step count") }

@@ -120,10 +120,10 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         try tower!.check(compatibleWith: model)
         towerSHA = try DataSynth.SHA256.hexOfFile(t)
     }
-    if opts.stage == 2 && opts.numQ == 1 {
-        throw TrainingError(file: "--num-q", field: "num_q", reason: "stage 2 takes --num-q 0 (no adapter: an EAGLE-style draft fed the image rows, ViSpec's baseline) or at least 2 (K−1 compressed tokens and a global feature)")
-    }
     if opts.stage == 1 { opts.numQ = 0 }
+    if opts.globalFeature == false && opts.numQ == 0 {
+        throw TrainingError(file: "--no-global-feature", field: "global_feature", reason: "only a stage-2 draft with an adapter (--num-q ≥ 1) has a global feature to leave out")
+    }
     let split = data.split(validationFraction: opts.validationFraction, stage: opts.stage)
 
     // The starting point: a resumable checkpoint, an --init checkpoint, or fresh.
@@ -159,6 +159,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     var config = DraftConfig(width: mc.width, heads: mc.headCount, kvHeads: mc.kvHeadCount, headDim: mc.headDim, ffn: mc.ffnWidth,
                              rmsEps: mc.rmsEpsilon, ropeBase: mc.ropeBase, vocab: d2t.count, targetVocab: mc.vocabSize,
                              headTied: tied, numQ: opts.numQ)
+    if opts.globalFeature == false { config.globalFeature = false }
     if eagle3 {
         config = DraftConfig.eagle3(target: mc, vocab: d2t.count, auxLayers: opts.auxLayers)
         opts.auxLayers = config.auxLayers

@@ -23,6 +23,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var arch: String? = nil
     /// EAGLE-3: the target layers whose input states feed `fc` (the data must hold them).
     public var auxLayers: [Int]? = nil
+    /// false: a ViSpec draft without the global feature (the ablation); nil: with it, and absent
+    /// from the JSON so older runs resume unchanged.
+    public var globalFeature: Bool? = nil
 
     public init() {}
 
@@ -30,7 +33,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         case stage, totalSteps = "total_steps", lr, warmupSteps = "warmup_steps", batchTokens = "batch_tokens"
         case weightDecay = "weight_decay", clipNorm = "clip_norm", noise, seed, loss, maxLength = "max_length"
         case validationFraction = "validation_fraction", numQ = "num_q", draftVocab = "draft_vocab"
-        case arch, auxLayers = "aux_layers"
+        case arch, auxLayers = "aux_layers", globalFeature = "global_feature"
     }
 
     public var json: String { Checkpoint.json(self) }
@@ -97,7 +100,8 @@ public final class Trainer {
                                 reason: options.stage == 1 ? "no text samples to train on (stage 1 uses samples without images)" : "no image samples to train on (stage 2 uses samples with images)")
         }
         builder = SequenceBuilder(width: model.config.width, numQ: model.config.numQ, maxLength: options.maxLength, noise: options.noise,
-                                  auxLayers: model.config.isEagle3 ? model.config.auxLayers : nil)
+                                  auxLayers: model.config.isEagle3 ? model.config.auxLayers : nil,
+                                  globalFeature: model.config.usesGlobalFeature)
         optimizer = AdamW(lr: options.lr, weightDecay: options.weightDecay, warmupSteps: options.warmupSteps,
                           totalSteps: options.totalSteps, clipNorm: options.clipNorm)
     }

@@ -184,9 +184,12 @@ public struct SequenceBuilder {
     /// EAGLE-3: the aux layers (ids) the records must hold; their states become the entries'
     /// features. Nil for the other archs.
     public var auxLayers: [Int]?
+    /// Text entries after an image read its global feature (ViSpec; false: the ablation).
+    public var globalFeature: Bool
 
-    public init(width: Int, numQ: Int, maxLength: Int, noise: Float, auxLayers: [Int]? = nil) {
+    public init(width: Int, numQ: Int, maxLength: Int, noise: Float, auxLayers: [Int]? = nil, globalFeature: Bool = true) {
         self.width = width; self.numQ = numQ; self.maxLength = maxLength; self.noise = noise; self.auxLayers = auxLayers
+        self.globalFeature = globalFeature
     }
 
     /// U(−a·s, a·s) noise on one row, s its RMS.
@@ -290,7 +293,7 @@ public struct SequenceBuilder {
                     seq.auxFeatures += a
                 }
             }
-            seq.globalOf.append(numQ > 0 ? (spans.lastIndex { $0.start + $0.rows <= p } ?? -1) : -1)
+            seq.globalOf.append(numQ > 0 && globalFeature ? (spans.lastIndex { $0.start + $0.rows <= p } ?? -1) : -1)
             seq.targetHidden += h[(p * d)..<((p + 1) * d)]
             let next = p + 1 < n ? r.tokens[p + 1] : -1
             seq.nextToken.append(next)

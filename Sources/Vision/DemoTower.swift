@@ -50,15 +50,20 @@ public enum DemoTower {
 
     public enum BuildError: Error, CustomStringConvertible {
         case notOneToken(String, [Int32])
+        case patchSize(Int)
         public var description: String {
             switch self {
+            case .patchSize(let p): return "patch size \(p) does not divide the demo tower's \(imageSize)×\(imageSize) input"
             case .notOneToken(let w, let ids): return "the colour word ' \(w)' is \(ids.count) tokens in this vocabulary (\(ids)); the demo tower needs one"
             }
         }
     }
 
     /// Builds the tower for the language model in `model` (its width and token embeddings).
-    public static func build(model f: GGUFFile, tokenizer: BPETokenizer) throws -> GGUFWriter {
+    /// `patchSize` (a divisor of 64) sets how many image positions the model sees: 32 gives the
+    /// shipped four, 16 gives sixteen (used to ablate the adapter's query count K up to 17).
+    public static func build(model f: GGUFFile, tokenizer: BPETokenizer, patchSize: Int = patchSize) throws -> GGUFWriter {
+        guard patchSize >= 1, imageSize % patchSize == 0 else { throw BuildError.patchSize(patchSize) }
         let config = try LlamaConfig(gguf: f)
         guard let embInfo = f.tensorInfo("token_embd.weight"), let q = embInfo.type.quantType else {
             throw GGUFError(file: f.path, field: "token_embd.weight", reason: "missing or of an unsupported type")
@@ -94,7 +99,7 @@ public enum DemoTower {
         w.set("general.architecture", .string("clip"))
         w.set("general.name", .string("specdec demo tower for \(f["general.name"]?.stringValue ?? "the language model")"))
         w.set("general.description", .string(
-            "Stand-in vision tower built by `specdec make-demo-tower`: hand-set (untrained) weights map each 32x32 patch's mean colour onto the language model's embedding of the nearest colour word. Not a real vision encoder."))
+            "Stand-in vision tower built by `specdec make-demo-tower`: hand-set (untrained) weights map each \(p)x\(p) patch's mean colour onto the language model's embedding of the nearest colour word. Not a real vision encoder."))
         w.set("clip.has_vision_encoder", .bool(true))
         w.set("clip.has_text_encoder", .bool(false))
         w.set("clip.projector_type", .string("mlp"))

@@ -24,10 +24,13 @@ struct MakeDemoTower: ParsableCommand {
     @Option(help: ArgumentHelp("Also write the example images into this folder.", valueName: "DIR"))
     var images: String?
 
+    @Option(help: ArgumentHelp("Patch size in pixels, a divisor of 64: 32 gives 4 image positions (the shipped tower), 16 gives 16, 8 gives 64.", valueName: "P"))
+    var patchSize = DemoTower.patchSize
+
     func run() throws {
         let gguf = try GGUFFile(path: try modelOption.resolvedPath())
         let tokenizer = try BPETokenizer(gguf: gguf)
-        let writer = try DemoTower.build(model: gguf, tokenizer: tokenizer)
+        let writer = try DemoTower.build(model: gguf, tokenizer: tokenizer, patchSize: patchSize)
         try writer.write(to: out)
         printErr("wrote \(out) (\(writer.tensors.count) tensors)")
         if let dir = images {

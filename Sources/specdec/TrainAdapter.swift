@@ -83,8 +83,11 @@ struct TrainAdapter: ParsableCommand {
     @Option(name: .customLong("max-len"), help: "Positions kept per sample (longer samples are cut).")
     var maxLen: Int = 2048
 
-    @Option(name: .customLong("num-q"), help: "Adapter queries K (stage 2): K−1 compressed tokens and one global feature.")
+    @Option(name: .customLong("num-q"), help: "Adapter queries K (stage 2): K−1 compressed tokens and one global feature (K = 1: the global feature only; 0: no adapter, the EAGLE baseline).")
     var numQ: Int = 2
+
+    @Flag(name: .customLong("no-global-feature"), help: "Stage 2 ablation: the adapter's compressed tokens only; the global feature is not injected into the text positions.")
+    var noGlobalFeature = false
 
     @Option(name: .customLong("draft-vocab"), help: "Draft head rows: the V most frequent answer tokens (0: the target's full vocabulary, tied to its head).")
     var draftVocab: Int = 8192
@@ -151,7 +154,8 @@ struct TrainAdapter: ParsableCommand {
         guard saveEvery >= 0, evalEvery >= 0 else { throw ValidationError("--save-every and --eval-every must be ≥ 0") }
         guard valFraction >= 0 && valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
         guard noise >= 0, clip >= 0, weightDecay >= 0 else { throw ValidationError("--noise, --clip and --weight-decay must be ≥ 0") }
-        if stage == 2 && numQ == 1 { throw ValidationError("--num-q must be 0 (no adapter: an EAGLE-style draft trained on the image samples) or ≥ 2 in stage 2") }
+        if numQ < 0 { throw ValidationError("--num-q must be 0 (no adapter) or a positive query count") }
+        if noGlobalFeature && (stage != 2 || numQ == 0) { throw ValidationError("--no-global-feature needs stage 2 with an adapter (--num-q ≥ 1)") }
         if stage == 2 && mmproj == nil { throw ValidationError("stage 2 needs the vision tower: --mmproj TOWER.gguf") }
         guard arch == "eagle2" || arch == "eagle3" else { throw ValidationError("--arch must be eagle2 or eagle3, not \(arch)") }
         if arch == "eagle3" {
@@ -222,6 +226,7 @@ struct TrainAdapter: ParsableCommand {
         o.maxLength = maxLen
         o.validationFraction = valFraction
         o.numQ = stage == 2 ? numQ : 0
+        if noGlobalFeature { o.globalFeature = false }
         o.draftVocab = draftVocab
         if arch == "eagle3" {
             o.arch = "eagle3"

@@ -23,7 +23,20 @@ final class EagleDraftAgreementTests: XCTestCase {
     /// draft's inputs at their positions, in training as at decode time.
     func testImageRowsWithoutAdapterMatchEagleDraftAccept() throws { try agreement(imageSpan: 2..<5) }
 
-    func agreement(imageSpan: Range<Int>?) throws {
+    /// K = 1: the image span leaves no entry; only its global feature reaches the text after it.
+    func testGlobalFeatureOnlyMatchesEagleDraftAccept() throws { try agreement(imageSpan: 2..<5, numQ: 1) }
+
+    /// The ablation without the global feature: compressed tokens only, in training as at decode
+    /// time; and leaving the feature out changes the draft (the flag is not a no-op).
+    func testWithoutGlobalFeatureMatchesEagleDraftAccept() throws {
+        let without = try agreement(imageSpan: 2..<5, numQ: 3, globalFeature: false)
+        let with = try agreement(imageSpan: 2..<5, numQ: 3, globalFeature: true)
+        XCTAssertNotEqual(without, with)
+    }
+
+    /// Returns the trainer's logits at the last entry.
+    @discardableResult
+    func agreement(imageSpan: Range<Int>?, numQ: Int = 0, globalFeature: Bool = true) throws -> [Float] {
         let path = TestPaths.model
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("model \(path) missing (scripts/setup.sh)") }
         let target = try LlamaModel(path: path, threads: 1)
@@ -31,10 +44,15 @@ final class EagleDraftAgreementTests: XCTestCase {
         let v = 256
         let d2t: [Int32] = (0..<v).map { Int32(($0 * 181) % tc.vocabSize) }
         var cfg = DraftConfig(width: tc.width, heads: tc.headCount, kvHeads: tc.kvHeadCount, headDim: tc.headDim, ffn: tc.ffnWidth,
-                                            rmsEps: tc.rmsEpsilon, ropeBase: tc.ropeBase, vocab: v, targetVocab: tc.vocabSize, headTied: false, numQ: 0)
-        cfg.arch = "eagle2"
+                                            rmsEps: tc.rmsEpsilon, ropeBase: tc.ropeBase, vocab: v, targetVocab: tc.vocabSize, headTied: false, numQ: numQ)
+        if !globalFeature { cfg.globalFeature = false }
         var p = DraftParameters(config: cfg)
         p.initialise(seed: 3)
+        if numQ > 0 {
+            // img_fc away from its initial [I ; 0], so that the global feature counts.
+            var g = SplitMix64(seed: 11)
+            p.set("img_fc.weight", (0..<(2 * tc.width * tc.width)).map { _ in (g.nextUnit() * 2 - 1) * 0.05 })
+        }
         p.set("norm.weight", target.weights.outputNorm)
         var headRows = [Float](repeating: 0, count: v * tc.width)
         headRows.withUnsafeMutableBufferPointer { for i in 0..<v { target.weights.output.dequantize(row: Int(d2t[i]), into: $0.baseAddress! + i * tc.width) } }
@@ -61,9 +79,10 @@ final class EagleDraftAgreementTests: XCTestCase {
         }
         let rec = SampleRecord(index: 0, id: "a", messages: [], stopReasons: [], tokens: tokens, lossMask: [UInt8](repeating: 1, count: n),
                                imageMask: imageMask, images: refs, hidden: HiddenStates.encode(h, rows: n, width: tc.width, as: .fp16))
-        let seq = try SequenceBuilder(width: tc.width, numQ: 0, maxLength: 100, noise: 0)
+        let seq = try SequenceBuilder(width: tc.width, numQ: numQ, maxLength: 100, noise: 0, globalFeature: cfg.usesGlobalFeature)
             .build(rec, embedder: target.weights.tokenEmbedding, images: stub, datasetDir: "", rng: nil)
-        XCTAssertEqual(seq.count, n - 1, "every position keeps its entry without an adapter")
+        let dropped = numQ == 0 ? 0 : (imageSpan?.count ?? 0) - min(numQ - 1, imageSpan?.count ?? 0)
+        XCTAssertEqual(seq.count, n - 1 - dropped, "without an adapter every position keeps its entry; with one, only the span's last K−1")
         let model = DraftModel(layout: p, head: TargetHead(rows: v, width: tc.width, weights: headRows, d2t: d2t))
         let z = model.logits(seq, params: p.values)
         let last = Array(z[((seq.count - 1) * v)...])
@@ -80,5 +99,6 @@ final class EagleDraftAgreementTests: XCTestCase {
             let row = d2t.firstIndex(of: c.token)!
             XCTAssertEqual(Double(c.logProb), Double(last[row]) - lse, accuracy: 1e-3, "token \(c.token)")
         }
+        return last
     }
 }
