@@ -33,7 +33,8 @@ public final class Synthesizer {
     /// Target layers whose input residual streams each record also stores (EAGLE-3's auxiliary
     /// states, `--hidden-layers`); empty: none (format version 1).
     public let auxLayers: [Int]
-    private let session: LlamaSession
+    /// Sessions of finished samples, reused by the next ones.
+    private var freeSessions: [LlamaSession] = []
 
     public init(model: LlamaModel, tokenizer: BPETokenizer, template: ChatTemplate, settings: GenerationSettings,
                 hidden: HiddenEncoding, vision: SynthVision? = nil, auxLayers: [Int] = []) throws {
@@ -56,7 +57,6 @@ public final class Synthesizer {
         }
         guard settings.maxNew >= 0 else { throw DataError(file: "--max-new", field: "generation", reason: "must be ≥ 0") }
         guard settings.contextSize >= 2 else { throw DataError(file: "--ctx", field: "generation", reason: "must be ≥ 2") }
-        session = model.makeSession(contextSize: settings.contextSize)
         _ = try Sampler(samplingParameters(seed: 0))   // validates the sampling settings
     }
 
@@ -76,118 +76,52 @@ public final class Synthesizer {
 
     /// Answers every user turn of `prompt` in order; sample `index` seeds the sampler.
     public func generate(_ prompt: SynthPrompt, index: Int) throws -> SampleRecord {
-        guard !prompt.userTurns.isEmpty else { throw DataError(file: prompt.id, field: "turns", reason: "the prompt has no user turn") }
-        let (images, refs) = try loadImages(prompt)
-        var sampler = try Sampler(samplingParameters(seed: mixSeed(settings.seed, UInt64(index), salt: 0x7361_6d70)))
-        let ctx = session.contextSize
-        let width = model.config.width
-        let eog = tokenizer.endOfGenerationTokens
-        session.truncate(to: 0)
+        var out: SampleRecord? = nil
+        try generate(count: 1, batch: 1, prompt: { _ in (prompt, index) }) { out = $0 }
+        return out!
+    }
 
-        var chat: [ChatMessage] = []
-        if let s = settings.system { chat.append(.system(s)) }
-        var tokens: [Int32] = [], loss: [UInt8] = [], imageMask: [UInt8] = [], hidden: [Float] = []
-        // The residual stream entering layer j is layer j − 1's output.
-        let capture = auxLayers.map { $0 - 1 }
-        var aux = [[Float]](repeating: [], count: auxLayers.count)
-        func keep(_ o: ForwardOutput) {
-            hidden += o.hidden
-            for (k, l) in capture.enumerated() { aux[k] += o.layerStates[l]! }
-        }
-        var history: [Int32] = []        // text tokens only, for the sampler's repetition window
-        var stops: [String] = []
-        var pending: Int32? = nil        // the last sampled token, not yet forwarded
-        var lastStoppedAtEOG = false
-        let sentinel = "\u{E000}specdec-answer\u{E001}"
-
-        turns: for (t, turn) in prompt.userTurns.enumerated() {
-            var user = userText(turn)
-            var input: [Int32] = pending.map { [$0] } ?? []
-            var multimodal: MultimodalSequence? = nil
-            if t == 0 {
-                if !images.isEmpty {
-                    do { user = try VisionPrompt.placeImages(in: user, count: images.count, markers: vision!.markers) } catch {
-                        throw DataError(file: prompt.id, field: "image", reason: "\(error)")
-                    }
-                }
-                chat.append(.user(user))
-                let rendered = template.render(messages: chat, addGenerationPrompt: true)
-                if images.isEmpty {
-                    input += tokenizer.encode(rendered)
-                } else {
-                    do {
-                        multimodal = try VisionPrompt.build(rendered: rendered, images: images, markers: vision!.markers,
-                                                            tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
-                    } catch { throw DataError(file: prompt.id, field: "image", reason: "\(error)") }
-                    input = multimodal!.tokens
-                }
-            } else {
-                guard VisionPrompt.markerCount(turn) == 0 else {
-                    throw DataError(file: prompt.id, field: "turns[\(t)]", reason: "images are supported in the first user turn only")
-                }
-                // The template's text between the previous answer and the new generation prompt.
-                var probe = chat
-                probe[probe.count - 1] = .assistant(sentinel)
-                probe.append(.user(user))
-                let rendered = template.render(messages: probe, addGenerationPrompt: true)
-                guard let r = rendered.range(of: sentinel) else {
-                    throw DataError(file: prompt.id, field: "template", reason: "cannot continue a conversation with this chat template")
-                }
-                var suffix = String(rendered[r.upperBound...])
-                if lastStoppedAtEOG, let last = tokens.last {
-                    let eogText = tokenizer.decodeString([last])
-                    if !eogText.isEmpty, suffix.hasPrefix(eogText) { suffix.removeFirst(eogText.count) }
-                }
-                let more = tokenizer.encode(suffix, addBos: false)
-                guard session.length + input.count + more.count < ctx else {
-                    break turns   // no room for this turn and an answer
-                }
-                chat.append(.user(user))
-                input += more
+    /// Answers `count` prompts (`prompt(k)` gives the k-th and its sample index), up to `batch` at
+    /// a time: each sample's prompt is prefilled on its own, then the decoding steps of all
+    /// unfinished samples share one forward pass, so the weights are read once per step for the
+    /// whole batch. Each record is bit for bit what it would be alone (batch-invariant kernels, a
+    /// sampler seeded by its index), so the batch size never changes a dataset. `done` gets the
+    /// records in order, each as soon as it and every one before it are finished.
+    public func generate(count: Int, batch: Int, prompt: (Int) throws -> (SynthPrompt, Int),
+                         done: (SampleRecord) throws -> Void) throws {
+        let width = max(1, batch)
+        var finished: [Int: SampleRecord] = [:]   // by k
+        var emitted = 0
+        var active: [(slot: Int, run: SampleRun)] = []
+        var next = 0
+        while next < count || !active.isEmpty {
+            // Fill the batch; a new sample's prefill runs at once on its own session.
+            while active.count < width, next < count {
+                let (p, index) = try prompt(next)
+                let session = freeSessions.popLast() ?? model.makeSession(contextSize: settings.contextSize)
+                let run = try SampleRun(synthesizer: self, prompt: p, index: index, session: session)
+                try run.start()
+                active.append((next, run))
+                next += 1
             }
-            guard session.length + input.count < ctx else {
-                throw DataError(file: prompt.id, field: "prompt", reason: "the prompt needs \(input.count) tokens but the context holds \(ctx) (raise --ctx)")
+            // One batched step for every sample that waits on a token.
+            var stepping: [SampleRun] = [], tokens: [Int32] = [], wantLogits: [Bool] = []
+            for a in active {
+                if case .step(let t, let l) = a.run.need { stepping.append(a.run); tokens.append(t); wantLogits.append(l) }
             }
-            let out = try multimodal.map { try session.forward(embeddings: $0.embeddings, logits: .last, captureLayers: capture) }
-                ?? session.forward(tokens: input, logits: .last, captureLayers: capture)
-            keep(out)
-            let fresh = pending == nil ? input[...] : input[1...]
-            tokens += fresh
-            loss += repeatElement(0, count: fresh.count)
-            imageMask += multimodal.map { $0.imageMask.map { $0 ? 1 : 0 } } ?? [UInt8](repeating: 0, count: fresh.count)
-            history += fresh.filter { $0 >= 0 }
-            pending = nil
-
-            var logits = out.logits
-            var answer: [Int32] = []
-            var stop = "length"
-            while answer.count < settings.maxNew {
-                if session.length >= ctx { stop = "context"; break }
-                let next = logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
-                answer.append(next); tokens.append(next); loss.append(1); imageMask.append(0); history.append(next)
-                pending = next
-                if eog.contains(next) { stop = "eos"; break }
-                if answer.count == settings.maxNew { break }
-                let o = try session.forward(tokens: [next], logits: .last, captureLayers: capture)
-                keep(o)
-                logits = o.logits
-                pending = nil
+            if !stepping.isEmpty {
+                let outs = try LlamaSession.step(stepping.map(\.session), tokens: tokens, logits: wantLogits,
+                                                 captureLayers: auxLayers.map { $0 - 1 })
+                for (run, o) in zip(stepping, outs) { try run.received(o) }
             }
-            lastStoppedAtEOG = stop == "eos"
-            stops.append(stop)
-            let text = answer.last.map { eog.contains($0) } == true ? Array(answer.dropLast()) : answer
-            chat.append(.assistant(tokenizer.decodeString(text)))
+            // Finished samples leave the batch; records go out in order.
+            for a in active where a.run.isDone {
+                finished[a.slot] = try a.run.record()
+                freeSessions.append(a.run.session)
+            }
+            active.removeAll { $0.run.isDone }
+            while let r = finished.removeValue(forKey: emitted) { emitted += 1; try done(r) }
         }
-        if let p = pending {
-            let o = try session.forward(tokens: [p], logits: .none, captureLayers: capture)
-            keep(o)
-        }
-        precondition(hidden.count == tokens.count * width, "hidden states out of step with tokens")
-        let n = tokens.count
-        return SampleRecord(index: index, id: prompt.id, messages: chat.map { Message(role: $0.role, content: $0.content) },
-                            stopReasons: stops, tokens: tokens, lossMask: loss, imageMask: imageMask, images: refs,
-                            hidden: HiddenStates.encode(hidden, rows: n, width: width, as: hiddenEncoding),
-                            auxHidden: aux.map { HiddenStates.encode($0, rows: n, width: width, as: hiddenEncoding) })
     }
 
     /// The prompt's images through the tower, and how the record refers to them.
@@ -213,6 +147,177 @@ public final class Synthesizer {
             refs.append(ImageRef(path: path, sha256: SHA256.hex(bytes), embedded: generated || v.embedImages ? bytes : nil))
         }
         return (embeddings, refs)
+    }
+}
+
+/// One sample being generated: the turn loop of `Synthesizer.generate` as a state machine, so
+/// that many samples can share each decoding step. `need` says what it waits for.
+final class SampleRun {
+    enum Need {
+        /// One token to append (with logits unless it is the last token of the sample).
+        case step(Int32, logits: Bool)
+        case done
+    }
+
+    let synth: Synthesizer
+    let prompt: SynthPrompt
+    let index: Int
+    let session: LlamaSession
+    private(set) var need: Need = .done
+
+    private var sampler: Sampler
+    private let images: [ImageEmbedding]
+    private let refs: [ImageRef]
+    private var chat: [ChatMessage] = []
+    private var tokens: [Int32] = [], loss: [UInt8] = [], imageMask: [UInt8] = [], hidden: [Float] = []
+    private var aux: [[Float]]
+    private var history: [Int32] = []        // text tokens only, for the sampler's repetition window
+    private var stops: [String] = []
+    private var pending: Int32? = nil        // the last sampled token, not yet forwarded
+    private var lastStoppedAtEOG = false
+    private var turn = 0
+    private var answer: [Int32] = []
+    private var logits: [Float] = []
+    private var finishing = false
+    private static let sentinel = "\u{E000}specdec-answer\u{E001}"
+
+    init(synthesizer: Synthesizer, prompt: SynthPrompt, index: Int, session: LlamaSession) throws {
+        guard !prompt.userTurns.isEmpty else { throw DataError(file: prompt.id, field: "turns", reason: "the prompt has no user turn") }
+        synth = synthesizer; self.prompt = prompt; self.index = index; self.session = session
+        (images, refs) = try synthesizer.loadImages(prompt)
+        sampler = try Sampler(synthesizer.samplingParameters(seed: mixSeed(synthesizer.settings.seed, UInt64(index), salt: 0x7361_6d70)))
+        aux = [[Float]](repeating: [], count: synthesizer.auxLayers.count)
+        session.truncate(to: 0)
+        if let s = synthesizer.settings.system { chat.append(.system(s)) }
+    }
+
+    private var capture: [Int] { synth.auxLayers.map { $0 - 1 } }   // the stream entering layer j is layer j − 1's output
+
+    private func keep(_ o: ForwardOutput) {
+        hidden += o.hidden
+        for (k, l) in capture.enumerated() { aux[k] += o.layerStates[l]! }
+    }
+
+    /// Prefills the first turn and runs until the sample waits on a one-token step or is done
+    /// (the prefills of later turns also run inside, alone).
+    func start() throws {
+        _ = try startTurn()   // the first turn always fits or throws
+        try sampleOrEndTurn()
+    }
+
+    var isDone: Bool { if case .done = need { return true } else { return false } }
+
+    /// The output of the step `need` asked for.
+    func received(_ o: ForwardOutput) throws {
+        keep(o)
+        pending = nil
+        if finishing { need = .done; return }
+        logits = o.logits
+        try sampleOrEndTurn()
+    }
+
+    /// Samples the next token of the current answer, or ends the turn (and starts the next).
+    private func sampleOrEndTurn() throws {
+        let s = synth.settings, eog = synth.tokenizer.endOfGenerationTokens
+        var stop = "length"
+        while answer.count < s.maxNew {
+            if session.length >= session.contextSize { stop = "context"; break }
+            let next = logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
+            answer.append(next); tokens.append(next); loss.append(1); imageMask.append(0); history.append(next)
+            pending = next
+            if eog.contains(next) { stop = "eos"; break }
+            if answer.count == s.maxNew { break }
+            need = .step(next, logits: true)
+            return
+        }
+        lastStoppedAtEOG = stop == "eos"
+        stops.append(stop)
+        let text = answer.last.map { eog.contains($0) } == true ? Array(answer.dropLast()) : answer
+        chat.append(.assistant(synth.tokenizer.decodeString(text)))
+        answer = []
+        turn += 1
+        if turn < prompt.userTurns.count, try startTurn() {
+            try sampleOrEndTurn()
+        } else {
+            finish()
+        }
+    }
+
+    /// The last sampled token still needs its hidden state.
+    private func finish() {
+        if let p = pending { finishing = true; need = .step(p, logits: false) } else { need = .done }
+    }
+
+    /// Prefills user turn `turn` (with the pending token in front); false when the context has no
+    /// room for it and an answer.
+    private func startTurn() throws -> Bool {
+        let t = turn, model = synth.model, tokenizer = synth.tokenizer, ctx = session.contextSize
+        var user = synth.userText(prompt.userTurns[t])
+        var input: [Int32] = pending.map { [$0] } ?? []
+        var multimodal: MultimodalSequence? = nil
+        if t == 0 {
+            if !images.isEmpty {
+                do { user = try VisionPrompt.placeImages(in: user, count: images.count, markers: synth.vision!.markers) } catch {
+                    throw DataError(file: prompt.id, field: "image", reason: "\(error)")
+                }
+            }
+            chat.append(.user(user))
+            let rendered = synth.template.render(messages: chat, addGenerationPrompt: true)
+            if images.isEmpty {
+                input += tokenizer.encode(rendered)
+            } else {
+                do {
+                    multimodal = try VisionPrompt.build(rendered: rendered, images: images, markers: synth.vision!.markers,
+                                                        tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
+                } catch { throw DataError(file: prompt.id, field: "image", reason: "\(error)") }
+                input = multimodal!.tokens
+            }
+        } else {
+            guard VisionPrompt.markerCount(prompt.userTurns[t]) == 0 else {
+                throw DataError(file: prompt.id, field: "turns[\(t)]", reason: "images are supported in the first user turn only")
+            }
+            // The template's text between the previous answer and the new generation prompt.
+            var probe = chat
+            probe[probe.count - 1] = .assistant(Self.sentinel)
+            probe.append(.user(user))
+            let rendered = synth.template.render(messages: probe, addGenerationPrompt: true)
+            guard let r = rendered.range(of: Self.sentinel) else {
+                throw DataError(file: prompt.id, field: "template", reason: "cannot continue a conversation with this chat template")
+            }
+            var suffix = String(rendered[r.upperBound...])
+            if lastStoppedAtEOG, let last = tokens.last {
+                let eogText = tokenizer.decodeString([last])
+                if !eogText.isEmpty, suffix.hasPrefix(eogText) { suffix.removeFirst(eogText.count) }
+            }
+            let more = tokenizer.encode(suffix, addBos: false)
+            guard session.length + input.count + more.count < ctx else { return false }   // no room for this turn and an answer
+            chat.append(.user(user))
+            input += more
+        }
+        guard session.length + input.count < ctx else {
+            throw DataError(file: prompt.id, field: "prompt", reason: "the prompt needs \(input.count) tokens but the context holds \(ctx) (raise --ctx)")
+        }
+        let out = try multimodal.map { try session.forward(embeddings: $0.embeddings, logits: .last, captureLayers: capture) }
+            ?? session.forward(tokens: input, logits: .last, captureLayers: capture)
+        keep(out)
+        let fresh = pending == nil ? input[...] : input[1...]
+        tokens += fresh
+        loss += repeatElement(0, count: fresh.count)
+        imageMask += multimodal.map { $0.imageMask.map { $0 ? 1 : 0 } } ?? [UInt8](repeating: 0, count: fresh.count)
+        history += fresh.filter { $0 >= 0 }
+        pending = nil
+        logits = out.logits
+        return true
+    }
+
+    func record() throws -> SampleRecord {
+        let width = synth.model.config.width, enc = synth.hiddenEncoding
+        precondition(hidden.count == tokens.count * width, "hidden states out of step with tokens")
+        let n = tokens.count
+        return SampleRecord(index: index, id: prompt.id, messages: chat.map { Message(role: $0.role, content: $0.content) },
+                            stopReasons: stops, tokens: tokens, lossMask: loss, imageMask: imageMask, images: refs,
+                            hidden: HiddenStates.encode(hidden, rows: n, width: width, as: enc),
+                            auxHidden: aux.map { HiddenStates.encode($0, rows: n, width: width, as: enc) })
     }
 }
 
@@ -300,7 +405,8 @@ func wallClock() -> Double {
 
 /// Fills this worker's shard of the dataset in `outDir` (resuming an interrupted run), then writes
 /// its manifest.
-public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: ShardHeader, outDir: String,
+/// `batch`: samples generated together (any value gives the same bytes).
+public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: ShardHeader, outDir: String, batch: Int = 1,
                          progress: (SynthProgress) -> Void = { _ in }) throws -> SynthSummary {
     let fm = FileManager.default
     do { try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
@@ -342,9 +448,8 @@ public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: S
     summary.discardedBytes = writer.discardedBytes
     var p = SynthProgress(done: writer.entries.count, total: total, generatedSamples: 0, generatedTokens: 0, positions: 0, seconds: 0)
     progress(p)
-    for index in header.shard.indices(samples: header.samples).dropFirst(writer.entries.count) {
-        let prompt = try source.prompt(at: index)
-        let record = try synthesizer.generate(prompt, index: index)
+    let todo = Array(header.shard.indices(samples: header.samples).dropFirst(writer.entries.count))
+    try synthesizer.generate(count: todo.count, batch: batch, prompt: { k in (try source.prompt(at: todo[k]), todo[k]) }) { record in
         try writer.append(record)
         p.done += 1
         p.generatedSamples += 1

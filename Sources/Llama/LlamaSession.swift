@@ -152,35 +152,90 @@ public final class LlamaSession {
     /// OpenBLAS sgemm, much faster for a prompt but with batch-dependent rounding.
     public func forward(embeddings: [Float], logits: LogitRows = .last, mask: BatchMask = .causal,
                         captureLayers: [Int] = [], batchInvariant: Bool = true) throws -> ForwardOutput {
-        let d = c.width, kvw = c.kvWidth, ff = c.ffnWidth
+        let d = c.width
         let n = embeddings.count / d
         guard n > 0, embeddings.count == n * d else { throw LlamaError.emptyInput }
         guard length + n <= contextSize else { throw LlamaError.contextFull(needed: length + n, capacity: contextSize) }
+        let tree = try mask.resolve(count: n)
+        let seg = Segment(session: self, rows: 0..<n, start: length, tree: tree, logits: logits)
+        return Self.forward(model: model, segments: [seg], x: embeddings, captureLayers: captureLayers, batchInvariant: batchInvariant)[0]
+    }
+
+    /// Appends one token to each of `sessions` (distinct sessions of one model) in one batched
+    /// forward, so that the weights are read once for all of them: what generating many samples
+    /// at once needs. `logits[i]`: whether session i's row gets logits. Each session's output is
+    /// bit for bit that of its own `forward(tokens: [tokens[i]])` (the batch-invariant kernels).
+    public static func step(_ sessions: [LlamaSession], tokens: [Int32], logits: [Bool],
+                            captureLayers: [Int] = []) throws -> [ForwardOutput] {
+        guard let first = sessions.first, tokens.count == sessions.count, logits.count == sessions.count else { throw LlamaError.emptyInput }
+        let model = first.model, c = model.config, d = c.width
+        guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count, sessions.allSatisfy({ $0.model === model }) else {
+            throw LlamaError.badMask("a batched step needs distinct sessions of one model")
+        }
+        var x = [Float](repeating: 0, count: sessions.count * d)
+        try x.withUnsafeMutableBufferPointer { xb in
+            for (i, t) in tokens.enumerated() {
+                guard t >= 0, Int(t) < c.vocabSize else { throw LlamaError.tokenOutOfRange(t, vocabSize: c.vocabSize) }
+                model.weights.tokenEmbedding.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
+            }
+        }
+        var segments: [Segment] = []
+        for (i, s) in sessions.enumerated() {
+            guard s.length < s.contextSize else { throw LlamaError.contextFull(needed: s.length + 1, capacity: s.contextSize) }
+            segments.append(Segment(session: s, rows: i..<(i + 1), start: s.length, tree: nil, logits: logits[i] ? .last : .none))
+        }
+        return forward(model: model, segments: segments, x: x, captureLayers: captureLayers, batchInvariant: true)
+    }
+
+    /// One session's rows of a batched forward.
+    struct Segment {
+        let session: LlamaSession
+        /// Its rows of the batch.
+        let rows: Range<Int>
+        /// The cache slot its first row goes to (the session's length before the forward).
+        let start: Int
+        let tree: (visible: [[Int]], depth: [Int])?
+        let logits: LogitRows
+    }
+
+    /// The forward pass over the rows of one or more sessions: the matrix products run over all
+    /// rows together; RoPE, the cache writes and attention per session. One output per segment.
+    static func forward(model: LlamaModel, segments: [Segment], x embeddings: [Float],
+                        captureLayers: [Int], batchInvariant: Bool) -> [ForwardOutput] {
+        let c = model.config
+        let d = c.width, kvw = c.kvWidth, ff = c.ffnWidth
+        let n = embeddings.count / d
         let threads = model.threads
         let act = model.activationQuant
-        let start = length
-        let tree = try mask.resolve(count: n)
+        let scratchOwner = segments[0].session
         /// y = x · Wᵀ for `count` activation rows, by the path this forward allows.
         func mul(_ w: PackedMatrix, _ x: UnsafePointer<Float>, _ count: Int, _ y: UnsafeMutablePointer<Float>) {
-            if act == .none && !batchInvariant && count >= Self.blasMinimumBatch {
-                w.multiplyBLAS(x, n: count, into: y, threads: threads, scratch: blasScratch(w.blasScratchCount))
+            if act == .none && !batchInvariant && count >= blasMinimumBatch {
+                w.multiplyBLAS(x, n: count, into: y, threads: threads, scratch: scratchOwner.blasScratch(w.blasScratchCount))
             } else {
                 w.multiply(x, n: count, into: y, threads: threads, activations: act)
             }
         }
         /// Several matrices over the same activations, in one parallel region when batch-invariant.
         func mul(_ parts: [(matrix: PackedMatrix, output: UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>, _ count: Int) {
-            if act == .none && !batchInvariant && count >= Self.blasMinimumBatch {
+            if act == .none && !batchInvariant && count >= blasMinimumBatch {
                 for p in parts { mul(p.matrix, x, count, p.output) }
             } else {
                 PackedMatrix.multiply(parts, x: x, n: count, threads: threads, activations: act)
             }
         }
-        let positions = (0..<n).map { start + (tree?.depth[$0] ?? $0) }
+        // Each row's session, cache slot and RoPE position.
+        var owner = [Int](repeating: 0, count: n), slot = owner, position = owner
+        for (k, s) in segments.enumerated() {
+            for (j, i) in s.rows.enumerated() {
+                owner[i] = k; slot[i] = s.start + j; position[i] = s.start + (s.tree?.depth[j] ?? j)
+            }
+        }
 
         var x = embeddings
         var h = [Float](repeating: 0, count: n * d)
         var q = [Float](repeating: 0, count: n * d)
+        var k = [Float](repeating: 0, count: n * kvw), v = k
         var attn = [Float](repeating: 0, count: n * d)
         var proj = [Float](repeating: 0, count: n * d)
         var g = [Float](repeating: 0, count: n * ff)
@@ -188,22 +243,37 @@ public final class LlamaSession {
         var states: [Int: [Float]] = [:]
 
         for (l, w) in model.weights.layers.enumerated() {
-            let kCache = keys[l] + start * kvw
-            let vCache = values[l] + start * kvw
-            rmsNorm(x, w.attnNorm, into: &h, n: n)
+            rmsNorm(c, x, w.attnNorm, into: &h, n: n)
             h.withUnsafeBufferPointer { hp in
                 q.withUnsafeMutableBufferPointer { qp in
-                    // Q, K and V together; K and V go straight into their cache slots.
-                    mul([(w.wq, qp.baseAddress!), (w.wk, kCache), (w.wv, vCache)], hp.baseAddress!, n)
+                    k.withUnsafeMutableBufferPointer { kp in
+                        v.withUnsafeMutableBufferPointer { vp in
+                            mul([(w.wq, qp.baseAddress!), (w.wk, kp.baseAddress!), (w.wv, vp.baseAddress!)], hp.baseAddress!, n)
+                        }
+                    }
                 }
             }
             q.withUnsafeMutableBufferPointer { qp in
-                for i in 0..<n {
-                    rope(qp.baseAddress! + i * d, heads: c.headCount, position: positions[i])
-                    rope(kCache + i * kvw, heads: c.kvHeadCount, position: positions[i])
+                k.withUnsafeMutableBufferPointer { kp in
+                    for i in 0..<n {
+                        let s = segments[owner[i]].session
+                        s.rope(qp.baseAddress! + i * d, heads: c.headCount, position: position[i])
+                        s.rope(kp.baseAddress! + i * kvw, heads: c.kvHeadCount, position: position[i])
+                        (s.keys[l] + slot[i] * kvw).update(from: kp.baseAddress! + i * kvw, count: kvw)
+                    }
                 }
             }
-            attention(layer: l, q: q, n: n, start: start, visible: tree?.visible, into: &attn)
+            v.withUnsafeBufferPointer { vp in
+                for i in 0..<n { (segments[owner[i]].session.values[l] + slot[i] * kvw).update(from: vp.baseAddress! + i * kvw, count: kvw) }
+            }
+            q.withUnsafeBufferPointer { qp in
+                attn.withUnsafeMutableBufferPointer { ap in
+                    for s in segments {
+                        s.session.attention(layer: l, q: qp.baseAddress! + s.rows.lowerBound * d, n: s.rows.count, start: s.start,
+                                            visible: s.tree?.visible, into: ap.baseAddress! + s.rows.lowerBound * d)
+                    }
+                }
+            }
             attn.withUnsafeBufferPointer { ap in
                 proj.withUnsafeMutableBufferPointer { pp in
                     mul(w.wo, ap.baseAddress!, n, pp.baseAddress!)
@@ -211,7 +281,7 @@ public final class LlamaSession {
             }
             for i in 0..<(n * d) { x[i] += proj[i] }
 
-            rmsNorm(x, w.ffnNorm, into: &h, n: n)
+            rmsNorm(c, x, w.ffnNorm, into: &h, n: n)
             h.withUnsafeBufferPointer { hp in
                 g.withUnsafeMutableBufferPointer { gp in
                     u.withUnsafeMutableBufferPointer { up in
@@ -231,14 +301,17 @@ public final class LlamaSession {
             for i in 0..<(n * d) { x[i] += proj[i] }
             if captureLayers.contains(l) { states[l] = x }
         }
-        length = start + n
+        for s in segments { s.session.length = s.start + s.rows.count }
 
-        rmsNorm(x, model.weights.outputNorm, into: &h, n: n)
-        let rows: [Int]
-        switch logits {
-        case .none: rows = []
-        case .last: rows = [n - 1]
-        case .all: rows = Array(0..<n)
+        rmsNorm(c, x, model.weights.outputNorm, into: &h, n: n)
+        // The head over every segment's requested rows at once.
+        var rows: [Int] = []
+        for s in segments {
+            switch s.logits {
+            case .none: break
+            case .last: rows.append(s.rows.upperBound - 1)
+            case .all: rows += Array(s.rows)
+            }
         }
         var out = [Float](repeating: 0, count: rows.count * c.vocabSize)
         if !rows.isEmpty {
@@ -249,11 +322,21 @@ public final class LlamaSession {
                 }
             }
         }
-        return ForwardOutput(logits: out, logitRowIndices: rows, hidden: h, layerStates: states)
+        var r = 0
+        return segments.map { s in
+            let lo = s.rows.lowerBound, hi = s.rows.upperBound
+            let mine = rows[r...].prefix { $0 < hi }
+            let logits = Array(out[(r * c.vocabSize)..<((r + mine.count) * c.vocabSize)])
+            r += mine.count
+            let wholeBatch = segments.count == 1
+            return ForwardOutput(logits: logits, logitRowIndices: mine.map { $0 - lo },
+                                 hidden: wholeBatch ? h : Array(h[(lo * d)..<(hi * d)]),
+                                 layerStates: wholeBatch ? states : states.mapValues { Array($0[(lo * d)..<(hi * d)]) })
+        }
     }
 
     /// RMSNorm of each of the n rows of `x`, scaled by `weight`.
-    private func rmsNorm(_ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
+    private static func rmsNorm(_ c: LlamaConfig, _ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
         let d = c.width
         for t in 0..<n {
             var ss: Float = 0
@@ -282,22 +365,18 @@ public final class LlamaSession {
     /// the batch entries each may see (causal: 0...i; tree: `visible[i]`), one `attendHeads`
     /// call per (query, key/value head): slots in ascending order, so an entry's result equals
     /// that of the same tokens decoded one by one.
-    private func attention(layer l: Int, q: [Float], n: Int, start: Int, visible: [[Int]]?, into out: inout [Float]) {
-        q.withUnsafeBufferPointer { qb in
-            out.withUnsafeMutableBufferPointer { ob in
-                groupedQueryAttention(q: qb.baseAddress!, qStride: c.width, n: n, heads: c.headCount, kvHeads: c.kvHeadCount,
-                                      headDim: c.headDim, keys: keys[l], values: values[l], maxSlots: start + n,
-                                      threads: model.threads, out: ob.baseAddress!) { i, rows in
-                    var count = 0
-                    for j in 0..<start { rows[count] = j; count += 1 }
-                    if let vis = visible?[i] {
-                        for j in vis { rows[count] = start + j; count += 1 }
-                    } else {
-                        for j in 0...i { rows[count] = start + j; count += 1 }
-                    }
-                    return count
-                }
+    private func attention(layer l: Int, q: UnsafePointer<Float>, n: Int, start: Int, visible: [[Int]]?, into out: UnsafeMutablePointer<Float>) {
+        groupedQueryAttention(q: q, qStride: c.width, n: n, heads: c.headCount, kvHeads: c.kvHeadCount,
+                              headDim: c.headDim, keys: keys[l], values: values[l], maxSlots: start + n,
+                              threads: model.threads, out: out) { i, rows in
+            var count = 0
+            for j in 0..<start { rows[count] = j; count += 1 }
+            if let vis = visible?[i] {
+                for j in vis { rows[count] = start + j; count += 1 }
+            } else {
+                for j in 0...i { rows[count] = start + j; count += 1 }
             }
+            return count
         }
     }
 

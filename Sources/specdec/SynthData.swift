@@ -100,12 +100,16 @@ struct SynthData: ParsableCommand {
     @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
     var threads: Int = defaultThreadCount
 
+    @Option(help: "Samples generated together: their decoding steps share one forward pass. Any value writes the same bytes (a run may be resumed with another).")
+    var batch: Int = 8
+
     @Flag(help: "Print a JSON summary on stdout at the end.")
     var json = false
 
     func validate() throws {
         guard maxNew >= 0 else { throw ValidationError("--max-new must be ≥ 0") }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be ≥ 1") }
         guard (1...22).contains(zstdLevel) else { throw ValidationError("--zstd-level must be in 1…22") }
         if let s = samples, s < 0 { throw ValidationError("--samples must be ≥ 0") }
         if let c = ctx, c < 2 { throw ValidationError("--ctx must be ≥ 2") }
@@ -215,7 +219,7 @@ struct SynthData: ParsableCommand {
         let bar = ProgressBar(label: "synth-data \(spec)")
         let summary: SynthSummary
         do {
-            summary = try runSynthesis(source: source, synthesizer: synth, header: header, outDir: out) { bar.update($0) }
+            summary = try runSynthesis(source: source, synthesizer: synth, header: header, outDir: out, batch: batch) { bar.update($0) }
         } catch let e as DataError {
             bar.clear()
             throw CLIError(e.description)

@@ -176,12 +176,34 @@ enum Reference {
         #expect(dup.status != 0 && dup.stderr.contains("also in"), "\(dup.stderr)")
     }
 
+    /// Samples generated together write the same bytes as one at a time (greedy and sampled,
+    /// multi-turn, EAGLE-3 layers): batch invariance plus a sampler seeded by the sample index.
+    @Test func batchSizeNeverChangesTheDataset() throws {
+        let reference = try readBytes(try Reference.shard)
+        for b in ["1", "2"] {
+            let d = scratchDir("batch-\(b)")
+            let r = try Specdec.run(Reference.args(out: d) + ["--batch", b])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try readBytes(d + "/shard-00000-of-00001.sds") == reference, "--batch \(b)")
+        }
+        var sampled: [[UInt8]] = []
+        for b in ["1", "3", "5"] {
+            let d = scratchDir("batch-sampled-\(b)")
+            let r = try Specdec.run(["synth-data", "--generate", "text", "--samples", "5", "--seed", "4", "--temp", "1", "--max-new", "7",
+                                     "--long-answer-words", "20", "--hidden-layers", "eagle3", "--out", d, "-t", "2", "--batch", b])
+            #expect(r.status == 0, "\(r.stderr)")
+            sampled.append(try readBytes(d + "/shard-00000-of-00001.sds"))
+        }
+        #expect(sampled[1] == sampled[0] && sampled[2] == sampled[0])
+    }
+
     /// kill -9 while writing, then the same command again: the same bytes as an uninterrupted run.
     @Test func killedAndRerunGivesIdenticalBytes() throws {
         let reference = try readBytes(try Reference.shard)
         let d = scratchDir("kill")
         let tmp = d + "/shard-00000-of-00001.sds.tmp"
-        let (p, _, _) = Specdec.process(Reference.args(out: d))
+        // Killed while generating two at a time, resumed three at a time.
+        let (p, _, _) = Specdec.process(Reference.args(out: d) + ["--batch", "2"])
         try p.run()
         // Wait until at least one record is complete, then kill.
         let deadline = Date().addingTimeInterval(120)
@@ -205,7 +227,7 @@ enum Reference {
         b = Array(b[0..<(ends[n - 1] - 7)])
         try writeBytes(b, tmp)
 
-        let r = try Specdec.run(Reference.args(out: d))
+        let r = try Specdec.run(Reference.args(out: d) + ["--batch", "3"])
         #expect(r.status == 0, "\(r.stderr)")
         let o = try Specdec.json(r.stdout)
         #expect(o["resumed_records"] as? Int == n - 1, "\(o)")

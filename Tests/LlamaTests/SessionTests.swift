@@ -47,6 +47,38 @@ import TestSupport
         #expect(out.logits.isEmpty)
     }
 
+    /// Several sessions, each at its own length, stepping one token together give each exactly
+    /// what its own one-token forward gives: logits, hidden state, captured layers, cache.
+    @Test func steppingSessionsTogetherIsBitIdenticalToAlone() throws {
+        let lengths = [3, 11, 1, 7]
+        let together = lengths.map { _ in model.makeSession(contextSize: 64) }
+        let alone = lengths.map { _ in model.makeSession(contextSize: 64) }
+        for (k, n) in lengths.enumerated() {
+            _ = try together[k].forward(tokens: Array(prompt.prefix(n)), logits: .none)
+            _ = try alone[k].forward(tokens: Array(prompt.prefix(n)), logits: .none)
+        }
+        for round in 0..<3 {
+            let tokens = lengths.indices.map { prompt[($0 * 5 + round * 3) % prompt.count] }
+            let wantLogits = lengths.indices.map { ($0 + round) % 3 != 0 }
+            let outs = try LlamaSession.step(together, tokens: tokens, logits: wantLogits, captureLayers: [4])
+            for k in lengths.indices {
+                let o = try alone[k].forward(tokens: [tokens[k]], logits: wantLogits[k] ? .last : .none, captureLayers: [4])
+                #expect(outs[k].logits == o.logits, "session \(k) round \(round)")
+                #expect(outs[k].logits.count == (wantLogits[k] ? model.config.vocabSize : 0))
+                #expect(outs[k].hidden == o.hidden && outs[k].layerStates[4] == o.layerStates[4], "session \(k) round \(round)")
+                #expect(together[k].length == alone[k].length)
+            }
+        }
+        // The caches agree too: one more token on each, alone, gives the same logits.
+        for k in lengths.indices {
+            #expect(try together[k].forward(tokens: [prompt[k]]).logits == (try alone[k].forward(tokens: [prompt[k]]).logits))
+        }
+        #expect(throws: LlamaError.self) { try LlamaSession.step([together[0], together[0]], tokens: [1, 2], logits: [true, true]) }
+        let full = model.makeSession(contextSize: 1)
+        _ = try full.forward(tokens: [1], logits: .none)
+        #expect(throws: LlamaError.contextFull(needed: 2, capacity: 1)) { try LlamaSession.step([together[1], full], tokens: [1, 2], logits: [true, true]) }
+    }
+
     @Test func rejectsBadInput() throws {
         let s = model.makeSession(contextSize: 8)
         #expect(throws: LlamaError.tokenOutOfRange(49152, vocabSize: 49152)) { try s.forward(tokens: [49152]) }
