@@ -175,7 +175,9 @@ struct Eval: ParsableCommand {
             }
         }
         let names = systems.map(\.name)
-        let shapeText = Set(systems.map(\.shape.description)).sorted().joined(separator: "; ")
+        var shapes: [String] = []   // in the systems' order (a sweep's budgets ascending)
+        for d in systems.map(\.shape.description) where !shapes.contains(d) { shapes.append(d) }
+        let shapeText = shapes.joined(separator: "; ")
         printErr("eval: \(prompts.count) prompts, \(n) tokens each, tree \(shapeText), systems: \(names.joined(separator: ", "))")
 
         var runs: [Run] = []
