@@ -503,6 +503,17 @@ public final class ShardWriter {
         var headerCRC = CRC32.checksum(prefix[ShardLayout.prologueSize...])
         let tmp = tmpPath
 
+        // One writer per shard: a second run on the same folder (a duplicated job, a rerun while
+        // the first still runs) would write over the first one's records. The lock lives as long
+        // as this process holds the file open, so a killed writer never leaves it behind.
+        let lockedFD = open(tmp, O_WRONLY | O_CREAT, 0o644)
+        guard lockedFD >= 0 else { throw DataError(file: tmp, field: "file", reason: "cannot create: \(String(cString: strerror(errno)))") }
+        var opened = false
+        defer { if !opened { close(lockedFD) } }
+        guard flock(lockedFD, LOCK_EX | LOCK_NB) == 0 else {
+            throw DataError(file: tmp, field: "file", reason: "another process is writing this shard (it holds the file's lock): let it finish or stop it, then rerun")
+        }
+
         var keep = 0
         var resumed: [IndexEntry] = []
         var discarded = 0
@@ -546,9 +557,8 @@ public final class ShardWriter {
         }
         headerFrameCRC = headerCRC
 
-        let flags: Int32 = O_WRONLY | O_CREAT
-        fd = open(tmp, flags, 0o644)
-        guard fd >= 0 else { throw DataError(file: tmp, field: "file", reason: "cannot create: \(String(cString: strerror(errno)))") }
+        fd = lockedFD
+        opened = true
         entries = resumed
         resumedRecords = resumed.count
         discardedBytes = discarded

@@ -139,6 +139,24 @@ import DataSynth
         return (final + ".tmp", final)
     }
 
+    /// Two writers on one shard would write over each other's records: the second is refused
+    /// while the first holds the file; once the first is gone, a writer resumes after its records.
+    @Test func aSecondWriterOnTheSameShardIsRefused() throws {
+        let header = fixtureHeader(samples: 3)
+        let final = scratchDir("two-writers") + "/shard-00000-of-00001.sds"
+        var first: ShardWriter? = try ShardWriter(path: final, header: header, durable: false)
+        try first!.append(fixtureRecord(index: 0))
+        do {
+            _ = try ShardWriter(path: final, header: header, durable: false)
+            Issue.record("a second writer was let in")
+        } catch let e as DataError {
+            #expect(e.reason.contains("another process is writing this shard"), "\(e)")
+        }
+        first = nil
+        let again = try ShardWriter(path: final, header: header, durable: false)
+        #expect(again.entries.count == 1)
+    }
+
     /// Killed at every byte of a record's write, a resumed writer keeps the complete records and
     /// ends with exactly the bytes of an uninterrupted run.
     @Test func resumingAfterACutAtEveryByteGivesIdenticalShards() throws {
