@@ -96,6 +96,19 @@ import TestSupport
         #expect((s["tau"] as? Double ?? 0) > 0, "a trained draft is accepted sometimes: \(s)")
     }
 
+    /// The shipped EAGLE-style text draft (stage 1): lossless on a text prompt, and accepted.
+    @Test func shippedEagleTextDraftIsLossless() throws {
+        let root = TestPaths.repoRoot.path
+        let r = try SpecdecCLI.run(["decode", "-p", "Write a short story about a robot. Please answer with at least 1000 words.", "-n", "32",
+                                    "--draft", root + "/checkpoints/eagle-text-draft.safetensors", "--tree-tokens", "2",
+                                    "--compare", "--json", "-t", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let s = try #require(try SpecdecCLI.json(r.stdout)["stats"] as? [String: Any])
+        #expect(s["identical"] as? Bool == true)
+        #expect(s["draft_kind"] as? String == "eagle2")
+        #expect((s["tau"] as? Double ?? 0) > 0, "a trained draft is accepted sometimes: \(s)")
+    }
+
     /// The shipped EAGLE-3 draft: lossless, accepted, and its llama.cpp export drafts exactly the
     /// same (the GGUF holds the same f16 values).
     @Test func shippedEagle3DraftIsLosslessAndItsExportDraftsTheSame() throws {
