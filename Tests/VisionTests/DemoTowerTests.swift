@@ -73,6 +73,25 @@ struct DemoTowerTests {
         #expect(ImageMarkers.forTower(s.tower, tokenizer: s.tokenizer) == ImageMarkers(prefix: "[Image:", suffix: "]\n"))
     }
 
+    /// `--patch-size 16`: the same tower over a 4 × 4 grid, 16 rows, each its patch's colour word
+    /// (the K ≤ 17 ablation's tower); a size that does not divide the input is refused.
+    @Test func smallerPatchesGiveSixteenPositions() throws {
+        let s = try DemoSetup.loaded.get()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("demo-p16-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try DemoTower.build(model: s.gguf, tokenizer: s.tokenizer, patchSize: 16).write(to: path)
+        let tower = try VisionTower(path: path)
+        let id = s.tokenizer.encode(" red", addBos: false)[0]
+        var red = [Float](repeating: 0, count: s.model.weights.tokenEmbedding.cols)
+        red.withUnsafeMutableBufferPointer { s.model.weights.tokenEmbedding.dequantize(row: Int(id), into: $0.baseAddress!) }
+        let e = tower.encode(try ImageDecoder.load(path: DemoSetup.image("red-square")))
+        #expect(e.rows == 16)
+        // The red square fills the top-left quadrant: patches (0,0), (0,1), (1,0), (1,1) of the grid.
+        for r in [0, 1, 4, 5] { #expect(maxAbsDiff(Array(e.data[(r * e.width)..<((r + 1) * e.width)]), red) < 0.02, "row \(r)") }
+        #expect(maxAbsDiff(Array(e.data[(15 * e.width)...]), red) > 0.1, "the bottom-right patch is white")
+        #expect(throws: DemoTower.BuildError.self) { try DemoTower.build(model: s.gguf, tokenizer: s.tokenizer, patchSize: 24) }
+    }
+
     /// Each image row is (to within float rounding) the model's embedding of the nearest colour word.
     @Test func patchesBecomeColourWordEmbeddings() throws {
         let s = try DemoSetup.loaded.get()
