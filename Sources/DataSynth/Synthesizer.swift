@@ -33,6 +33,9 @@ public final class Synthesizer {
     /// Target layers whose input residual streams each record also stores (EAGLE-3's auxiliary
     /// states, `--hidden-layers`); empty: none (format version 1).
     public let auxLayers: [Int]
+    /// The layers whose outputs a forward captures for them: the stream entering layer j is
+    /// layer j − 1's output.
+    let captureLayers: [Int]
     /// Sessions of finished samples, reused by the next ones.
     private var freeSessions: [LlamaSession] = []
 
@@ -40,6 +43,7 @@ public final class Synthesizer {
                 hidden: HiddenEncoding, vision: SynthVision? = nil, auxLayers: [Int] = []) throws {
         self.model = model; self.tokenizer = tokenizer; self.template = template
         self.settings = settings; self.hiddenEncoding = hidden; self.vision = vision; self.auxLayers = auxLayers
+        captureLayers = auxLayers.map { $0 - 1 }
         if !auxLayers.isEmpty {
             guard hidden != .none else {
                 throw DataError(file: "--hidden-layers", field: "hidden", reason: "auxiliary layer states need --hidden fp16 or int8, not none")
@@ -74,13 +78,6 @@ public final class Synthesizer {
         return turn + "\n" + l
     }
 
-    /// Answers every user turn of `prompt` in order; sample `index` seeds the sampler.
-    public func generate(_ prompt: SynthPrompt, index: Int) throws -> SampleRecord {
-        var out: SampleRecord? = nil
-        try generate(count: 1, batch: 1, prompt: { _ in (prompt, index) }) { out = $0 }
-        return out!
-    }
-
     /// Answers `count` prompts (`prompt(k)` gives the k-th and its sample index), up to `batch` at
     /// a time: each sample's prompt is prefilled on its own, then the decoding steps of all
     /// unfinished samples share one forward pass, so the weights are read once per step for the
@@ -111,7 +108,7 @@ public final class Synthesizer {
             }
             if !stepping.isEmpty {
                 let outs = try LlamaSession.step(stepping.map(\.session), tokens: tokens, logits: wantLogits,
-                                                 captureLayers: auxLayers.map { $0 - 1 })
+                                                 captureLayers: captureLayers)
                 for (run, o) in zip(stepping, outs) { try run.received(o) }
             }
             // Finished samples leave the batch; records go out in order.
@@ -191,7 +188,7 @@ final class SampleRun {
         if let s = synthesizer.settings.system { chat.append(.system(s)) }
     }
 
-    private var capture: [Int] { synth.auxLayers.map { $0 - 1 } }   // the stream entering layer j is layer j − 1's output
+    private var capture: [Int] { synth.captureLayers }
 
     private func keep(_ o: ForwardOutput) {
         hidden += o.hidden

@@ -129,17 +129,21 @@ public final class LlamaSession {
     public func forward(tokens: [Int32], logits: LogitRows = .last, mask: BatchMask = .causal,
                         captureLayers: [Int] = [], batchInvariant: Bool = true) throws -> ForwardOutput {
         guard !tokens.isEmpty else { throw LlamaError.emptyInput }
-        let d = c.width
+        return try forward(embeddings: Self.embeddings(of: tokens, model: model), logits: logits, mask: mask,
+                           captureLayers: captureLayers, batchInvariant: batchInvariant)
+    }
+
+    /// The token embeddings of `tokens` (tokens.count × width), refusing ids outside the vocabulary.
+    private static func embeddings(of tokens: [Int32], model: LlamaModel) throws -> [Float] {
+        let c = model.config, d = c.width, emb = model.weights.tokenEmbedding
         var x = [Float](repeating: 0, count: tokens.count * d)
-        let emb = model.weights.tokenEmbedding
         try x.withUnsafeMutableBufferPointer { xb in
             for (i, t) in tokens.enumerated() {
                 guard t >= 0, Int(t) < c.vocabSize else { throw LlamaError.tokenOutOfRange(t, vocabSize: c.vocabSize) }
                 emb.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
             }
         }
-        return try forward(embeddings: x, logits: logits, mask: mask, captureLayers: captureLayers,
-                           batchInvariant: batchInvariant)
+        return x
     }
 
     /// Appends `embeddings` (n × width input vectors, e.g. token embeddings mixed with projected
@@ -168,17 +172,11 @@ public final class LlamaSession {
     public static func step(_ sessions: [LlamaSession], tokens: [Int32], logits: [Bool],
                             captureLayers: [Int] = []) throws -> [ForwardOutput] {
         guard let first = sessions.first, tokens.count == sessions.count, logits.count == sessions.count else { throw LlamaError.emptyInput }
-        let model = first.model, c = model.config, d = c.width
+        let model = first.model
         guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count, sessions.allSatisfy({ $0.model === model }) else {
             throw LlamaError.badMask("a batched step needs distinct sessions of one model")
         }
-        var x = [Float](repeating: 0, count: sessions.count * d)
-        try x.withUnsafeMutableBufferPointer { xb in
-            for (i, t) in tokens.enumerated() {
-                guard t >= 0, Int(t) < c.vocabSize else { throw LlamaError.tokenOutOfRange(t, vocabSize: c.vocabSize) }
-                model.weights.tokenEmbedding.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
-            }
-        }
+        let x = try embeddings(of: tokens, model: model)
         var segments: [Segment] = []
         for (i, s) in sessions.enumerated() {
             guard s.length < s.contextSize else { throw LlamaError.contextFull(needed: s.length + 1, capacity: s.contextSize) }
