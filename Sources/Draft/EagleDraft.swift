@@ -38,6 +38,10 @@ public final class EagleDraft: Drafter {
     /// Text entries after an image get the image's global feature (ViSpec, unless ablated).
     var injectGlobal: Bool { adapter != nil && config.usesGlobalFeature }
     public var featureLayers: [Int] { config.captureLayers }
+    /// The draft's matrix products use the target's activation mode (`--precision`): the int8
+    /// kernels by default (Q8_0 matrices, interleaved at load), float32 in the exact mode. The
+    /// draft only proposes, so its rounding never changes what the target emits.
+    var activations: ActivationQuant { target.activationQuant }
 
     private let fc, wq, wk, wv, wo, gate, up, down: OwnedPackedMatrix
     private let imgFc: OwnedPackedMatrix?
@@ -262,7 +266,7 @@ public final class EagleDraft: Drafter {
                         defer { scratch.deallocate() }
                         fc.matrix.multiplyBLAS(ab.baseAddress!, n: m, into: fb.baseAddress!, threads: threads, scratch: scratch)
                     } else {
-                        fc.matrix.multiply(ab.baseAddress!, n: m, into: fb.baseAddress!, threads: threads)
+                        fc.matrix.multiply(ab.baseAddress!, n: m, into: fb.baseAddress!, threads: threads, activations: activations)
                     }
                 }
             }
@@ -373,7 +377,7 @@ public final class EagleDraft: Drafter {
             for c in 0..<d { inp[j * 2 * d + d + c] = globals[j][c] }
         }
         inp.withUnsafeBufferPointer { ib in
-            out.withUnsafeMutableBufferPointer { m.multiply(ib.baseAddress!, n: rows.count, into: $0.baseAddress!, threads: threads) }
+            out.withUnsafeMutableBufferPointer { m.multiply(ib.baseAddress!, n: rows.count, into: $0.baseAddress!, threads: threads, activations: activations) }
         }
         for (j, r) in rows.enumerated() {
             for c in 0..<d { x0[r * 2 * d + d + c] = out[j * d + c] }
@@ -397,7 +401,7 @@ public final class EagleDraft: Drafter {
             if blas {
                 for p in parts { p.matrix.multiplyBLAS(x, n: n, into: p.output, threads: th, scratch: scratch) }
             } else {
-                PackedMatrix.multiply(parts, x: x, n: n, threads: th)
+                PackedMatrix.multiply(parts, x: x, n: n, threads: th, activations: activations)
             }
         }
         var x = [Float](repeating: 0, count: n * d)
@@ -532,7 +536,7 @@ public final class EagleDraft: Drafter {
         let k = min(max(topK, 0), v)
         var logits = [Float](repeating: 0, count: n * v)
         fhat.withUnsafeBufferPointer { fb in
-            logits.withUnsafeMutableBufferPointer { head.multiply(fb.baseAddress!, n: n, into: $0.baseAddress!, threads: threads) }
+            logits.withUnsafeMutableBufferPointer { head.multiply(fb.baseAddress!, n: n, into: $0.baseAddress!, threads: threads, activations: activations) }
         }
         return logits.withUnsafeBufferPointer { lb in
             (0..<n).map { r in

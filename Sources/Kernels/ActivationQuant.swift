@@ -7,32 +7,36 @@ import CKernelsSupport
 
 /// How activations enter the matrix kernels.
 ///
-/// - `none` (the default): float32 activations, the kernels of Dot.swift / KernelsAVX2.
-/// - `q8`: each activation row is quantized per 32-element block as llama.cpp's Q8_0/Q8_1 do
-///   (d = max|x| / 127, q = round-to-nearest-even(x / d) in −127...127, s = d · Σq), once per
-///   `PackedMatrix.multiply` call, and Q4_0 / Q4_1 / Q8_0 weights are multiplied with exact
-///   integer dot products (AVX2 `vpmaddubsw`/`vpmaddwd`, tiles of up to 4 tokens sharing each
-///   decoded weight block; the CKernelsSupport functions `specdec_q8_*`). Per (row, token):
-///   `acc[k] = fma(Float(isum_b[k]), dw_b · dx_b, acc[k])` over blocks in order (lane k: the
-///   exact integer sum of elements 4k..<4k+4 of block b), plus, for Q4_1, the min term
-///   `Σ_b mw_b · s_b` in 8 lanes over zero-padded blocks; then the fixed pairwise lane tree.
-///   So a token's result never depends on the batch, the tile or the thread count (batch
-///   invariant), and the portable (scalar C) and AVX2 versions give the same bits.
-///   Other weight types (F32/F16/BF16 and the K-quants) take the float path on the original,
-///   unquantized activations.
+/// - `q8` (the default, the fast path): each activation row is quantized per 32-element block as
+///   llama.cpp's Q8_0/Q8_1 do (d = max|x| / 127, q = round-to-nearest-even(x / d) in −127...127,
+///   s = d · Σq), once per `PackedMatrix.multiply` call, and Q4_0 / Q4_1 / Q8_0 weights, repacked
+///   at load into 8-row interleaved blocks (`InterleavedWeights`, layout in specdec_x8.h), are
+///   multiplied with exact integer dot products: one broadcast of 4 activation bytes feeds 8 rows,
+///   and a decoded weight block serves a tile of up to 4 tokens while it sits in registers, so the
+///   2nd…4th token of a batch costs a fraction of the first. Per (row, token), over blocks b in
+///   order: `acc = fma(Float(isum_b), dw_b · dx_b, acc)` (+ `fma(mw_b, s_b, acc)` for Q4_1), with
+///   isum_b the exact integer block dot product. A token's result never depends on the batch,
+///   the tile or the thread count (batch invariant), and the portable, AVX2 and AVX-512 VNNI
+///   kernels give the same bits. Other weight types (F32/F16/BF16, the K-quants) and matrices
+///   without a repacked copy take the float path on the original activations.
+/// - `none` (`--precision f32`): float32 activations everywhere, the kernels of Dot.swift /
+///   KernelsAVX2: the reference-accurate mode (within 1e-2 of the float64 reference logits).
 ///
-/// The process-wide default comes from `SPECDEC_ACT=none|q8` (unset: `none`).
+/// The process-wide default comes from `SPECDEC_ACT=none|q8` (unset: `q8`); commands set it with
+/// `--precision q8|f32`.
 public enum ActivationQuant: String, CaseIterable, Sendable, CustomStringConvertible {
     case none
     case q8
 
     public var description: String { rawValue }
 
-    /// The choice an `SPECDEC_ACT` value selects (`none` when unset; `none` with a warning when unknown).
+    /// The choice an `SPECDEC_ACT` value selects (`q8` when unset; `q8` with a warning when unknown;
+    /// `f32` is accepted for `none`).
     public static func fromEnvironment(_ value: String?) -> (quant: ActivationQuant, warning: String?) {
-        guard let value, !value.isEmpty else { return (.none, nil) }
+        guard let value, !value.isEmpty else { return (.q8, nil) }
+        if let p = Precision(rawValue: value.lowercased()) { return (p.activations, nil) }
         guard let q = ActivationQuant(rawValue: value.lowercased()) else {
-            return (.none, "specdec: SPECDEC_ACT=\(value) is not one of \(allCases.map(\.rawValue).joined(separator: ", ")); using none")
+            return (.q8, "specdec: SPECDEC_ACT=\(value) is not one of q8, f32 (none); using q8")
         }
         return (q, nil)
     }
@@ -46,6 +50,16 @@ let environmentActivationQuant: ActivationQuant = {
     if let warning { fputs(warning + "\n", stderr) }
     return q
 }()
+
+/// The user-facing name of an activation mode (`--precision`).
+public enum Precision: String, CaseIterable, Sendable {
+    /// int8 activations on interleaved weights: the fast default.
+    case q8
+    /// float32 activations: the exact mode for reference work.
+    case f32
+
+    public var activations: ActivationQuant { self == .q8 ? .q8 : .none }
+}
 
 extension QuantType {
     /// Whether the int8-activation kernels handle this weight type (else it takes the float path).
@@ -61,15 +75,41 @@ extension QuantType {
     }
 }
 
+/// Which implementation of the int8-activation kernels runs. All give the same bits (the integer
+/// parts are exact, the float steps the same), so the choice is about speed only: the best the
+/// CPU supports, unless `SPECDEC_VNNI=0` turns AVX-512 VNNI off.
+public enum Int8Kernel: String, CaseIterable, Sendable {
+    case portable, avx2, avx512vnni
+
+    public var isSupported: Bool {
+        switch self {
+        case .portable: return true
+        case .avx2: return cpuSupportsAVX2
+        case .avx512vnni: return cpuSupportsAVX512VNNI
+        }
+    }
+
+    /// The kernel a `KernelPath` selects: the portable one, or the best vector one.
+    public static func forPath(_ path: KernelPath) -> Int8Kernel {
+        guard path == .avx2 && cpuSupportsAVX2 else { return .portable }
+        return cpuSupportsAVX512VNNI && vnniAllowed ? .avx512vnni : .avx2
+    }
+}
+
+let cpuSupportsAVX512VNNI: Bool = specdec_cpu_supports_avx512vnni() != 0
+let vnniAllowed: Bool = getenv("SPECDEC_VNNI").map { String(cString: $0) != "0" } ?? true
+
 /// Per-block scale/sum stride of a quantized activation row: blocks rounded up to 8.
 @inline(__always)
 func q8BlockStride(_ count: Int) -> Int { (count / 32 + 7) / 8 * 8 }
 
-/// Raw views of quantized activations (n rows): quants n × count, d and s n × blockStride.
+/// Raw views of quantized activations (n rows): quants n × count; d, s and the integer sums Σq
+/// n × blockStride.
 struct Q8ActivationPointers {
     var qs: UnsafeMutablePointer<Int8>
     var d: UnsafeMutablePointer<Float>
     var s: UnsafeMutablePointer<Float>
+    var qsum: UnsafeMutablePointer<Int32>
     var blockStride: Int
 }
 
@@ -80,32 +120,57 @@ func withQ8Activations<R>(_ x: UnsafePointer<Float>, n: Int, count: Int, path: K
     let bs = q8BlockStride(count)
     return withUnsafeTemporaryAllocation(of: Int8.self, capacity: max(1, n * count)) { qs in
         withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * n * bs)) { f in
-            let p = Q8ActivationPointers(qs: qs.baseAddress!, d: f.baseAddress!, s: f.baseAddress! + n * bs, blockStride: bs)
-            q8Quantize(x, n: n, count: count, p, path: path)
-            return body(p)
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(1, n * bs)) { sums in
+                let p = Q8ActivationPointers(qs: qs.baseAddress!, d: f.baseAddress!, s: f.baseAddress! + n * bs,
+                                             qsum: sums.baseAddress!, blockStride: bs)
+                if path == .avx2 && cpuSupportsAVX2 {
+                    specdec_q8_quantize_avx2(x, n, count, p.qs, p.d, p.s, bs)
+                } else {
+                    specdec_q8_quantize(x, n, count, p.qs, p.d, p.s, bs)
+                }
+                specdec_x8_block_sums(p.qs, n, count, p.qsum, bs)
+                return body(p)
+            }
         }
     }
 }
 
+/// Row groups `groups` of an interleaved matrix times quantized activations, into y (n × yStride).
 @inline(__always)
-func q8Quantize(_ x: UnsafePointer<Float>, n: Int, count: Int, _ p: Q8ActivationPointers, path: KernelPath) {
-    if path == .avx2 && cpuSupportsAVX2 {
-        specdec_q8_quantize_avx2(x, n, count, p.qs, p.d, p.s, p.blockStride)
-    } else {
-        specdec_q8_quantize(x, n, count, p.qs, p.d, p.s, p.blockStride)
+func x8MatMul(_ w: InterleavedWeights, groups: Range<Int>, _ a: Q8ActivationPointers, n: Int,
+              into y: UnsafeMutablePointer<Float>, yStride: Int, kernel: Int8Kernel) {
+    let code = w.type.q8WeightCode!
+    switch kernel {
+    case .portable:
+        specdec_x8_matmul(code, w.data, w.rows, groups.lowerBound, groups.upperBound, a.qs, a.d, a.s, a.qsum, a.blockStride, n, w.cols, y, yStride)
+    case .avx2:
+        specdec_x8_matmul_avx2(code, w.data, w.rows, groups.lowerBound, groups.upperBound, a.qs, a.d, a.s, a.qsum, a.blockStride, n, w.cols, y, yStride)
+    case .avx512vnni:
+        specdec_x8_matmul_vnni(code, w.data, w.rows, groups.lowerBound, groups.upperBound, a.qs, a.d, a.s, a.qsum, a.blockStride, n, w.cols, y, yStride)
     }
 }
 
-/// Rows `rowCount` of a Q4_0/Q4_1/Q8_0 matrix times quantized activations (see `ActivationQuant`).
-@inline(__always)
-func q8MatMul(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int, _ a: Q8ActivationPointers,
-              n: Int, count: Int, into y: UnsafeMutablePointer<Float>, yStride: Int, path: KernelPath) {
-    let code = type.q8WeightCode!
-    if path == .avx2 && cpuSupportsAVX2 {
-        specdec_q8_matmul_avx2(code, rows, rowBytes, rowCount, a.qs, a.d, a.s, a.blockStride, n, count, y, yStride)
-    } else {
-        specdec_q8_matmul(code, rows, rowBytes, rowCount, a.qs, a.d, a.s, a.blockStride, n, count, y, yStride)
+/// A Q4_0 / Q4_1 / Q8_0 matrix repacked for the int8-activation kernels: rows in groups of 8,
+/// block by block (layout in specdec_x8.h). Same bytes as the GGUF rows, reordered, plus zero rows
+/// padding the last group; owned here (anonymous memory), made once at load.
+public final class InterleavedWeights: @unchecked Sendable {
+    public let type: QuantType
+    public let rows: Int
+    public let cols: Int
+    public var groups: Int { (rows + 7) / 8 }
+    public let byteCount: Int
+    let data: UnsafeMutableRawPointer
+
+    /// Nil for types without int8-activation kernels.
+    public init?(type: QuantType, rows: Int, cols: Int, data src: UnsafeRawPointer, rowBytes: Int) {
+        guard let code = type.q8WeightCode, cols % 32 == 0 else { return nil }
+        self.type = type; self.rows = rows; self.cols = cols
+        byteCount = max(1, (rows + 7) / 8 * (cols / 32) * specdec_x8_record_bytes(code))
+        data = .allocate(byteCount: byteCount, alignment: 64)
+        specdec_x8_repack(code, src, rowBytes, rows, cols, data)
     }
+
+    deinit { data.deallocate() }
 }
 
 /// Activation rows quantized as the `q8` path does it (for tests and references).
@@ -139,15 +204,19 @@ public struct Q8Activations: Sendable {
     }
 }
 
-/// The `q8` kernel directly: `y[t * yStride + r] = row r · x̂_t` for `rowCount` rows of a
-/// Q4_0/Q4_1/Q8_0 matrix and the `n` activation rows `x` (quantized here), single-threaded.
+/// The `q8` kernel directly on GGUF rows (repacked here): `y[t * yStride + r] = row r · x̂_t` for
+/// `rowCount` rows of a Q4_0/Q4_1/Q8_0 matrix and the `n` activation rows `x` (quantized here),
+/// single-threaded, with the int8 kernel `kernel` (default: the best for `path`).
 public func q8MatMul(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int,
                      x: UnsafePointer<Float>, n: Int, count: Int, into y: UnsafeMutablePointer<Float>, yStride: Int,
-                     path: KernelPath = .active) {
+                     path: KernelPath = .active, kernel: Int8Kernel? = nil) {
     precondition(type.hasQ8ActivationKernel, "q8MatMul: no int8-activation kernel for \(type)")
     precondition(count >= 0 && count % 32 == 0 && rowBytes >= type.rowBytes(count)!, "q8MatMul: bad sizes")
-    precondition(path != .avx2 || cpuSupportsAVX2, "q8MatMul: the AVX2 kernels need an AVX2/FMA/F16C CPU")
+    let k = kernel ?? Int8Kernel.forPath(path)
+    precondition(k.isSupported, "q8MatMul: this CPU cannot run the \(k) kernel")
+    guard rowCount > 0, n > 0 else { return }
+    let w = InterleavedWeights(type: type, rows: rowCount, cols: count, data: rows, rowBytes: rowBytes)!
     withQ8Activations(x, n: n, count: count, path: path) { a in
-        q8MatMul(type, rows: rows, rowBytes: rowBytes, rowCount: rowCount, a, n: n, count: count, into: y, yStride: yStride, path: path)
+        x8MatMul(w, groups: 0..<w.groups, a, n: n, into: y, yStride: yStride, kernel: k)
     }
 }

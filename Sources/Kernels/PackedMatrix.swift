@@ -6,6 +6,9 @@ public struct PackedMatrix: @unchecked Sendable {
     public let cols: Int
     public let rowBytes: Int
     public let data: UnsafeRawPointer
+    /// The 8-row interleaved copy the int8-activation (`q8`) path multiplies with; nil until
+    /// `withInterleavedCopy()` makes one (and for types without int8 kernels).
+    public private(set) var interleaved: InterleavedWeights?
 
     public init(type: QuantType, rows: Int, cols: Int, data: UnsafeRawPointer) {
         precondition(cols % type.blockSize == 0, "row length must be whole blocks")
@@ -18,6 +21,16 @@ public struct PackedMatrix: @unchecked Sendable {
 
     @inline(__always)
     public func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
+
+    /// This matrix with an interleaved copy for the `q8` path (Q4_0/Q4_1/Q8_0; others unchanged).
+    /// The copy has the same bytes as the rows (reordered), so it adds the matrix's size in
+    /// anonymous memory; the GGUF rows stay mapped for the f32 path and embedding lookups.
+    public func withInterleavedCopy() -> PackedMatrix {
+        guard interleaved == nil else { return self }
+        var m = self
+        m.interleaved = InterleavedWeights(type: type, rows: rows, cols: cols, data: data, rowBytes: rowBytes)
+        return m
+    }
 
     /// Dequantizes row `r` into `dst` (`cols` floats), e.g. an embedding lookup.
     public func dequantize(row r: Int, into dst: UnsafeMutablePointer<Float>) {
@@ -37,9 +50,9 @@ public struct PackedMatrix: @unchecked Sendable {
     }
 
     /// `multiply` with a choice of activation format (`ActivationQuant`): `.none` is `multiply`;
-    /// `.q8` quantizes the n activation rows once and runs the int8-activation kernels (for
-    /// Q4_0/Q4_1/Q8_0; other types take the float path). Batch-invariant and thread-count
-    /// invariant either way.
+    /// `.q8` quantizes the n activation rows once and runs the int8-activation kernels on the
+    /// interleaved copy (matrices without one take the float path). Batch-invariant and
+    /// thread-count invariant either way.
     public func multiply(_ x: UnsafePointer<Float>, n: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
                          path: KernelPath = .active, activations: ActivationQuant) {
         PackedMatrix.multiply([(self, y)], x: x, n: n, threads: threads, path: path, activations: activations)
@@ -50,7 +63,7 @@ public struct PackedMatrix: @unchecked Sendable {
                                 x: UnsafePointer<Float>, n: Int, threads: Int, path: KernelPath = .active,
                                 activations: ActivationQuant) {
         guard activations == .q8, let first = parts.first, n > 0,
-              parts.contains(where: { $0.matrix.type.hasQ8ActivationKernel }) else {
+              parts.contains(where: { $0.matrix.interleaved != nil }) else {
             multiply(parts, x: x, n: n, threads: threads, path: path)
             return
         }
@@ -82,13 +95,16 @@ public struct PackedMatrix: @unchecked Sendable {
         guard count > 0 else { return }
         let cols = part(0).0.cols
         for i in 0..<count { precondition(part(i).0.cols == cols, "PackedMatrix.multiply: parts differ in cols") }
-        /// Rows lo..<hi of one part: the int8-activation kernel when activations are quantized
-        /// and the type has one, else the float kernel.
+        let int8Kernel = Int8Kernel.forPath(path)
+        /// Units a part is split in: 8-row groups for the int8 kernels, rows for the float ones.
+        @inline(__always)
+        func units(_ m: PackedMatrix) -> Int { q8 != nil && m.interleaved != nil ? (m.rows + 7) / 8 : m.rows }
+        /// Units lo..<hi of one part: the int8-activation kernel when activations are quantized
+        /// and the matrix has an interleaved copy, else the float kernel.
         @inline(__always)
         func run(_ m: PackedMatrix, _ y: UnsafeMutablePointer<Float>, _ lo: Int, _ hi: Int) {
-            if let q8, m.type.hasQ8ActivationKernel {
-                q8MatMul(m.type, rows: m.row(lo), rowBytes: m.rowBytes, rowCount: hi - lo, q8, n: n, count: cols,
-                         into: y + lo, yStride: m.rows, path: path)
+            if let q8, let w = m.interleaved {
+                x8MatMul(w, groups: lo..<hi, q8, n: n, into: y, yStride: m.rows, kernel: int8Kernel)
             } else {
                 matMul(m.type, rows: m.row(lo), rowBytes: m.rowBytes, rowCount: hi - lo, x: x, n: n, count: cols,
                        into: y + lo, yStride: m.rows, path: path)
@@ -97,7 +113,7 @@ public struct PackedMatrix: @unchecked Sendable {
         if threads <= 1 || n == 0 {
             for i in 0..<count {
                 let (m, y) = part(i)
-                run(m, y, 0, m.rows)
+                run(m, y, 0, units(m))
             }
             return
         }
@@ -110,15 +126,15 @@ public struct PackedMatrix: @unchecked Sendable {
             for i in 0..<count {
                 let m = part(i).0
                 let share = (target * m.rows * m.rowBytes + total - 1) / max(total, 1)
-                first[i + 1] = first[i] + max(1, min(share, m.rows / minChunkRows))
+                first[i + 1] = first[i] + max(1, min(share, m.rows / minChunkRows, units(m)))
             }
             parallelFor(first[count], threads: threads) { c in
                 var i = 0
                 while first[i + 1] <= c { i += 1 }
                 let (m, y) = part(i)
                 let chunks = first[i + 1] - first[i], j = c - first[i]
-                let lo = m.rows * j / chunks, hi = m.rows * (j + 1) / chunks
-                run(m, y, lo, hi)
+                let u = units(m)
+                run(m, y, u * j / chunks, u * (j + 1) / chunks)
             }
         }
     }

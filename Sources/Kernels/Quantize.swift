@@ -42,8 +42,9 @@ public func quantizeRow(_ type: QuantType, _ src: UnsafePointer<Float>, count: I
     }
 }
 
-/// A `PackedMatrix` whose bytes this object owns (built from float rows): keep the object alive
-/// as long as its `matrix` is used.
+/// A `PackedMatrix` whose bytes this object owns (built from float rows), with its interleaved
+/// copy for the int8-activation path when the type has one: keep the object alive as long as its
+/// `matrix` is used.
 public final class OwnedPackedMatrix: @unchecked Sendable {
     public let matrix: PackedMatrix
     private let buffer: UnsafeMutableRawPointer
@@ -51,13 +52,13 @@ public final class OwnedPackedMatrix: @unchecked Sendable {
     /// Packs `rows` × `cols` floats (row-major) into `type`.
     public init(type: QuantType, rows: Int, cols: Int, floats: UnsafePointer<Float>) throws {
         buffer = try Self.pack(type: type, rows: rows, cols: cols, floats: floats)
-        matrix = PackedMatrix(type: type, rows: rows, cols: cols, data: UnsafeRawPointer(buffer))
+        matrix = PackedMatrix(type: type, rows: rows, cols: cols, data: UnsafeRawPointer(buffer)).withInterleavedCopy()
     }
 
     public init(type: QuantType, rows: Int, cols: Int, floats: [Float]) throws {
         precondition(floats.count == rows * cols, "OwnedPackedMatrix: \(floats.count) floats for \(rows) × \(cols)")
         buffer = try floats.withUnsafeBufferPointer { try Self.pack(type: type, rows: rows, cols: cols, floats: $0.baseAddress!) }
-        matrix = PackedMatrix(type: type, rows: rows, cols: cols, data: UnsafeRawPointer(buffer))
+        matrix = PackedMatrix(type: type, rows: rows, cols: cols, data: UnsafeRawPointer(buffer)).withInterleavedCopy()
     }
 
     private static func pack(type: QuantType, rows: Int, cols: Int, floats: UnsafePointer<Float>) throws -> UnsafeMutableRawPointer {

@@ -277,7 +277,7 @@ public final class LlamaSession {
                     mul(w.wo, ap.baseAddress!, n, pp.baseAddress!)
                 }
             }
-            for i in 0..<(n * d) { x[i] += proj[i] }
+            addInPlace(&x, proj, count: n * d)
 
             rmsNorm(c, x, w.ffnNorm, into: &h, n: n)
             h.withUnsafeBufferPointer { hp in
@@ -287,16 +287,13 @@ public final class LlamaSession {
                     }
                 }
             }
-            for i in 0..<(n * ff) {
-                let a = g[i]
-                g[i] = a / (1 + expf(-a)) * u[i]   // SwiGLU: silu(gate) · up
-            }
+            swiGLU(gate: &g, up: u, count: n * ff)
             g.withUnsafeBufferPointer { gp in
                 proj.withUnsafeMutableBufferPointer { pp in
                     mul(w.down, gp.baseAddress!, n, pp.baseAddress!)
                 }
             }
-            for i in 0..<(n * d) { x[i] += proj[i] }
+            addInPlace(&x, proj, count: n * d)
             if captureLayers.contains(l) { states[l] = x }
         }
         for s in segments { s.session.length = s.start + s.rows.count }
@@ -335,13 +332,7 @@ public final class LlamaSession {
 
     /// RMSNorm of each of the n rows of `x`, scaled by `weight`.
     private static func rmsNorm(_ c: LlamaConfig, _ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
-        let d = c.width
-        for t in 0..<n {
-            var ss: Float = 0
-            for i in 0..<d { ss += x[t * d + i] * x[t * d + i] }
-            let scale = 1 / (ss / Float(d) + c.rmsEpsilon).squareRoot()
-            for i in 0..<d { out[t * d + i] = x[t * d + i] * scale * weight[i] }
-        }
+        Kernels.rmsNorm(x, weight: weight, n: n, d: c.width, eps: c.rmsEpsilon, into: &out)
     }
 
     /// Rotates adjacent pairs (llama.cpp "normal" RoPE) of the first ropeDim dims of each head.

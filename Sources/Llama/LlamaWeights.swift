@@ -2,7 +2,9 @@ import GGUF
 import Kernels
 
 /// Every weight of the model, looked up by its GGUF (llama.cpp) name in this one place.
-/// Matrices stay packed in the file mapping; only the small norm vectors are copied.
+/// Matrices stay packed in the file mapping (the f32 path and embedding lookups read them there);
+/// Q4_0/Q4_1/Q8_0 matrices also get an 8-row interleaved copy of the same size at load, for the
+/// int8-activation kernels of the default path. Only the small norm vectors are dequantized.
 public struct LlamaWeights: @unchecked Sendable {
     public struct Layer {
         public var attnNorm: [Float]
@@ -27,7 +29,8 @@ public struct LlamaWeights: @unchecked Sendable {
             guard let q = t.type.quantType else {
                 throw GGUFError(file: f.path, field: name, reason: "tensor type \(t.type.name) is not supported (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K are)")
             }
-            return PackedMatrix(type: q, rows: rows, cols: cols, data: f.data(of: t))
+            // The interleaved copy is what the default (q8) path multiplies with.
+            return PackedMatrix(type: q, rows: rows, cols: cols, data: f.data(of: t)).withInterleavedCopy()
         }
         func vector(_ name: String, _ n: Int) throws -> [Float] {
             guard let t = f.tensorInfo(name) else { throw GGUFError(file: f.path, field: name, reason: "tensor missing") }

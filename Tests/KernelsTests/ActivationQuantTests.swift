@@ -100,7 +100,7 @@ struct ActivationQuantTests {
             let nMax = 17
             let x = activations(nMax * cols, seed: UInt64(rows) + 1000)
             mat.withUnsafeBytes { m in
-                let w = PackedMatrix(type: type, rows: rows, cols: cols, data: m.baseAddress!)
+                let w = PackedMatrix(type: type, rows: rows, cols: cols, data: m.baseAddress!).withInterleavedCopy()
                 var single = [Float](repeating: 0, count: nMax * rows)
                 x.withUnsafeBufferPointer { xp in
                     single.withUnsafeMutableBufferPointer { yp in
@@ -147,7 +147,7 @@ struct ActivationQuantTests {
             return p
         }
         defer { bases.forEach { $0.deallocate() } }
-        let ms = shapes.enumerated().map { PackedMatrix(type: $1.0, rows: $1.1, cols: cols, data: bases[$0]) }
+        let ms = shapes.enumerated().map { PackedMatrix(type: $1.0, rows: $1.1, cols: cols, data: bases[$0]).withInterleavedCopy() }
         x.withUnsafeBufferPointer { xp in
             for i in ms.indices {
                 separate[i].withUnsafeMutableBufferPointer {
@@ -168,12 +168,54 @@ struct ActivationQuantTests {
         #expect(bitMismatches(float6, separate[1]) == 0)
     }
 
-    @Test("SPECDEC_ACT values")
+    @Test("SPECDEC_ACT values: q8 by default, f32/none for the exact mode")
     func environment() {
-        #expect(ActivationQuant.fromEnvironment(nil).quant == .none)
+        #expect(ActivationQuant.fromEnvironment(nil).quant == .q8)
         #expect(ActivationQuant.fromEnvironment("q8").quant == .q8)
         #expect(ActivationQuant.fromEnvironment("Q8").quant == .q8)
+        #expect(ActivationQuant.fromEnvironment("f32").quant == .none)
+        #expect(ActivationQuant.fromEnvironment("none").quant == .none)
         let bad = ActivationQuant.fromEnvironment("int4")
-        #expect(bad.quant == .none && bad.warning != nil)
+        #expect(bad.quant == .q8 && bad.warning != nil)
+    }
+
+    @Test("a matrix without an interleaved copy takes the float path under q8")
+    func noCopyMeansFloat() {
+        let cols = 64, rows = 9
+        let mat = randomMatrix(.q4_1, rows: rows, cols: cols, seed: 5)
+        let x = activations(cols, seed: 6)
+        mat.withUnsafeBytes { m in
+            let plain = PackedMatrix(type: .q4_1, rows: rows, cols: cols, data: m.baseAddress!)
+            var a = [Float](repeating: 0, count: rows), b = a, c = a
+            x.withUnsafeBufferPointer { xp in
+                plain.multiply(xp.baseAddress!, n: 1, into: &a, threads: 1, activations: .q8)
+                plain.multiply(xp.baseAddress!, n: 1, into: &b, threads: 1)
+                plain.withInterleavedCopy().multiply(xp.baseAddress!, n: 1, into: &c, threads: 1, activations: .q8)
+            }
+            #expect(bitMismatches(a, b) == 0)
+            #expect(bitMismatches(a, c) > 0)
+        }
+    }
+
+    @Test("portable, AVX2 and AVX-512 VNNI int8 kernels give the same bits (each where the CPU has it)",
+          arguments: types)
+    func int8KernelsAgree(_ type: QuantType) {
+        let cols = 32 * 48, rows = 29, n = 9
+        let mat = randomMatrix(type, rows: rows, cols: cols, seed: 77 + UInt64(type.rawValue))
+        let x = activations(n * cols, seed: 78)
+        var results: [Int8Kernel: [Float]] = [:]
+        for k in Int8Kernel.allCases where k.isSupported {
+            var y = [Float](repeating: .nan, count: n * rows)
+            mat.withUnsafeBytes { m in
+                x.withUnsafeBufferPointer { xp in
+                    q8MatMul(type, rows: m.baseAddress!, rowBytes: type.rowBytes(cols)!, rowCount: rows, x: xp.baseAddress!,
+                             n: n, count: cols, into: &y, yStride: rows, path: k == .portable ? .portable : .avx2, kernel: k)
+                }
+            }
+            results[k] = y
+        }
+        let base = results[.portable]!
+        for (k, y) in results { #expect(bitMismatches(y, base) == 0, "\(k) differs from portable") }
+        print("int8 kernels compared for \(type): \(results.keys.map(\.rawValue).sorted())")
     }
 }

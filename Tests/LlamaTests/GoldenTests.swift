@@ -7,7 +7,11 @@ import TestSupport
 
 /// The real model, loaded once for every test in this file.
 let model: LlamaModel = {
-    do { return try LlamaModel(path: TestPaths.model) } catch {
+    do {
+        let m = try LlamaModel(path: TestPaths.model)
+        m.activationQuant = .none   // the exact (f32) mode: within 1e-2 of the float64 reference
+        return m
+    } catch {
         fatalError("cannot load \(TestPaths.model): \(error) — run scripts/setup.sh first")
     }
 }()

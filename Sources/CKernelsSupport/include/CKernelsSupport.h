@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include "specdec_q8act.h"
+#include "specdec_x8.h"
 
 /// 1 when the CPU and the OS support everything the KernelsAVX2 module is compiled for
 /// (`-target-cpu haswell`: AVX, AVX2, FMA, F16C, BMI1, BMI2, LZCNT, MOVBE, POPCNT, with the YMM

@@ -1,0 +1,60 @@
+// Interleaved ("x8") int8-activation kernels: the default fast path of the Kernels module.
+//
+// Why: with one weight row per register (the plain layout), every extra token of a batch pays a
+// horizontal reduction and float work per 32-weight block. Interleaving 8 weight rows so that one
+// 256-bit register holds 4 consecutive weights of each of the 8 rows lets one broadcast of 4
+// activation bytes feed 8 rows at once, and the int32 lanes of the result are the 8 rows' partial
+// sums directly: no horizontal work at all. A decoded weight block then serves every token of the
+// tile while it sits in registers (llama.cpp's Q4_0x8 repack and llamafile's tinyBLAS do the same).
+//
+// Layout. Rows are taken in groups of 8 (the last group zero-padded). A group is stored block by
+// block; one block of 8 rows is a record:
+//     Q4_0: d[8] (f16)            | q[128]     (144 bytes, = 8 × 18 of the GGUF layout)
+//     Q4_1: d[8] (f16) | m[8] (f16) | q[128]   (160 bytes, = 8 × 20)
+//     Q8_0: d[8] (f16)            | q[256]     (272 bytes, = 8 × 34)
+// 4-bit q: byte 32·j + 4·r + i (j < 4, r < 8, i < 4) is the GGUF byte qs[4j + i] of row r, i.e. it
+// holds element 4j+i in its low nibble and element 16+4j+i in its high nibble.
+// Q8_0 q:  byte 32·j + 4·r + i (j < 8) is element 4j+i of row r.
+// So the repacked matrix has exactly the bytes of the original (plus the padding rows).
+//
+// Activations are quantized per 32-element block as llama.cpp's Q8_0/Q8_1 do (specdec_q8act.h:
+// d = max|x|/127, q = round-to-nearest-even(x/d), s = d·Σq), plus the integer block sum Σq.
+// Result of one (row, token) pair, over blocks b in order, in one float accumulator:
+//     isum_b = Σ_e w_e·q_e          (the exact integer dot product of the block; Q4_0: w = u − 8)
+//     acc    = fma(float(isum_b), d_b·dx_b, acc)
+//     acc    = fma(m_b, s_b, acc)   (Q4_1 only)
+// Every path (portable C, AVX2, AVX-512 VNNI) computes the integers exactly and the float steps in
+// the same order, so the paths agree bit for bit, and a token's result never depends on the batch,
+// the tile, the row group or the thread count.
+#ifndef SPECDEC_X8_H
+#define SPECDEC_X8_H
+
+#include <stdint.h>
+
+/// Bytes of one 8-row block record of weight type `wtype` (SPECDEC_Q8W_*).
+long specdec_x8_record_bytes(int wtype);
+
+/// Repacks `rowCount` GGUF rows of `count` elements (rows `rowBytes` apart) into `out`, which must
+/// hold ceil(rowCount/8) · (count/32) · record_bytes bytes.
+void specdec_x8_repack(int wtype, const void *rows, long rowBytes, long rowCount, long count, void *out);
+
+/// Integer block sums Σq of quantized activations: qsum[t·bstride + b] for n rows (padding 0).
+void specdec_x8_block_sums(const int8_t *qs, long n, long count, int32_t *qsum, long bstride);
+
+/// y[t·yStride + r] for rows r of groups g0..<g1 (r < rowCount) and tokens t < n.
+/// `packed` is the whole repacked matrix; xq/xd/xs/qsum as specdec_q8_quantize and
+/// specdec_x8_block_sums write them.
+void specdec_x8_matmul(int wtype, const void *packed, long rowCount, long g0, long g1,
+                       const int8_t *xq, const float *xd, const float *xs, const int32_t *qsum, long bstride,
+                       long n, long count, float *y, long yStride);
+void specdec_x8_matmul_avx2(int wtype, const void *packed, long rowCount, long g0, long g1,
+                            const int8_t *xq, const float *xd, const float *xs, const int32_t *qsum, long bstride,
+                            long n, long count, float *y, long yStride);
+void specdec_x8_matmul_vnni(int wtype, const void *packed, long rowCount, long g0, long g1,
+                            const int8_t *xq, const float *xd, const float *xs, const int32_t *qsum, long bstride,
+                            long n, long count, float *y, long yStride);
+
+/// 1 when the CPU and OS support AVX-512 F/BW/VL with VNNI (for specdec_x8_matmul_vnni), else 0.
+int specdec_cpu_supports_avx512vnni(void);
+
+#endif
