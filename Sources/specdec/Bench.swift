@@ -183,12 +183,13 @@ struct Bench: ParsableCommand {
         if draftOptions.draft != nil || prompts != nil {
             guard let p = prompts, draftOptions.draft != nil else { throw CLIError("the speculative bench needs both --draft and --prompts") }
             try SpeculativeBench(draftOptions: draftOptions, promptsPath: p, towerPath: visionTower, maxTokens: nPredict,
-                                 threads: threads, json: json).run(modelPath: try modelOption.resolvedPath())
+                                 threads: threads, json: json, activations: modelOption.activations).run(modelPath: try modelOption.resolvedPath())
             return
         }
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)
+        model.activationQuant = modelOption.activations
         let c = model.config
         let loadStart = loadAverage()
 

@@ -1,6 +1,7 @@
 import DataSynth
 import Foundation
 import GGUF
+import Kernels
 import Llama
 import Sampling
 import Tokenizer
@@ -16,6 +17,7 @@ struct SpeculativeBench {
     var maxTokens: Int
     var threads: Int
     var json: Bool
+    var activations: ActivationQuant
 
     struct PromptResult: Encodable {
         var id: String
@@ -63,6 +65,7 @@ struct SpeculativeBench {
         guard let draftPath = draftOptions.draft else { throw CLIError("--prompts needs --draft") }
         let gguf = try GGUFFile(path: modelPath)
         let model = try LlamaModel(file: gguf, threads: threads)
+        model.activationQuant = activations
         let tokenizer = try BPETokenizer(gguf: gguf)
         // Prompts as the target reads them.
         let prepared = try SpecPromptSet.load(path: promptsPath, towerPath: towerPath, model: model, tokenizer: tokenizer)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GGUF
+import Kernels
 import Sampling
 import Tokenizer
 
@@ -14,6 +15,12 @@ struct CLIError: Error, CustomStringConvertible {
 struct ModelOption: ParsableArguments {
     @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: the model scripts/setup.sh fetched).")
     var model: String?
+
+    @Option(help: ArgumentHelp("Arithmetic of the model's matrix products: q8 (default: int8 activations on repacked weights, the fast path, as faithful to the float64 reference as llama.cpp) or f32 (float32 activations: the exact mode for reference work, within 1e-2 of the float64 reference logits). Speculative output equals plain output in either.", valueName: "q8|f32"))
+    var precision: Precision?
+
+    /// `--precision`, else `SPECDEC_ACT`, else q8.
+    var activations: ActivationQuant { precision?.activations ?? .environment }
 
     static let defaultModelName = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -121,3 +128,5 @@ func now() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
+
+extension Precision: ExpressibleByArgument {}

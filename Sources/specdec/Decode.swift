@@ -113,6 +113,7 @@ struct Decode: ParsableCommand {
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)
+        model.activationQuant = modelOption.activations
         let tokenizer = try BPETokenizer(gguf: gguf)
         let prompt = try PreparedPrompt.make(promptOptions, imageOptions, gguf: gguf, tokenizer: tokenizer, model: model)
         let promptTokens = prompt.tokens  // -1 at image rows

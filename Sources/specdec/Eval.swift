@@ -139,6 +139,7 @@ struct Eval: ParsableCommand {
         let modelPath = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: modelPath)
         let model = try LlamaModel(file: gguf, threads: threads)
+        model.activationQuant = modelOption.activations
         let tokenizer = try BPETokenizer(gguf: gguf)
         let promptsPath = (set as NSString).appendingPathComponent("prompts.jsonl")
         var prompts = try SpecPromptSet.load(path: promptsPath, towerPath: mmproj, model: model, tokenizer: tokenizer)

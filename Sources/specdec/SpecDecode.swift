@@ -118,6 +118,7 @@ struct LoadedDraft {
         if path.hasSuffix(".gguf") {
             let same = (path as NSString).standardizingPath == (targetPath as NSString).standardizingPath
             let model = same ? target : try LlamaModel(path: path, threads: threads)
+            model.activationQuant = target.activationQuant
             guard model.config.vocabSize == target.config.vocabSize else {
                 throw CLIError("\(path): the draft's vocabulary has \(model.config.vocabSize) tokens, the target's \(target.config.vocabSize)")
             }
@@ -130,8 +131,8 @@ struct LoadedDraft {
     }
 }
 
-/// The verify-cost curve for `--tree-tokens auto`, measured once per model file (SHA-256), CPU and
-/// thread count, cached as JSON in $SPECDEC_CACHE (default ~/.cache/specdec).
+/// The verify-cost curve for `--tree-tokens auto`, measured once per model file (SHA-256), CPU,
+/// thread count and activation mode, cached as JSON in $SPECDEC_CACHE (default ~/.cache/specdec).
 enum VerifyCostCache {
     static var directory: String {
         let env = ProcessInfo.processInfo.environment
@@ -142,8 +143,9 @@ enum VerifyCostCache {
     static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)
         let cpu = cpuName()
-        // "v2": curves since the lazy head time forwards without logits plus one head row.
-        let key = SHA256.hex(SHA256.hash(Array("v2|\(sha)|\(cpu)|\(model.threads)".utf8))).prefix(16)
+        // "v3": curves since the interleaved int8 kernels; one curve per activation mode (the
+        // curves differ several-fold between q8 and f32).
+        let key = SHA256.hex(SHA256.hash(Array("v3|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
         if let data = FileManager.default.contents(atPath: file),
            let c = try? JSONDecoder().decode(CachedCurve.self, from: data), c.model_sha256 == sha {

@@ -168,6 +168,7 @@ struct SynthData: ParsableCommand {
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)
+        model.activationQuant = modelOption.activations
         let tokenizer = try BPETokenizer(gguf: gguf)
         let template: ChatTemplate
         do { template = try ChatTemplate(gguf: gguf) } catch { throw CLIError("\(error)") }
