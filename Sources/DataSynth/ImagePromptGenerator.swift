@@ -13,9 +13,16 @@ import Vision
 public struct ImagePromptGenerator: DataSource {
     public let seed: UInt64
     public let size: Int
-    public init(seed: UInt64, size: Int = 64) { self.seed = seed; self.size = size }
+    /// Which questions: `classic` (the 14 `templates`, one per index mod 14: the evaluation set's)
+    /// or `varied` (training data: `templates` + `moreTemplates`, drawn at random, with an answer
+    /// length asked for about half the time).
+    public enum Questions: String, Sendable { case classic, varied }
+    public let questions: Questions
+    public init(seed: UInt64, size: Int = 64, questions: Questions = .classic) {
+        self.seed = seed; self.size = size; self.questions = questions
+    }
     public var count: Int { Int.max }
-    public var info: SourceInfo { SourceInfo(kind: "generate-images", seed: seed) }
+    public var info: SourceInfo { SourceInfo(kind: questions == .classic ? "generate-images" : "generate-images-varied", seed: seed) }
 
     /// A named colour of the demo tower's palette (RGB 0–255).
     struct Paint { var word: String; var rgb: (Int, Int, Int) }
@@ -43,6 +50,25 @@ public struct ImagePromptGenerator: DataSource {
         "If this picture were a flag, what could it stand for?",
         "Compare the left and the right side of this image.",
     ]
+    /// More phrasings for training data (LLaVA-style instructions, short and long answers).
+    public static let moreTemplates = [
+        "What do you see?", "Describe the image.", "Describe the colors in this image.",
+        "What is in this image? Answer briefly.", "Give a detailed description of this image.",
+        "Which color covers most of this picture?", "Name every color in this picture.",
+        "Where is the {c} part of the image, if there is one?", "Is the {part} of this image light or dark?",
+        "What would be a good title for this picture?", "Describe this image to someone who cannot see it.",
+        "What colors would you mix to paint this picture?", "List the colors in this image from top to bottom.",
+        "Does this image look like a landscape? Explain.", "What object could this picture be a photo of?",
+        "Write a haiku about this image.", "Invent a name for the place in this picture.",
+        "Which colors in this image go well together?", "Is this picture symmetric? Why or why not?",
+        "If you could add one thing to this picture, what would it be?", "What time of day could this picture show?",
+        "Summarize this image in one sentence.", "What feelings do the colors of this image bring up?",
+        "Describe the {part} of the image.", "Explain what makes this picture simple or complex.",
+        "Give three words that describe this image.", "What would a child say about this picture?",
+    ]
+    /// Answer-length requests appended to varied questions (empty: none).
+    static let lengths = ["", "", "", "", "", "", " Answer in one word.", " Answer in one sentence.", " Keep it short.",
+                          " Answer in two or three sentences.", " Answer in detail.", " Please answer with at least 200 words."]
     static let parts = ["top-left part", "top-right part", "bottom-left part", "bottom-right part", "top half", "bottom half",
                         "left side", "right side", "center"]
 
@@ -133,7 +159,11 @@ public struct ImagePromptGenerator: DataSource {
             fill({ x, y in ((vertical ? x : y) / width) % 2 == 1 }, r.paint(c[1]))
             scene = "\(vertical ? "vertical" : "horizontal") \(c[0].word) and \(c[1].word) stripes"
         }
-        let template = Self.templates[index % Self.templates.count]
+        let template: String
+        switch questions {
+        case .classic: template = Self.templates[index % Self.templates.count]
+        case .varied: template = r.pick(Self.templates + Self.moreTemplates) + r.pick(Self.lengths)
+        }
         let question = template
             .replacingOccurrences(of: "{c}", with: r.pick(Self.paints).word)
             .replacingOccurrences(of: "{part}", with: r.pick(Self.parts))

@@ -2,7 +2,7 @@ import Foundation
 import Llama
 
 /// The target's verification cost: seconds of one batch-invariant forward of n new tokens at a
-/// fixed cached context, for n = 1, 2, 4, … 64, and of the LM head for one row (the verifier
+/// fixed cached context, for n = 1 … 8, 12, 16, 24, 32, 64, and of the LM head for one row (the verifier
 /// computes logits only for the nodes its walk visits).
 public struct VerifyCostCurve: Codable, Sendable, Equatable {
     public struct Point: Codable, Sendable, Equatable {
@@ -17,7 +17,8 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     /// curve from before the lazy head): `points` include logits for every row.
     public var headSeconds: Double?
 
-    public static let sizes = [1, 2, 4, 8, 16, 32, 64]
+    // Every size up to 8 (the int8 kernels work in tiles of 4 tokens, so the curve has steps), then coarser.
+    public static let sizes = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64]
 
     public init(context: Int, threads: Int, points: [Point], headSeconds: Double? = nil) {
         self.context = context; self.threads = threads; self.points = points; self.headSeconds = headSeconds

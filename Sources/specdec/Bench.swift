@@ -44,10 +44,10 @@ struct Bench: ParsableCommand {
     var tgPrompt = 16
 
     @Option(help: "Verification batch sizes N, comma-separated; the first is the ratio's base.")
-    var verify = "1,2,4,8,16,32,64"
+    var verify = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,32,64"
 
-    @Option(name: .customLong("verify-ctx"), help: "Cached context before each verification forward.")
-    var verifyCtx = 256
+    @Option(name: .customLong("verify-ctx"), help: "Cached contexts before each verification forward, comma-separated (one curve each).")
+    var verifyCtxList = "256,1024"
 
     @Option(name: .customLong("bandwidth-mib"), help: "Size of the bandwidth test buffer in MiB (0 = skip).")
     var bandwidthMiB = 1024
@@ -76,6 +76,7 @@ struct Bench: ParsableCommand {
     var ppSizes: [Int] { parseList(pp) ?? [] }
     var tgSizes: [Int] { parseList(tg) ?? [] }
     var verifySizes: [Int] { parseList(verify) ?? [] }
+    var verifyContexts: [Int] { parseList(verifyCtxList) ?? [] }
 
     func validate() throws {
         for (name, list) in [("--pp", pp), ("--tg", tg), ("--verify", verify)] {
@@ -86,7 +87,9 @@ struct Bench: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
         guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1") }
         guard tgPrompt >= 1 else { throw ValidationError("--tg-prompt must be ≥ 1") }
-        guard verifyCtx >= 1 else { throw ValidationError("--verify-ctx must be ≥ 1") }
+        guard let vc = parseList(verifyCtxList), !vc.isEmpty, vc.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--verify-ctx must be a comma-separated list of contexts ≥ 1")
+        }
         guard bandwidthMiB >= 0 else { throw ValidationError("--bandwidth-mib must be ≥ 0") }
         guard bandwidthPasses >= 1 else { throw ValidationError("--bandwidth-passes must be ≥ 1") }
     }
@@ -129,7 +132,9 @@ struct Bench: ParsableCommand {
         var reps: Int
         /// Keyed "pp64", "tg128", … in the JSON object itself.
         var throughput: [(String, Throughput)]
+        /// The first context's curve (kept for older readers) and every context's.
         var verify_cost: VerifyCost?
+        var verify_costs: [VerifyCost]
         var bandwidth_gbs: Double?
         var bandwidth_median_gbs: Double?
         var bandwidth_buffer_mib: Int
@@ -164,6 +169,7 @@ struct Bench: ParsableCommand {
                 if let p = t.percent_of_floor { try c.encode(p, forKey: Key(name + "_percent_of_floor")) }
             }
             try c.encodeIfPresent(verify_cost, forKey: Key("verify_cost"))
+            try c.encode(verify_costs, forKey: Key("verify_costs"))
             try c.encodeIfPresent(bandwidth_gbs, forKey: Key("bandwidth_gbs"))
             try c.encodeIfPresent(bandwidth_median_gbs, forKey: Key("bandwidth_median_gbs"))
             try c.encode(bandwidth_buffer_mib, forKey: Key("bandwidth_buffer_mib"))
@@ -194,7 +200,7 @@ struct Bench: ParsableCommand {
         let loadStart = loadAverage()
 
         let pp = ppSizes, tg = tgSizes, verify = verifySizes
-        let needed = max(pp.max() ?? 0, tgPrompt + (tg.max() ?? 0), verify.isEmpty ? 0 : verifyCtx + verify.max()!)
+        let needed = max(pp.max() ?? 0, tgPrompt + (tg.max() ?? 0), verify.isEmpty ? 0 : verifyContexts.max()! + verify.max()!)
         guard needed <= c.contextLength else {
             throw CLIError("the bench needs \(needed) positions but the model's context is \(c.contextLength) (lower --pp, --tg or --verify-ctx/--verify)")
         }
@@ -238,14 +244,14 @@ struct Bench: ParsableCommand {
             throughput.append(("tg\(n)", Throughput(tokens: n, prompt_tokens: tgPrompt, batch_invariant: true, rates)))
         }
 
-        var verifyCost: VerifyCost?
-        if !verify.isEmpty {
+        var verifyCosts: [VerifyCost] = []
+        for verifyCtx in verify.isEmpty ? [] : verifyContexts {
             session.truncate(to: 0)
             _ = try session.forward(tokens: tokens(verifyCtx), logits: .none, batchInvariant: false)
             var points: [VerifyPoint] = []
             for n in verify {
                 let ids = tokens(n)
-                let ms = try measure("verify N=\(n) ms") {
+                let ms = try measure("verify ctx \(verifyCtx) N=\(n) ms") {
                     let t0 = now()
                     _ = try session.forward(tokens: ids, logits: .all)
                     let dt = now() - t0
@@ -256,7 +262,7 @@ struct Bench: ParsableCommand {
                 points.append(VerifyPoint(n: n, median_ms: med, min_ms: ms.min()!, max_ms: ms.max()!,
                                           ratio: points.first.map { med / $0.median_ms } ?? 1, ms_per_token: med / Double(n)))
             }
-            verifyCost = VerifyCost(context: verifyCtx, batch_invariant: true, logits: "all", points: points)
+            verifyCosts.append(VerifyCost(context: verifyCtx, batch_invariant: true, logits: "all", points: points))
         }
 
         let imagePrefill = try ImagePrefillBench.measure(imageOptions, model: model, gguf: gguf, reps: reps, log: printErr)
@@ -283,7 +289,7 @@ struct Bench: ParsableCommand {
         let out = Output(
             model: fileName, model_path: path, cpu: cpuModel(), cores: defaultThreadCount, threads: threads,
             date: ISO8601DateFormatter().string(from: Date()), reps: reps, throughput: throughput,
-            verify_cost: verifyCost, bandwidth_gbs: best, bandwidth_median_gbs: bandwidth.isEmpty ? nil : median(bandwidth),
+            verify_cost: verifyCosts.first, verify_costs: verifyCosts, bandwidth_gbs: best, bandwidth_median_gbs: bandwidth.isEmpty ? nil : median(bandwidth),
             bandwidth_buffer_mib: bandwidthMiB, bandwidth_passes: bandwidthMiB > 0 ? bandwidthPasses : 0,
             weight_bytes_per_token: bytesPerToken, floor_tokens_per_s: floor, peak_rss_mb: peakRSS,
             load_average_start: loadStart, load_average_end: loadAverage(), image_prefill: imagePrefill)
@@ -304,7 +310,7 @@ struct Bench: ParsableCommand {
             s += "\n"
         }
         s += "(median of \(o.reps) after 1 warm-up; pp on the \(ppExact ? "batch-invariant" : "OpenBLAS") path)\n"
-        if let v = o.verify_cost {
+        for v in o.verify_costs {
             s += "\nverify cost at context \(v.context) (batch-invariant, logits for every row):\n"
             s += "N".leftPad(4) + "  " + "ms".leftPad(9) + "  " + "×N=\(v.points.first?.n ?? 1)".leftPad(7) + "  " + "ms/token".leftPad(9) + "\n"
             for p in v.points {

@@ -49,7 +49,7 @@ struct SynthData: ParsableCommand {
     @Flag(name: .customLong("text-only"), help: "Leave out the samples of --llava-json / --prompts that have images (the rest are renumbered).")
     var textOnly = false
 
-    @Option(help: "Built-in prompt generator: text, or images (needs --mmproj).")
+    @Option(help: "Built-in prompt generator: text; images (needs --mmproj: pictures of every family with varied questions and answer lengths); images-classic (the 14 question templates of the evaluation set, one per index).")
     var generate: String?
 
     @Option(help: "Samples in the dataset (default: every prompt of the file; required with --generate).")
@@ -138,8 +138,11 @@ struct SynthData: ParsableCommand {
                 case "text": source = TextPromptGenerator(seed: seed)
                 case "images":
                     guard mmproj != nil else { throw CLIError("--generate images needs a vision tower: --mmproj TOWER.gguf (e.g. checkpoints/demo-tower.gguf)") }
-                    source = ImagePromptGenerator(seed: seed)
-                default: throw CLIError("--generate must be text or images, not \(g)")
+                    source = ImagePromptGenerator(seed: seed, questions: .varied)
+                case "images-classic":
+                    guard mmproj != nil else { throw CLIError("--generate images-classic needs a vision tower: --mmproj TOWER.gguf") }
+                    source = ImagePromptGenerator(seed: seed, questions: .classic)
+                default: throw CLIError("--generate must be text, images or images-classic, not \(g)")
                 }
             } else if let p = prompts {
                 source = try JSONLPromptSource(path: p)

@@ -32,6 +32,21 @@ import Vision
 @Suite(.serialized) struct ImageSynthTests {
     static let tower = TestPaths.repoRoot.appendingPathComponent("checkpoints/demo-tower.gguf").path
 
+    /// Training data is not 14 phrasings: the varied questions cover the extra templates and ask
+    /// for answer lengths, while the pictures are those of the classic generator.
+    @Test func variedQuestionsCoverManyPhrasingsAndLengths() {
+        let classic = ImagePromptGenerator(seed: 21), varied = ImagePromptGenerator(seed: 21, questions: .varied)
+        var stems = Set<String>(), withLength = 0
+        for i in 0..<600 {
+            let q = varied.sample(at: i).question
+            #expect(varied.sample(at: i).image.pixels == classic.sample(at: i).image.pixels)
+            stems.insert(q.components(separatedBy: "?")[0].components(separatedBy: ".")[0])
+            if q.contains("Answer in") || q.contains("Keep it short") || q.contains("at least 200 words") { withLength += 1 }
+        }
+        #expect(stems.count >= 35, "only \(stems.count) phrasings")
+        #expect(withLength > 150 && withLength < 450, "\(withLength) of 600 ask for a length")
+    }
+
     @Test func generatedImageSamplesHoldImageRowsReferencesAndEmbeddedPictures() throws {
         let d = scratchDir("images")
         let r = try Specdec.run(["synth-data", "--generate", "images", "--mmproj", Self.tower, "--samples", "2", "--seed", "5",
@@ -41,7 +56,7 @@ import Vision
         #expect(v.status == 0, "\(v.stdout)\(v.stderr)")
         let records = try readAllRecords(dir: d)
         #expect(records.count == 2)
-        let g = ImagePromptGenerator(seed: 5)
+        let g = ImagePromptGenerator(seed: 5, questions: .varied)
         for rec in records {
             // The demo tower gives 4 rows per picture; image rows hold −1 and no loss.
             #expect(rec.imageMask.filter { $0 == 1 }.count == 4)

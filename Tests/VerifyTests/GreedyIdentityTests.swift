@@ -19,6 +19,25 @@ import Verify
         #expect(TestPrompt.all.filter { $0.sequence != nil }.count >= 6)
     }
 
+    /// The exact (f32) precision keeps the identity too: every third prompt (images included),
+    /// random and perfect drafts, against plain f32 decoding. (The tests above run the default q8.)
+    @Test func exactPrecisionMatchesPlainToo() throws {
+        let m = Target.f32Model
+        let drafter = perfectDrafter(model: m)
+        var images = 0, differsFromQ8 = 0
+        for (i, p) in TestPrompt.all.enumerated() where i % 3 == 0 || p.sequence != nil {
+            let ref = try plainDecode(p, n: Self.n, model: m)
+            let r1 = try speculativeDecode(p, n: Self.n, drafter: RandomDrafter(seed: UInt64(i)), shape: shape(2, 3, 6), model: m)
+            let r2 = try speculativeDecode(p, n: Self.n, drafter: drafter, shape: shape(1, 5, 5), model: m)
+            #expect(r1.tokens == ref, "f32 random draft, prompt \(i) '\(p.name)'")
+            #expect(r2.tokens == ref, "f32 perfect draft, prompt \(i) '\(p.name)'")
+            if p.sequence != nil { images += 1 }
+            if ref != Self.references[i] { differsFromQ8 += 1 }
+        }
+        #expect(images >= 6)
+        print("f32 vs q8 plain greedy: \(differsFromQ8) prompts differ within \(Self.n) tokens")
+    }
+
     /// A bad draft (almost everything rejected) may be slow, never wrong.
     @Test func randomDraftMatchesPlainOnEveryPrompt() throws {
         let shapes = [shape(1, 1, 1), shape(1, 4, 4), shape(3, 3, 8), shape(4, 5, 16)]

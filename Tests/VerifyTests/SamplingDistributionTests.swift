@@ -28,9 +28,12 @@ import Verify
         var script: [Int32: [Int32]]
     }
 
-    static let setup: Setup = {
+    static let setup: Setup = makeSetup(Target.model)
+    static let f32Setup: Setup = makeSetup(Target.f32Model)
+
+    static func makeSetup(_ model: LlamaModel) -> Setup {
         let p = prompt
-        let session = Target.model.makeSession(contextSize: p.tokens.count + 16)
+        let session = model.makeSession(contextSize: p.tokens.count + 16)
         let prefill = try! p.prefill(session)
         let sampler = try! Sampler(params)
         let first = prefill.logits.withUnsafeBufferPointer { sampler.distribution($0, history: p.history) }
@@ -46,7 +49,7 @@ import Verify
             script[t1] = [second.ids.last!, never] + second.ids.dropLast().reversed()
         }
         return Setup(prefill: prefill, pairs: pairs, script: script)
-    }()
+    }
 
     /// Proposes the scripted children of the root (depth-1 tree), whatever the features.
     final class ScriptedDrafter: Drafter {
@@ -62,9 +65,9 @@ import Verify
     }
 
     /// Counts of (first, second) token pairs over `samples` speculative runs.
-    static func sample(_ samples: Int, rule: AcceptanceRule, seed: UInt64) throws -> [[Int32]: Int] {
-        let p = prompt, s = setup
-        let session = Target.model.makeSession(contextSize: p.tokens.count + 16)
+    static func sample(_ samples: Int, rule: AcceptanceRule, seed: UInt64, model: LlamaModel = Target.model) throws -> [[Int32]: Int] {
+        let p = prompt, s = model === Target.f32Model ? f32Setup : setup
+        let session = model.makeSession(contextSize: p.tokens.count + 16)
         _ = try p.prefill(session)
         let drafter = ScriptedDrafter(s.script)
         var counts: [[Int32]: Int] = [:]
@@ -113,6 +116,15 @@ import Verify
         let r = Self.chiSquare(counts, Self.setup.pairs, samples: n)
         #expect(r.df >= 3)
         #expect(r.chi2 < r.critical, "chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df)): \(counts) vs \(Self.setup.pairs)")
+    }
+
+    /// The exact (f32) precision: the same test against its own exact probabilities.
+    @Test func speculativeSamplingHasTheTargetsDistributionInF32() throws {
+        let n = 1000
+        let counts = try Self.sample(n, rule: .exact, seed: 4321, model: Target.f32Model)
+        let r = Self.chiSquare(counts, Self.f32Setup.pairs, samples: n)
+        #expect(r.df >= 3)
+        #expect(r.chi2 < r.critical, "f32: chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df))")
     }
 
     /// The same test must notice a wrong rule (always accepting the first child).

@@ -12,7 +12,14 @@ import Vision
 /// The real target (SmolLM2-135M), loaded once for the whole target.
 enum Target {
     static let threads = 2
+    /// The default (q8) precision.
     static let model: LlamaModel = { try! LlamaModel(path: TestPaths.model, threads: threads) }()
+    /// The same weights in the exact (f32) precision.
+    static let f32Model: LlamaModel = {
+        let m = try! LlamaModel(path: TestPaths.model, threads: threads)
+        m.activationQuant = .none
+        return m
+    }()
     static let gguf: GGUFFile = { model.file }()
     static let tokenizer: BPETokenizer = { try! BPETokenizer(gguf: gguf) }()
     static let template: ChatTemplate = { try! ChatTemplate(gguf: gguf) }()
@@ -98,8 +105,9 @@ struct TestPrompt {
 }
 
 /// Plain greedy (or sampled) decoding, as `specdec decode` does it.
-func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingParameters()) throws -> [Int32] {
-    let session = Target.model.makeSession(contextSize: p.tokens.count + n + 8)
+func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingParameters(),
+                 model: LlamaModel = Target.model) throws -> [Int32] {
+    let session = model.makeSession(contextSize: p.tokens.count + n + 8)
     var sampler = try Sampler(params)
     var out = try p.prefill(session)
     var history = p.history
@@ -116,8 +124,8 @@ func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingP
 /// Speculative decoding of up to n tokens (stopping at end of generation, like `plainDecode`).
 func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeShape,
                        params: SamplingParameters = SamplingParameters(), extraContext: Int = 80,
-                       fallback: FallbackPolicy? = nil) throws -> (tokens: [Int32], stats: SpeculativeStats) {
-    let session = Target.model.makeSession(contextSize: p.tokens.count + n + extraContext)
+                       fallback: FallbackPolicy? = nil, model: LlamaModel = Target.model) throws -> (tokens: [Int32], stats: SpeculativeStats) {
+    let session = model.makeSession(contextSize: p.tokens.count + n + extraContext)
     let prefill = try p.prefill(session, captureLayers: drafter.featureLayers)
     let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,
                                      prefill: prefill, prompt: p.tokens, images: p.images, history: p.history)
@@ -169,8 +177,8 @@ final class RandomDrafter: Drafter {
 }
 
 /// The perfect greedy draft: the target itself in its own session.
-func perfectDrafter(contextSize: Int = 512) -> LlamaDrafter {
-    LlamaDrafter(model: Target.model, contextSize: contextSize, prefillBatchInvariant: TestPrompt.prefillBatchInvariant)
+func perfectDrafter(contextSize: Int = 512, model: LlamaModel = Target.model) -> LlamaDrafter {
+    LlamaDrafter(model: model, contextSize: contextSize, prefillBatchInvariant: TestPrompt.prefillBatchInvariant)
 }
 
 func shape(_ k: Int, _ d: Int, _ n: Int) -> TreeShape { try! TreeShape(topK: k, depth: d, tokens: n) }
