@@ -72,8 +72,8 @@ public final class EagleDraft: Drafter {
                 contextSize: Int = 512, file: String = "<draft>") throws {
         let c = w.config
         try c.validate(target: target.config, file: file)
-        guard [.f32, .f16, .q8_0].contains(matrixType) else {
-            throw DraftError(file: file, field: "matrixType", reason: "\(matrixType) is not one of F32, F16, Q8_0")
+        guard [.f32, .f16, .q8_0, .q4_0].contains(matrixType) else {
+            throw DraftError(file: file, field: "matrixType", reason: "\(matrixType) is not one of F32, F16, Q8_0, Q4_0")
         }
         self.config = c
         self.target = target
@@ -139,7 +139,7 @@ public final class EagleDraft: Drafter {
             adapter = try CrossAttentionAdapter(width: d, heads: c.heads, queries: a.queries, qProj: a.qProj, kProj: a.kProj,
                                                 vProj: a.vProj, oProj: a.oProj, threads: target.threads)
             // F16 at most: [I ; 0] must stay exact (Q8_0 would scale the identity by a rounded 1/127).
-            imgFc = try pack(N.imgFc, i, rows: d, cols: 2 * d, type: matrixType == .f32 ? .f32 : .f16)
+            imgFc = try pack(N.imgFc, i, rows: d, cols: 2 * d, type: matrixType == .f32 ? .f32 : matrixType == .f16 ? .f16 : .q8_0)
         } else {
             adapter = nil
             imgFc = nil
@@ -158,7 +158,15 @@ public final class EagleDraft: Drafter {
 
     /// Chosen by measurement (see the commit that set it): the draft step is bound by reading
     /// its weights, so the smallest exact-enough format wins.
-    public static let defaultMatrixType: QuantType = .q8_0
+    /// `SPECDEC_DRAFT_TYPE=q4_0|q8_0|f16|f32` overrides it (for measuring).
+    public static let defaultMatrixType: QuantType = {
+        switch getenv("SPECDEC_DRAFT_TYPE").map({ String(cString: $0).lowercased() }) {
+        case "q4_0": return .q4_0
+        case "f16": return .f16
+        case "f32": return .f32
+        default: return .q8_0
+        }
+    }()
 
     deinit {
         keys.deallocate()

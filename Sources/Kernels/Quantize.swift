@@ -5,7 +5,7 @@ public enum QuantizeError: Error, CustomStringConvertible, Equatable {
     case partialBlock(QuantType, cols: Int)
     public var description: String {
         switch self {
-        case .unsupported(let t): return "packing float rows into \(t) is not implemented (F32, F16, BF16, Q8_0 are)"
+        case .unsupported(let t): return "packing float rows into \(t) is not implemented (F32, F16, BF16, Q8_0, Q4_0 are)"
         case .partialBlock(let t, let cols): return "a row of \(cols) elements is not a whole number of \(t) blocks"
         }
     }
@@ -35,6 +35,22 @@ public func quantizeRow(_ type: QuantType, _ src: UnsafePointer<Float>, count: I
             for j in 0..<32 {
                 let q = (x[j] * id).rounded(.toNearestOrAwayFromZero)
                 out.storeBytes(of: Int8(max(-127, min(127, q))), toByteOffset: 2 + j, as: Int8.self)
+            }
+        }
+    case .q4_0:
+        // ggml's reference quantizer: d = (signed value of largest magnitude) / −8,
+        // q = min(15, trunc(x / d + 8.5)).
+        for b in 0..<(count / 32) {
+            let x = src + b * 32
+            let out = dst + b * 18
+            var amax: Float = 0, mx: Float = 0
+            for j in 0..<32 where abs(x[j]) > amax { amax = abs(x[j]); mx = x[j] }
+            let d = mx / -8
+            let id: Float = d != 0 ? 1 / d : 0
+            out.storeBytes(of: floatToHalf(d).littleEndian, toByteOffset: 0, as: UInt16.self)
+            for j in 0..<16 {
+                let lo = UInt8(min(15, Int8(x[j] * id + 8.5))), hi = UInt8(min(15, Int8(x[j + 16] * id + 8.5)))
+                out.storeBytes(of: lo | (hi << 4), toByteOffset: 2 + j, as: UInt8.self)
             }
         }
     default:

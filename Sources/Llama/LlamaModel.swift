@@ -54,6 +54,23 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         self.threads = max(1, threads)
     }
 
+    /// The first `layers` layers of `base` with its final norm and LM head: an early-exit
+    /// self-draft (LayerSkip, Draft & Verify). Shares every weight with `base`.
+    public init(earlyExitOf base: LlamaModel, layers: Int) throws {
+        guard layers >= 1, layers < base.config.layerCount else {
+            throw LlamaError.badMask("an early exit needs 1...\(base.config.layerCount - 1) layers, not \(layers)")
+        }
+        file = base.file
+        var c = base.config
+        c.layerCount = layers
+        config = c
+        var w = base.weights
+        w.layers = Array(w.layers.prefix(layers))
+        weights = w
+        threads = base.threads
+        activationQuant = base.activationQuant
+    }
+
     public convenience init(path: String, threads: Int = defaultThreadCount) throws {
         try self.init(file: GGUFFile(path: path), threads: threads)
     }

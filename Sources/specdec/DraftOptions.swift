@@ -6,7 +6,7 @@ import Verify
 /// decoding.
 struct DraftOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Speculative decoding with this draft: an EAGLE/ViSpec checkpoint (.safetensors) or a LLaMA-family GGUF sharing the target's vocabulary (the target's own file is a perfect, slow draft for testing).",
+        "Speculative decoding with this draft: an EAGLE/ViSpec checkpoint (.safetensors) or a LLaMA-family GGUF sharing the target's vocabulary (the target's own file is a perfect, slow draft for testing), or early-exit:K (the target's first K layers with its own head: the training-free self-draft baseline).",
         valueName: "DRAFT"))
     var draft: String?
 

@@ -111,6 +111,16 @@ struct LoadedDraft {
     /// sharing the target's vocabulary (the target's own file gives a perfect draft, for
     /// testing). Anything else: an EAGLE/ViSpec/EAGLE-3 checkpoint.
     static func load(path: String, target: LlamaModel, targetPath: String, contextSize: Int, threads: Int) throws -> LoadedDraft {
+        if path.hasPrefix("early-exit:") {
+            // The training-free baseline: the target's first K layers, its final norm and LM head.
+            guard let k = Int(path.dropFirst("early-exit:".count)), k >= 1, k < target.config.layerCount else {
+                throw CLIError("--draft \(path): early-exit:K needs K in 1...\(target.config.layerCount - 1) (layers of the target)")
+            }
+            let model = try LlamaModel(earlyExitOf: target, layers: k)
+            return LoadedDraft(drafter: LlamaDrafter(model: model, contextSize: contextSize + 256,
+                                                     prefillBatchInvariant: Generation.prefillBatchInvariant),
+                               kind: "early exit after \(k) of \(target.config.layerCount) layers (self-draft)", metadata: [:])
+        }
         guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path): no such draft file") }
         if path.hasSuffix(".gguf"), Eagle3Formats.isEagle3(try GGUFFile(path: path)) {
             return try loadEagle(path: path, target: target, contextSize: contextSize)
