@@ -11,8 +11,9 @@ struct MakeDemoTower: ParsableCommand {
         discussion: """
         Writes a llama.cpp mmproj GGUF (projector mlp) whose weights are set by hand, not trained: \
         each 32×32 quadrant of the 64×64 input becomes the language model's own token embedding of \
-        the colour word nearest the patch's mean colour (red, orange, yellow, green, blue, cyan, \
-        purple, pink, brown, black, white, gray). Deterministic: the same model gives the same \
+        the colour word whose palette colour is nearest the patch's mean colour in CIELAB (D65, \
+        sRGB gamma expanded): red, orange, yellow, green, blue, cyan, \
+        purple, pink, brown, black, white, gray. Deterministic: the same model gives the same \
         bytes. With --images DIR it also writes the example pictures (64×64 PNG).
         """)
 

@@ -119,6 +119,74 @@ struct DemoTowerTests {
         }
     }
 
+    /// Colours that are not in the generator's palette or the example pictures are named by the
+    /// nearest palette colour in CIELAB (D65), computed here independently of the tower's builder:
+    /// the real tower runs forward on a solid 64×64 image and every row must be that word.
+    @Test func heldOutColoursAreNamedInCIELAB() throws {
+        let s = try DemoSetup.loaded.get()
+        let emb = s.model.weights.tokenEmbedding
+        func word(_ w: String) -> [Float] {
+            let id = s.tokenizer.encode(" " + w, addBos: false)[0]
+            var row = [Float](repeating: 0, count: emb.cols)
+            row.withUnsafeMutableBufferPointer { emb.dequantize(row: Int(id), into: $0.baseAddress!) }
+            return row
+        }
+        // Independent sRGB → CIELAB (D65, 2°): gamma expansion, XYZ, cube root.
+        func lab(_ c: (Int, Int, Int)) -> (Double, Double, Double) {
+            func lin(_ v: Int) -> Double { let x = Double(v) / 255; return x > 0.04045 ? pow((x + 0.055) / 1.055, 2.4) : x / 12.92 }
+            let (r, g, b) = (lin(c.0), lin(c.1), lin(c.2))
+            let x = (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047
+            let y = 0.2126729 * r + 0.7151522 * g + 0.0721750 * b
+            let z = (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883
+            func f(_ t: Double) -> Double { t > 216.0 / 24389 ? pow(t, 1.0 / 3) : (24389.0 / 27 * t + 16) / 116 }
+            return (116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z)))
+        }
+        /// The CIELAB-nearest palette word and the squared-ΔE gap to the nearest other word.
+        func nearest(_ c: (Int, Int, Int)) -> (word: String, gap: Double) {
+            let l = lab(c)
+            var best: [String: Double] = [:]
+            for p in DemoTower.palette {
+                let q = lab((Int(p.rgb.0), Int(p.rgb.1), Int(p.rgb.2)))
+                let d2 = (l.0 - q.0) * (l.0 - q.0) + (l.1 - q.1) * (l.1 - q.1) + (l.2 - q.2) * (l.2 - q.2)
+                best[p.word] = min(best[p.word] ?? .infinity, d2)
+            }
+            let sorted = best.sorted { $0.value < $1.value }
+            return (sorted[0].key, sorted[1].value - sorted[0].value)
+        }
+        func towerRows(_ c: (Int, Int, Int)) -> [[Float]] {
+            let e = s.tower.encode(RGBImage(width: 64, height: 64, fill: (Float(c.0) / 255, Float(c.1) / 255, Float(c.2) / 255)))
+            return (0..<e.rows).map { Array(e.data[($0 * e.width)..<(($0 + 1) * e.width)]) }
+        }
+        // The cases (raw-RGB naming called the first "brown" and the second "orange"),
+        // plus more held-out colours (raw RGB would call (200, 200, 200) pink and (60, 60, 60) brown);
+        // the expected word is checked against the CIELAB computation.
+        let named: [((Int, Int, Int), String)] = [
+            ((205, 35, 40), "red"), ((240, 215, 40), "yellow"), ((30, 60, 200), "blue"), ((250, 250, 245), "white"),
+            ((128, 128, 128), "gray"), ((90, 50, 20), "brown"), ((60, 200, 220), "cyan"), ((240, 170, 180), "pink"),
+            ((150, 40, 160), "purple"), ((40, 90, 30), "green"), ((180, 100, 40), "brown"), ((60, 60, 60), "black"),
+            ((200, 200, 200), "white"), ((235, 120, 30), "orange"),
+        ]
+        for (c, w) in named {
+            #expect(nearest(c).word == w, "CIELAB names \(c) \(nearest(c).word), not \(w)")
+            for (r, row) in towerRows(c).enumerated() {
+                #expect(maxAbsDiff(row, word(w)) < 0.02, "\(c) row \(r) should be ' \(w)'")
+            }
+        }
+        // A coarse grid over the RGB cube (colours within 2 ΔE² of a tie between words left out).
+        var checked = 0
+        for r in stride(from: 0, through: 255, by: 51) {
+            for g in stride(from: 0, through: 255, by: 51) {
+                for b in stride(from: 0, through: 255, by: 51) {
+                    let (w, gap) = nearest((r, g, b))
+                    guard gap > 2 else { continue }
+                    checked += 1
+                    #expect(maxAbsDiff(towerRows((r, g, b))[0], word(w)) < 0.02, "(\(r), \(g), \(b)) should be ' \(w)'")
+                }
+            }
+        }
+        #expect(checked > 150)
+    }
+
     /// The bar: "What color is this image?" named right for at least 5 of 6 solid colours,
     /// and the answers differ between images.
     @Test func answersNameTheColour() throws {
