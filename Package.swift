@@ -42,6 +42,8 @@ let package = Package(
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
         .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
+        // The generation library: prompt input (LMInput) and the plain/speculative loop.
+        .target(name: "Generation", dependencies: ["Llama", "Sampling", "Draft", "Verify", "Vision"]),
         .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
         .target(name: "DraftTraining", dependencies: ["Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
@@ -49,6 +51,7 @@ let package = Package(
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "DataSynth", "Vision", "DraftTraining", "SafeTensors",
+            "Generation",
         ]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
@@ -61,7 +64,7 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision", "GGUF", "Kernels", "Llama", "Tokenizer", "Sampling", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
         .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "TestSupport"]),
-        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Draft", "Llama", "Sampling", "GGUF", "Tokenizer", "Vision", "TestSupport", "specdec"]),
+        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Draft", "Llama", "Sampling", "GGUF", "Tokenizer", "Vision", "TestSupport", "specdec", "Generation"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],
     // Numeric kernels pass raw pointers into worker threads; Swift 6's strict sendability

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # llama.cpp side by side: runs llama.cpp's llama-bench and `specdec bench` on the same model for
-# each thread count and prints tg128 / pp512 of both and the ratio specdec / llama.cpp.
+# each thread count and prints tg128 / pp512 of both and the ratio specdec / llama.cpp, then the
+# cost of a batch of N = 1…16 tokens: llama.cpp's ppN (one forward of N tokens from an empty
+# context) next to specdec's verify curve (one batch-invariant forward of N tokens at context
+# 256), each as ms and as a ratio to its own N = 1.
 # Downloads nothing and builds nothing: llama-bench must already be built (CPU, Release).
 #
 #   LLAMA_BENCH     path of the llama-bench binary (required)
@@ -38,8 +41,10 @@ for t in $THREADS; do
   echo "compare-llamacpp: llama-bench -t $t" >&2
   "$LLAMA_BENCH" -m "$MODEL" -t "$t" -p 512 -n 128 -r "$REPS" -o json > "$OUT/llamacpp-t$t.json" \
     2> "$OUT/llamacpp-t$t.log" || die "llama-bench failed (see $OUT/llamacpp-t$t.log)"
+  "$LLAMA_BENCH" -m "$MODEL" -t "$t" -p 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 0 -r "$REPS" -o json \
+    > "$OUT/llamacpp-ppN-t$t.json" 2> "$OUT/llamacpp-ppN-t$t.log" || die "llama-bench ppN failed (see $OUT/llamacpp-ppN-t$t.log)"
   echo "compare-llamacpp: specdec bench -t $t" >&2
-  SPECDEC_MODEL="$MODEL" "$SPECDEC_BIN" bench -m "$MODEL" -t "$t" --reps "$REPS" --json > "$OUT/specdec-t$t.json" \
+  SPECDEC_MODEL="$MODEL" "$SPECDEC_BIN" bench -m "$MODEL" -t "$t" --reps "$REPS" --verify-ctx 256 --json > "$OUT/specdec-t$t.json" \
     2> "$OUT/specdec-t$t.log" || die "specdec bench failed (see $OUT/specdec-t$t.log)"
 done
 
@@ -64,6 +69,18 @@ for t in $THREADS; do
   done
 done
 echo
+for t in $THREADS; do
+  echo "batch of N tokens, $t thread(s): llama.cpp ppN (empty context) vs specdec verify (context 256, logits for the last row, as llama-bench)"
+  printf '%4s  %14s  %8s  %14s  %8s\n' N "llama.cpp ms" "xN=1" "specdec ms" "xN=1"
+  for n in $(seq 1 16); do
+    l=$(jq -r "[.[] | select(.n_prompt == $n and .n_gen == 0)][0].avg_ns / 1e6" "$OUT/llamacpp-ppN-t$t.json")
+    l1=$(jq -r "[.[] | select(.n_prompt == 1 and .n_gen == 0)][0].avg_ns / 1e6" "$OUT/llamacpp-ppN-t$t.json")
+    s=$(jq -r ".verify_cost.points[] | select(.n == $n) | .median_ms" "$OUT/specdec-t$t.json")
+    s1=$(jq -r ".verify_cost.points[] | select(.n == 1) | .median_ms" "$OUT/specdec-t$t.json")
+    awk -v n="$n" -v l="$l" -v l1="$l1" -v s="$s" -v s1="$s1" 'BEGIN { printf "%4d  %14.2f  %8.2f  %14.2f  %8.2f\n", n, l, l / l1, s, s / s1 }'
+  done
+  echo
+done
 for t in $THREADS; do
   jq -r '"specdec t=\(.threads): bandwidth \(.bandwidth_gbs * 100 | round / 100) GB/s, floor \(.floor_tokens_per_s | round) tok/s, tg128 at \(.tg128_percent_of_floor * 10 | round / 10)% of it"' \
     "$OUT/specdec-t$t.json"

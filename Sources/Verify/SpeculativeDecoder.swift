@@ -72,6 +72,10 @@ public protocol SequenceStartDrafter: Drafter {
 public struct FallbackPolicy: Sendable, Equatable {
     /// Drafting steps per judgement (fewer make the verdict noisy: one window's τ varies a lot).
     public var window = 16
+    /// Drafting steps before the first judgement: short, so that a short answer is protected too
+    /// (a draft that accepts nothing in them is dropped at once, without measuring plain steps:
+    /// each of its steps cost at least a plain step).
+    public var firstWindow = 4
     /// Plain steps that measure a plain step's time before the first judgement.
     public var probe = 3
     public var initialPause = 16
@@ -102,6 +106,8 @@ public final class SpeculativeDecoder {
     /// Measured seconds of one plain step (moving average) and the current pause length.
     private var plainStepSeconds: Double?
     private var pause = 0
+    /// Whether drafting has been judged once (later windows are `window` steps long).
+    private var judged = false
 
     private var rootCandidates: [DraftCandidate] = []
     private var pending: (features: [Float], next: [Int32], images: [DraftImageSpan], isPrompt: Bool)?
@@ -205,8 +211,11 @@ public final class SpeculativeDecoder {
         if let f = fallback {
             // The drafter's read of the prompt is a one-off, not a cost of drafting on.
             window.steps += 1; window.tokens += r.emitted.count; window.seconds += t2 - t0 - prefillSeconds
-            if window.steps >= f.window {
-                if plainStepSeconds == nil {
+            if window.steps >= (judged ? f.window : f.firstWindow) {
+                judged = true
+                if window.tokens == window.steps {
+                    enterPlain(f)   // nothing accepted: drafting cannot have paid
+                } else if plainStepSeconds == nil {
                     mode = .probing(left: f.probe)
                 } else if drafting(lost: f) {
                     enterPlain(f)

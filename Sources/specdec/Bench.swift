@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
         prompt path decode uses, unless --pp-exact), in tokens/s. tgN: N single-token forwards \
         after a short prompt, in tokens/s. Each is the median (and min/max) of --reps runs after \
         one warm-up run. verify_cost: the time of one batch-invariant forward of N new tokens with \
-        logits for every row at context --verify-ctx (the verifier's step), and its ratio to N=1. \
+        logits for the last row (as llama-bench's ppN; the verifier runs the LM head only for the rows its walk visits) at each context of --verify-ctx, and its ratio to N=1. \
         bandwidth_gbs: the best of several multi-threaded read passes over a buffer of \
         --bandwidth-mib MiB (1 GB = 10^9 bytes); floor_tokens_per_s is that bandwidth divided by \
         the weight bytes one decoded token reads. Progress goes to stderr; stdout holds one table, \
@@ -253,7 +253,7 @@ struct Bench: ParsableCommand {
                 let ids = tokens(n)
                 let ms = try measure("verify ctx \(verifyCtx) N=\(n) ms") {
                     let t0 = now()
-                    _ = try session.forward(tokens: ids, logits: .all)
+                    _ = try session.forward(tokens: ids, logits: .last)
                     let dt = now() - t0
                     session.truncate(to: verifyCtx)
                     return dt * 1000
@@ -262,7 +262,7 @@ struct Bench: ParsableCommand {
                 points.append(VerifyPoint(n: n, median_ms: med, min_ms: ms.min()!, max_ms: ms.max()!,
                                           ratio: points.first.map { med / $0.median_ms } ?? 1, ms_per_token: med / Double(n)))
             }
-            verifyCosts.append(VerifyCost(context: verifyCtx, batch_invariant: true, logits: "all", points: points))
+            verifyCosts.append(VerifyCost(context: verifyCtx, batch_invariant: true, logits: "last", points: points))
         }
 
         let imagePrefill = try ImagePrefillBench.measure(imageOptions, model: model, gguf: gguf, reps: reps, log: printErr)
@@ -311,7 +311,7 @@ struct Bench: ParsableCommand {
         }
         s += "(median of \(o.reps) after 1 warm-up; pp on the \(ppExact ? "batch-invariant" : "OpenBLAS") path)\n"
         for v in o.verify_costs {
-            s += "\nverify cost at context \(v.context) (batch-invariant, logits for every row):\n"
+            s += "\nverify cost at context \(v.context) (batch-invariant, logits for the last row):\n"
             s += "N".leftPad(4) + "  " + "ms".leftPad(9) + "  " + "×N=\(v.points.first?.n ?? 1)".leftPad(7) + "  " + "ms/token".leftPad(9) + "\n"
             for p in v.points {
                 s += String(p.n).leftPad(4) + "  " + fmt(p.median_ms, 2).leftPad(9) + "  " + fmt(p.ratio, 2).leftPad(7)

@@ -1,5 +1,6 @@
 import DataSynth
 import Foundation
+import Generation
 import GGUF
 import Kernels
 import Llama
@@ -79,7 +80,7 @@ struct SpeculativeBench {
             let chooser = try draftOptions.budgetChooser(model: model, modelPath: modelPath, metadata: loaded.metadata, shape: shape, log: printErr)
             let r = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: first.prompt, contextSize: contextSize(first.prompt, model),
                                                params: SamplingParameters(), shape: shape, maxTokens: 4, eog: tokenizer.endOfGenerationTokens,
-                                               budget: chooser, onPiece: { _ in })
+                                               budget: chooser)
             shape = r.tree ?? shape
         }
         printErr("bench: \(prepared.count) prompts, \(maxTokens) tokens each, draft \(loaded.kind), tree \(shape)")
@@ -93,10 +94,10 @@ struct SpeculativeBench {
                 let ctx = contextSize(prompt, model)
                 let eog = tokenizer.endOfGenerationTokens
                 let plain = try Generation.plain(model: model, prompt: prompt, contextSize: ctx, params: params, maxTokens: maxTokens,
-                                                 eog: eog, onPiece: { _ in })
+                                                 eog: eog)
                 let spec = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: ctx,
                                                       params: params, shape: shape, maxTokens: maxTokens, eog: eog,
-                                                      fallback: draftOptions.tree.fallback, onPiece: { _ in })
+                                                      fallback: draftOptions.tree.fallback)
                 let s = spec.speculative ?? SpeculativeStats()
                 let r = PromptResult(id: id, kind: prompt.sequence == nil ? "text" : "image", temperature: temperature,
                                      prompt_tokens: prompt.count, generated: spec.tokens.count,

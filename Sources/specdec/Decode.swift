@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Generation
 import GGUF
 import Llama
 import Sampling
@@ -147,10 +148,10 @@ struct Decode: ParsableCommand {
             let chooser = try draftOptions.budgetChooser(model: model, modelPath: path, metadata: loaded.metadata, shape: shape, log: printErr)
             run = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: contextSize,
                                              params: params, shape: shape, maxTokens: n, eog: eog, budget: chooser,
-                                             fallback: draftOptions.tree.fallback, onPiece: onPiece)
+                                             fallback: draftOptions.tree.fallback, onToken: onPiece)
         } else {
             run = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
-                                       maxTokens: n, eog: eog, onPiece: onPiece)
+                                       maxTokens: n, eog: eog, onToken: onPiece)
         }
         let tail = stream.flush()
         text += tail
@@ -158,7 +159,7 @@ struct Decode: ParsableCommand {
         var plain: GenerationRun?
         if compare {
             plain = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
-                                         maxTokens: n, eog: eog, onPiece: { _ in })
+                                         maxTokens: n, eog: eog)
         }
 
         var stats = Stats(
@@ -166,7 +167,7 @@ struct Decode: ParsableCommand {
             prefill_seconds: run.prefillSeconds, decode_seconds: run.decodeSeconds,
             prompt_tokens_per_s: Double(promptTokens.count) / run.prefillSeconds,
             decode_tokens_per_s: run.tokensPerSecond,
-            stop_reason: run.stop, seed: params.seed, threads: threads,
+            stop_reason: run.stop.rawValue, seed: params.seed, threads: threads,
             image_count: prompt.sequence == nil ? nil : prompt.imageCount,
             image_token_count: prompt.sequence == nil ? nil : prompt.imageTokenCount,
             image_seconds: prompt.sequence == nil ? nil : prompt.imageSeconds)
@@ -205,7 +206,7 @@ struct Decode: ParsableCommand {
         FileHandle.standardOutput.write((tail + "\n").data(using: .utf8)!)
         printErr(String(format: "\nprompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | stop: %@ | seed %llu, %d threads",
                         promptTokens.count, stats.prompt_tokens_per_s, run.tokens.count, stats.decode_tokens_per_s,
-                        run.stop, params.seed, threads))
+                        run.stop.rawValue, params.seed, threads))
         if prompt.imageCount > 0 {
             printErr(String(format: "images: %d, %d positions of the prompt, encoded in %.3f s", prompt.imageCount,
                             prompt.imageTokenCount, prompt.imageSeconds))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DataSynth
 import Foundation
+import Generation
 import GGUF
 import Llama
 import Sampling
@@ -168,7 +169,7 @@ struct Eval: ParsableCommand {
                    let first = prompts.first {
                     let r = try Generation.speculative(model: model, drafter: draft.drafter, prompt: first.prompt,
                                                        contextSize: min(model.config.contextLength, first.prompt.count + 16),
-                                                       params: SamplingParameters(), shape: shape, maxTokens: 4, eog: eog, budget: chooser, onPiece: { _ in })
+                                                       params: SamplingParameters(), shape: shape, maxTokens: 4, eog: eog, budget: chooser)
                     shape = r.tree ?? shape
                 }
                 let name = treeSweep == nil ? file : "\(file) (\(b == "auto" ? "auto: \(shape.tokens)" : b) nodes)"
@@ -189,13 +190,13 @@ struct Eval: ParsableCommand {
                 params.seed = UInt64(7000 + i)
                 let ctx = min(model.config.contextLength, p.prompt.count + n + 128)
                 let plain = try Generation.plain(model: model, prompt: p.prompt, contextSize: ctx, params: params, maxTokens: n,
-                                                 eog: eog, onPiece: { _ in })
+                                                 eog: eog)
                 runs.append(Run(system: "plain", prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: plain.tokensPerSecond,
                                 speedup: 1, tau: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
                 for system in systems {
                     let spec = try Generation.speculative(model: model, drafter: loaded[system.draft].drafter, prompt: p.prompt, contextSize: ctx,
                                                           params: params, shape: system.shape, maxTokens: n, eog: eog,
-                                                          fallback: system.budget == "auto" ? tree.fallback : nil, onPiece: { _ in })
+                                                          fallback: system.budget == "auto" ? tree.fallback : nil)
                     let s = spec.speculative ?? SpeculativeStats()
                     let share = spec.decodeSeconds > 0 ? s.draftSeconds / spec.decodeSeconds : 0   // draftSeconds includes the draft's prompt read
                     let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,

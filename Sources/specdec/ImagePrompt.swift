@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Generation
 import GGUF
 import Llama
 import Tokenizer
@@ -21,33 +22,13 @@ struct ImageOptions: ParsableArguments {
     }
 }
 
-/// The prompt as the target reads it: token ids (`-1` at image rows) and, with images, the
-/// input embeddings and image mask.
-struct PreparedPrompt {
-    var tokens: [Int32]
-    var sequence: MultimodalSequence?
-    /// Image decoding, preprocessing and tower forward (the tower file's loading excluded).
-    var imageSeconds: Double = 0
-
-    var count: Int { tokens.count }
-    /// Text tokens only, for the repetition-penalty history.
-    var history: [Int32] { sequence?.textTokens ?? tokens }
-    var imageCount: Int { sequence?.imageRanges.count ?? 0 }
-    var imageTokenCount: Int { sequence?.imageMask.filter { $0 }.count ?? 0 }
-
-    /// The whole prompt in one batched forward.
-    func prefill(_ session: LlamaSession, batchInvariant: Bool = false, captureLayers: [Int] = []) throws -> ForwardOutput {
-        if let s = sequence {
-            return try session.forward(embeddings: s.embeddings, captureLayers: captureLayers, batchInvariant: batchInvariant)
-        }
-        return try session.forward(tokens: tokens, captureLayers: captureLayers, batchInvariant: batchInvariant)
-    }
-
+/// Prompt processing for the CLI (mlx-swift-examples' `UserInputProcessor`): options → `LMInput`.
+extension LMInput {
     /// Text prompt, or text and images when `images` has any.
     static func make(_ prompt: PromptOptions, _ images: ImageOptions, gguf: GGUFFile, tokenizer: BPETokenizer,
-                     model: LlamaModel) throws -> PreparedPrompt {
+                     model: LlamaModel) throws -> LMInput {
         guard let towerPath = images.mmproj, !images.images.isEmpty else {
-            return PreparedPrompt(tokens: try prompt.tokens(gguf: gguf, tokenizer: tokenizer))
+            return LMInput(tokens: try prompt.tokens(gguf: gguf, tokenizer: tokenizer))
         }
         let tower = try VisionTower(path: towerPath)
         try tower.check(compatibleWith: model)
@@ -58,7 +39,7 @@ struct PreparedPrompt {
         let user = try VisionPrompt.placeImages(in: try prompt.text(), count: embeddings.count, markers: markers)
         let seq = try VisionPrompt.build(rendered: try prompt.render(user, gguf: gguf), images: embeddings, markers: markers,
                                          tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
-        return PreparedPrompt(tokens: seq.tokens, sequence: seq, imageSeconds: seconds)
+        return LMInput(tokens: seq.tokens, sequence: seq, imageSeconds: seconds)
     }
 }
 

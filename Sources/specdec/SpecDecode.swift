@@ -2,104 +2,16 @@ import Draft
 import DataSynth
 import GGUF
 import Foundation
+import Generation
 import Llama
 import Sampling
 import Tokenizer
 import Verify
 
 
-/// Where a generation stopped and what it produced (plain or speculative).
-struct GenerationRun {
-    var tokens: [Int32] = []
-    var text = ""
-    var stop = "length"
-    var prefillSeconds = 0.0
-    var decodeSeconds = 0.0
-    /// Decode speed as plain decoding reports it: tokens after the first (which comes from the
-    /// prefill's logits) per second of decoding.
-    var tokensPerSecond: Double {
-        tokens.count > 1 && decodeSeconds > 0 ? Double(tokens.count - 1) / decodeSeconds : 0
-    }
-    var speculative: SpeculativeStats?
-    var tree: TreeShape?
-}
-
-enum Generation {
-    /// Plain autoregressive decoding (what `specdec decode` without a draft does).
-    static func plain(model: LlamaModel, prompt: PreparedPrompt, contextSize: Int, params: SamplingParameters,
-                      maxTokens n: Int, eog: Set<Int32>, onPiece: (Int32) -> Void) throws -> GenerationRun {
-        let session = model.makeSession(contextSize: contextSize)
-        var sampler = try Sampler(params)
-        var run = GenerationRun()
-        let t0 = now()
-        var out = try prompt.prefill(session, batchInvariant: prefillBatchInvariant)
-        let t1 = now()
-        var history = prompt.history
-        while run.tokens.count < n {
-            let next = out.logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
-            run.tokens.append(next)
-            history.append(next)
-            if eog.contains(next) { run.stop = "eos"; break }
-            onPiece(next)
-            guard run.tokens.count < n else { break }
-            guard session.length < contextSize else { run.stop = "context"; break }
-            out = try session.forward(tokens: [next])
-        }
-        run.prefillSeconds = t1 - t0
-        run.decodeSeconds = now() - t1
-        return run
-    }
-
-    /// The prompt prefill setting of both plain and speculative decoding: the same setting gives
-    /// bit-identical caches, which greedy identity needs (OpenBLAS for the prompt, for speed).
-    static let prefillBatchInvariant = false
-
-    /// Speculative decoding: the same tokens as `plain` at temperature 0, the same distribution above.
-    /// `budget` picks the tree size on the first step when `shape` came from `--tree-tokens auto`.
-    static func speculative(model: LlamaModel, drafter: Drafter, prompt: PreparedPrompt, contextSize: Int,
-                            params: SamplingParameters, shape: TreeShape, maxTokens n: Int, eog: Set<Int32>,
-                            budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil,
-                            onPiece: (Int32) -> Void) throws -> GenerationRun {
-        let session = model.makeSession(contextSize: contextSize)
-        var run = GenerationRun()
-        let t0 = now()
-        let prefill = try prompt.prefill(session, batchInvariant: prefillBatchInvariant, captureLayers: drafter.featureLayers)
-        let t1 = now()
-        guard n > 0 else { run.prefillSeconds = t1 - t0; return run }
-        let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,
-                                         prefill: prefill, prompt: prompt.tokens, images: prompt.draftImageSpans,
-                                         history: prompt.history)
-        dec.chooseBudget = budget
-        dec.fallback = fallback
-        var pending = [dec.firstToken]
-        outer: while true {
-            for t in pending {
-                run.tokens.append(t)
-                if eog.contains(t) { run.stop = "eos"; break outer }
-                onPiece(t)
-                if run.tokens.count >= n { break outer }
-            }
-            // Plain decoding stops when the cache is full before evaluating the next token.
-            guard session.length < contextSize else { run.stop = "context"; break }
-            pending = try dec.step()
-        }
-        run.prefillSeconds = t1 - t0
-        run.decodeSeconds = now() - t1
-        run.speculative = dec.stats
-        run.tree = dec.shape
-        return run
-    }
-}
-
-extension PreparedPrompt {
-    /// The image spans as the drafter reads them.
-    var draftImageSpans: [DraftImageSpan] {
-        guard let s = sequence else { return [] }
-        return s.imageRanges.indices.map {
-            DraftImageSpan(start: s.imageRanges[$0].lowerBound, rows: s.imageRanges[$0].count, embeddings: Array(s.imageEmbeddings($0)))
-        }
-    }
-}
+/// The CLI's names for the library's types.
+typealias GenerationRun = GenerationResult
+typealias PreparedPrompt = LMInput
 
 /// A loaded draft: the drafter and what `--tree-tokens auto` reads from it.
 struct LoadedDraft {

@@ -202,6 +202,14 @@ struct TrainAdapter: ParsableCommand {
         case "bf16": dtype = .BF16
         default: throw CLIError("--save-dtype must be f32, f16 or bf16, not \(saveDType)")
         }
+        // The outputs' folder must exist before hours of training, not after.
+        let outDir = (out as NSString).deletingLastPathComponent
+        var isDir: ObjCBool = false
+        if !outDir.isEmpty && !(FileManager.default.fileExists(atPath: outDir, isDirectory: &isDir) && isDir.boolValue) {
+            do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
+                throw CLIError("--out \(out): cannot create the folder \(outDir): \(error.localizedDescription)")
+            }
+        }
         var rc = TrainRunConfig(modelPath: try modelOption.resolvedPath(), dataDirs: data, out: out)
         rc.towerPath = mmproj
         rc.initPath = initPath

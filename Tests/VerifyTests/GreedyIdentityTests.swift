@@ -66,6 +66,25 @@ import Verify
         #expect(resumed > 0, "drafting must resume after a pause and pause again")
     }
 
+    /// A draft that is always wrong, on a 16-token answer: the default policy stops drafting
+    /// after its first window (4 steps), without waiting for plain-step timings, and the output
+    /// is unchanged. Counts, not the clock (the slowdown is in the benchmark).
+    @Test func alwaysWrongDraftPausesWithinTheFirstWindow() throws {
+        var paused = 0
+        for (i, p) in TestPrompt.all.enumerated() where i % 5 == 2 {
+            let r = try speculativeDecode(p, n: 16, drafter: RandomDrafter(seed: UInt64(100 + i)), shape: shape(2, 3, 4),
+                                          fallback: FallbackPolicy())
+            #expect(r.tokens == Self.references[i], "prompt \(i) '\(p.name)'")
+            let drafting = r.stats.steps   // plain steps are counted apart
+            if r.stats.acceptedDraftTokens == 0 && r.tokens.count == 16 {
+                #expect(drafting <= 4, "prompt \(i): \(drafting) drafting steps before the first pause")
+                #expect(r.stats.fallbacks >= 1 && r.stats.plainSteps >= 16 - 4 - 1, "prompt \(i): \(r.stats)")
+                paused += 1
+            }
+        }
+        #expect(paused >= 5)
+    }
+
     /// The target as its own draft: deep acceptance, long compactions.
     @Test func perfectDraftMatchesPlainOnEveryPromptWithDeepAcceptance() throws {
         let shapes = [shape(1, 5, 5), shape(3, 4, 10), shape(1, 1, 1), shape(2, 6, 12)]

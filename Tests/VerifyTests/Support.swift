@@ -1,5 +1,6 @@
 import Draft
 import Foundation
+import Generation
 import GGUF
 import Llama
 import Sampling
@@ -35,6 +36,8 @@ struct TestPrompt {
     var sequence: MultimodalSequence?
 
     var history: [Int32] { sequence?.textTokens ?? tokens }
+    /// The prompt as the generation library takes it.
+    var input: LMInput { LMInput(tokens: tokens, sequence: sequence) }
     var images: [DraftImageSpan] {
         guard let s = sequence else { return [] }
         return s.imageRanges.indices.map {
@@ -42,8 +45,8 @@ struct TestPrompt {
         }
     }
 
-    /// The prefill every decoder in these tests uses (OpenBLAS for the prompt, as `specdec decode`).
-    static let prefillBatchInvariant = false
+    /// The prefill every decoder in these tests uses: the library's (as `specdec decode`).
+    static let prefillBatchInvariant = Generation.prefillBatchInvariant
 
     func prefill(_ session: LlamaSession, captureLayers: [Int] = []) throws -> ForwardOutput {
         if let s = sequence {
@@ -104,47 +107,22 @@ struct TestPrompt {
     }()
 }
 
-/// Plain greedy (or sampled) decoding, as `specdec decode` does it.
+/// Plain greedy (or sampled) decoding: the library loop `specdec decode` runs.
 func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingParameters(),
                  model: LlamaModel = Target.model) throws -> [Int32] {
-    let session = model.makeSession(contextSize: p.tokens.count + n + 8)
-    var sampler = try Sampler(params)
-    var out = try p.prefill(session)
-    var history = p.history
-    var tokens: [Int32] = []
-    while tokens.count < n {
-        let t = out.logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
-        tokens.append(t); history.append(t)
-        if Target.eog.contains(t) || tokens.count == n { break }
-        out = try session.forward(tokens: [t])
-    }
-    return tokens
+    try Generation.plain(model: model, prompt: p.input, contextSize: p.tokens.count + n + 8, params: params,
+                         maxTokens: n, eog: Target.eog).tokens
 }
 
-/// Speculative decoding of up to n tokens (stopping at end of generation, like `plainDecode`).
+/// Speculative decoding of up to n tokens (stopping at end of generation, like `plainDecode`):
+/// the library loop `specdec decode --draft` runs.
 func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeShape,
                        params: SamplingParameters = SamplingParameters(), extraContext: Int = 80,
                        fallback: FallbackPolicy? = nil, model: LlamaModel = Target.model) throws -> (tokens: [Int32], stats: SpeculativeStats) {
-    let session = model.makeSession(contextSize: p.tokens.count + n + extraContext)
-    let prefill = try p.prefill(session, captureLayers: drafter.featureLayers)
-    let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,
-                                     prefill: prefill, prompt: p.tokens, images: p.images, history: p.history)
-    dec.fallback = fallback
-    var tokens: [Int32] = []
-    var pending = [dec.firstToken]
-    var emitted = 1      // every token the decoder produced, including those past n
-    outer: while true {
-        for t in pending {
-            tokens.append(t)
-            if Target.eog.contains(t) || tokens.count == n { break outer }
-        }
-        pending = try dec.step()
-        emitted += pending.count
-    }
-    // The cache holds the prompt and exactly the evaluated accepted tokens: every emitted token
-    // but the last, which is the next step's root.
-    #expect(session.length == p.tokens.count + emitted - 1)
-    return (tokens, dec.stats)
+    let r = try Generation.speculative(model: model, drafter: drafter, prompt: p.input, contextSize: p.tokens.count + n + extraContext,
+                                       params: params, shape: shape, maxTokens: n, eog: Target.eog, fallback: fallback)
+    #expect(r.stop != .context, "the test context was too small")
+    return (r.tokens, r.speculative!)
 }
 
 /// A bad draft: seeded random distinct tokens with made-up, decreasing log-probabilities.
