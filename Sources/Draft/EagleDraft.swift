@@ -139,7 +139,7 @@ public final class EagleDraft: Drafter {
             adapter = try CrossAttentionAdapter(width: d, heads: c.heads, queries: a.queries, qProj: a.qProj, kProj: a.kProj,
                                                 vProj: a.vProj, oProj: a.oProj, threads: target.threads)
             // F16 at most: [I ; 0] must stay exact (Q8_0 would scale the identity by a rounded 1/127).
-            imgFc = try pack(N.imgFc, i, rows: d, cols: 2 * d, type: matrixType == .f32 ? .f32 : matrixType == .f16 ? .f16 : .q8_0)
+            imgFc = try pack(N.imgFc, i, rows: d, cols: 2 * d, type: matrixType == .f32 ? .f32 : .f16)
         } else {
             adapter = nil
             imgFc = nil

@@ -17,6 +17,15 @@ enum DemoSetup {
         let model: LlamaModel
         let tokenizer: BPETokenizer
         let tower: VisionTower
+
+        /// The model's embedding of the colour word " w" (what the tower's rows should be).
+        func word(_ w: String) -> [Float] {
+            let emb = model.weights.tokenEmbedding
+            let id = tokenizer.encode(" " + w, addBos: false)[0]
+            var row = [Float](repeating: 0, count: emb.cols)
+            row.withUnsafeMutableBufferPointer { emb.dequantize(row: Int(id), into: $0.baseAddress!) }
+            return row
+        }
     }
 
     static let repo = TestPaths.repoRoot
@@ -95,13 +104,7 @@ struct DemoTowerTests {
     /// Each image row is (to within float rounding) the model's embedding of the nearest colour word.
     @Test func patchesBecomeColourWordEmbeddings() throws {
         let s = try DemoSetup.loaded.get()
-        let emb = s.model.weights.tokenEmbedding
-        func word(_ w: String) -> [Float] {
-            let id = s.tokenizer.encode(" " + w, addBos: false)[0]
-            var row = [Float](repeating: 0, count: emb.cols)
-            row.withUnsafeMutableBufferPointer { emb.dequantize(row: Int(id), into: $0.baseAddress!) }
-            return row
-        }
+        let word = s.word
         for (name, expected) in [("red", ["red", "red", "red", "red"]), ("purple", ["purple", "purple", "purple", "purple"]),
                                  ("red-square", ["red", "white", "white", "white"]), ("red-blue", ["red", "blue", "red", "blue"])] {
             let e = s.tower.encode(try ImageDecoder.load(path: DemoSetup.image(name)))
@@ -124,13 +127,7 @@ struct DemoTowerTests {
     /// the real tower runs forward on a solid 64×64 image and every row must be that word.
     @Test func heldOutColoursAreNamedInCIELAB() throws {
         let s = try DemoSetup.loaded.get()
-        let emb = s.model.weights.tokenEmbedding
-        func word(_ w: String) -> [Float] {
-            let id = s.tokenizer.encode(" " + w, addBos: false)[0]
-            var row = [Float](repeating: 0, count: emb.cols)
-            row.withUnsafeMutableBufferPointer { emb.dequantize(row: Int(id), into: $0.baseAddress!) }
-            return row
-        }
+        let word = s.word
         // Independent sRGB → CIELAB (D65, 2°): gamma expansion, XYZ, cube root.
         func lab(_ c: (Int, Int, Int)) -> (Double, Double, Double) {
             func lin(_ v: Int) -> Double { let x = Double(v) / 255; return x > 0.04045 ? pow((x + 0.055) / 1.055, 2.4) : x / 12.92 }
