@@ -16,7 +16,7 @@ struct ModelOption: ParsableArguments {
     @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: the model scripts/setup.sh fetched).")
     var model: String?
 
-    @Option(help: ArgumentHelp("Arithmetic of the model's matrix products: q8 (default: int8 activations on repacked weights, the fast path, as faithful to the float64 reference as llama.cpp) or f32 (float32 activations: the exact mode for reference work, within 1e-2 of the float64 reference logits). Speculative output equals plain output in either.", valueName: "q8|f32"))
+    @Option(help: ArgumentHelp("Arithmetic of the model's matrix products: q8 (default: int8 activations on repacked weights, the fast path, at least as faithful to the float64 reference as llama.cpp) or f32 (float32 activations: the exact mode for reference work, within 1e-2 of the float64 reference logits). Speculative output equals plain output in either.", valueName: "q8|f32"))
     var precision: Precision?
 
     /// `--precision`, else `SPECDEC_ACT`, else q8.
