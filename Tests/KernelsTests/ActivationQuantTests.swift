@@ -219,3 +219,37 @@ struct ActivationQuantTests {
         print("int8 kernels compared for \(type): \(results.keys.map(\.rawValue).sorted())")
     }
 }
+
+/// Packing float rows (drafts are packed at load): Q8_0 round-trips within half a step; Q4_0
+/// follows ggml's reference rule (the largest-magnitude value maps to −8·d exactly, the other
+/// sign clamps at +7·d), so within one step.
+@Suite("Packing float rows")
+struct QuantizeRowTests {
+    @Test(arguments: [QuantType.q4_0, .q8_0])
+    func roundTripWithinHalfAStep(_ type: QuantType) throws {
+        var rng = TestRNG(state: 31)
+        let count = 32 * 9
+        var x = rng.floats(count)
+        x[40] = -3.5; x[70] = 2.75   // a negative and a positive block maximum
+        var packed = [UInt8](repeating: 0, count: type.rowBytes(count)!)
+        try packed.withUnsafeMutableBytes { try quantizeRow(type, x, count: count, into: $0.baseAddress!) }
+        var y = [Float](repeating: .nan, count: count)
+        packed.withUnsafeBytes { dequantizeRow(type, $0.baseAddress!, count: count, into: &y) }
+        for b in 0..<(count / 32) {
+            let block = x[(32 * b)..<(32 * b + 32)]
+            let amax = block.map(abs).max()!
+            let step = type == .q4_0 ? amax / 8 : amax / 127
+            for i in (32 * b)..<(32 * b + 32) {
+                // Plus the f16 rounding of the block scale (2^-11 relative) times up to 128 levels.
+                let bound = (type == .q4_0 ? step : step * 0.5) + 128 * step / 2048
+                #expect(abs(y[i] - x[i]) <= bound + 1e-6, "\(type) element \(i): \(x[i]) → \(y[i])")
+            }
+            if type == .q4_0 {
+                let m = block.max { abs($0) < abs($1) }!
+                let i = x.indices[(32 * b)...].first { x[$0] == m }!
+                #expect(abs(y[i] - m) <= abs(m) * 1e-3, "the block maximum maps onto a level")
+            }
+        }
+        #expect(throws: QuantizeError.self) { try packed.withUnsafeMutableBytes { try quantizeRow(type, x, count: 31, into: $0.baseAddress!) } }
+    }
+}
