@@ -468,7 +468,7 @@ public final class EagleDraft: Drafter {
         att.withUnsafeBufferPointer { ab in
             proj.withUnsafeMutableBufferPointer { mul([(wo.matrix, $0.baseAddress!)], ab.baseAddress!) }
         }
-        for i in 0..<(n * d) { x[i] += proj[i] }
+        addInPlace(&x, proj, count: n * d)
         rmsNorm(x, postNorm, into: &h, n: n)
         h.withUnsafeBufferPointer { hb in
             g.withUnsafeMutableBufferPointer { gb in
@@ -477,26 +477,17 @@ public final class EagleDraft: Drafter {
                 }
             }
         }
-        for i in 0..<(n * ff) {
-            let a = g[i]
-            g[i] = a / (1 + expf(-a)) * u[i]
-        }
+        swiGLU(gate: &g, up: u, count: n * ff)
         g.withUnsafeBufferPointer { gb in
             proj.withUnsafeMutableBufferPointer { mul([(down.matrix, $0.baseAddress!)], gb.baseAddress!) }
         }
-        for i in 0..<(n * d) { x[i] += proj[i] }
+        addInPlace(&x, proj, count: n * d)
         rmsNorm(x, outNorm, into: &h, n: n)
         return (h, inputNorm != nil ? x : h)
     }
 
     private func rmsNorm(_ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
-        let d = config.width, eps = config.rmsEps
-        for t in 0..<n {
-            var ss: Float = 0
-            for i in 0..<d { ss += x[t * d + i] * x[t * d + i] }
-            let scale = 1 / (ss / Float(d) + eps).squareRoot()
-            for i in 0..<d { out[t * d + i] = x[t * d + i] * scale * weight[i] }
-        }
+        Kernels.rmsNorm(x, weight: weight, n: n, d: config.width, eps: config.rmsEps, into: &out)
     }
 
     /// The target's RoPE (adjacent pairs of the first ropeDim dims of each head), angles in

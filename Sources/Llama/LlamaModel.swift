@@ -11,6 +11,7 @@ public enum LlamaError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(Int32, vocabSize: Int)
     case emptyInput
     case badMask(String)
+    case badEarlyExit(layers: Int, of: Int)
 
     public var description: String {
         switch self {
@@ -18,6 +19,7 @@ public enum LlamaError: Error, CustomStringConvertible, Equatable {
         case .tokenOutOfRange(let t, let v): return "token id \(t) is outside the vocabulary (0..<\(v))"
         case .emptyInput: return "nothing to evaluate: the input is empty"
         case .badMask(let why): return "bad attention mask: \(why)"
+        case .badEarlyExit(let k, let total): return "an early exit needs 1...\(total - 1) of the model's \(total) layers, not \(k)"
         }
     }
 }
@@ -58,7 +60,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     /// self-draft (LayerSkip, Draft & Verify). Shares every weight with `base`.
     public init(earlyExitOf base: LlamaModel, layers: Int) throws {
         guard layers >= 1, layers < base.config.layerCount else {
-            throw LlamaError.badMask("an early exit needs 1...\(base.config.layerCount - 1) layers, not \(layers)")
+            throw LlamaError.badEarlyExit(layers: layers, of: base.config.layerCount)
         }
         file = base.file
         var c = base.config

@@ -26,6 +26,7 @@ struct Bench: ParsableCommand {
     )
 
     @OptionGroup var modelOption: ModelOption
+    @OptionGroup var precisionOption: PrecisionOption
     @OptionGroup var imageOptions: ImageOptions
 
     @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
@@ -189,13 +190,13 @@ struct Bench: ParsableCommand {
         if draftOptions.draft != nil || prompts != nil {
             guard let p = prompts, draftOptions.draft != nil else { throw CLIError("the speculative bench needs both --draft and --prompts") }
             try SpeculativeBench(draftOptions: draftOptions, promptsPath: p, towerPath: visionTower, maxTokens: nPredict,
-                                 threads: threads, json: json, activations: modelOption.activations).run(modelPath: try modelOption.resolvedPath())
+                                 threads: threads, json: json, activations: precisionOption.activations).run(modelPath: try modelOption.resolvedPath())
             return
         }
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = modelOption.activations
+        model.activationQuant = precisionOption.activations
         let c = model.config
         let loadStart = loadAverage()
 

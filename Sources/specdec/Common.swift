@@ -16,12 +16,6 @@ struct ModelOption: ParsableArguments {
     @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: the model scripts/setup.sh fetched).")
     var model: String?
 
-    @Option(help: ArgumentHelp("Arithmetic of the model's matrix products: q8 (default: int8 activations on repacked weights, the fast path, at least as faithful to the float64 reference as llama.cpp) or f32 (float32 activations: the exact mode for reference work, within 1e-2 of the float64 reference logits). Speculative output equals plain output in either.", valueName: "q8|f32"))
-    var precision: Precision?
-
-    /// `--precision`, else `SPECDEC_ACT`, else q8.
-    var activations: ActivationQuant { precision?.activations ?? .environment }
-
     static let defaultModelName = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
     static var defaultPath: String {
@@ -39,6 +33,16 @@ struct ModelOption: ParsableArguments {
         }
         return p
     }
+}
+
+/// `--precision`: for the commands that run the model's forward pass (decode, bench, eval,
+/// synth-data); the others only read its weights or metadata.
+struct PrecisionOption: ParsableArguments {
+    @Option(help: ArgumentHelp("Arithmetic of the model's matrix products: q8 (default: int8 activations on repacked weights, the fast path, at least as faithful to the float64 reference as llama.cpp) or f32 (float32 activations: the exact mode for reference work, within 1e-2 of the float64 reference logits). Speculative output equals plain output in either.", valueName: "q8|f32"))
+    var precision: Precision?
+
+    /// `--precision`, else `SPECDEC_ACT`, else q8.
+    var activations: ActivationQuant { precision?.activations ?? .environment }
 }
 
 /// `-p` / `-f` / `--raw` / `--system`: the text to feed, with the model's chat template unless raw.

@@ -27,6 +27,7 @@ struct Decode: ParsableCommand {
     )
 
     @OptionGroup var modelOption: ModelOption
+    @OptionGroup var precisionOption: PrecisionOption
     @OptionGroup var promptOptions: PromptOptions
     @OptionGroup var imageOptions: ImageOptions
 
@@ -114,7 +115,7 @@ struct Decode: ParsableCommand {
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = modelOption.activations
+        model.activationQuant = precisionOption.activations
         let tokenizer = try BPETokenizer(gguf: gguf)
         let prompt = try PreparedPrompt.make(promptOptions, imageOptions, gguf: gguf, tokenizer: tokenizer, model: model)
         let promptTokens = prompt.tokens  // -1 at image rows

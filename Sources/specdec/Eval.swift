@@ -26,6 +26,7 @@ struct Eval: ParsableCommand {
         """)
 
     @OptionGroup var modelOption: ModelOption
+    @OptionGroup var precisionOption: PrecisionOption
 
     @Option(help: ArgumentHelp("Vision tower for the image prompts.", valueName: "TOWER.gguf"))
     var mmproj = "checkpoints/demo-tower.gguf"
@@ -140,7 +141,7 @@ struct Eval: ParsableCommand {
         let modelPath = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: modelPath)
         let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = modelOption.activations
+        model.activationQuant = precisionOption.activations
         let tokenizer = try BPETokenizer(gguf: gguf)
         let promptsPath = (set as NSString).appendingPathComponent("prompts.jsonl")
         var prompts = try SpecPromptSet.load(path: promptsPath, towerPath: mmproj, model: model, tokenizer: tokenizer)

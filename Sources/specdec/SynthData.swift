@@ -30,6 +30,7 @@ struct SynthData: ParsableCommand {
     )
 
     @OptionGroup var modelOption: ModelOption
+    @OptionGroup var precisionOption: PrecisionOption
 
     @Option(help: ArgumentHelp("Vision tower (llama.cpp mmproj GGUF) for image samples.", valueName: "TOWER.gguf"))
     var mmproj: String?
@@ -171,7 +172,7 @@ struct SynthData: ParsableCommand {
         let path = try modelOption.resolvedPath()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = modelOption.activations
+        model.activationQuant = precisionOption.activations
         let tokenizer = try BPETokenizer(gguf: gguf)
         let template: ChatTemplate
         do { template = try ChatTemplate(gguf: gguf) } catch { throw CLIError("\(error)") }
