@@ -39,26 +39,8 @@ public enum Generation {
     /// Plain autoregressive decoding. `onToken` sees each token but an end-of-generation one.
     public static func plain(model: LlamaModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
                              maxTokens n: Int, eog: Set<Int32>, onToken: (Int32) -> Void = { _ in }) throws -> GenerationResult {
-        let session = model.makeSession(contextSize: contextSize)
-        var sampler = try Sampler(params)
-        var run = GenerationResult()
-        let t0 = monotonicSeconds()
-        var out = try prompt.prefill(session)
-        let t1 = monotonicSeconds()
-        var history = prompt.history
-        while run.tokens.count < n {
-            let next = out.logits.withUnsafeBufferPointer { sampler.sample($0, history: history) }
-            run.tokens.append(next)
-            history.append(next)
-            if eog.contains(next) { run.stop = .eos; break }
-            onToken(next)
-            guard run.tokens.count < n else { break }
-            guard session.length < contextSize else { run.stop = .context; break }
-            out = try session.forward(tokens: [next])
-        }
-        run.prefillSeconds = t1 - t0
-        run.decodeSeconds = monotonicSeconds() - t1
-        return run
+        let it = try TokenIterator(model: model, prompt: prompt, contextSize: contextSize, params: params, maxTokens: n, eog: eog)
+        return try run(it, onToken: onToken)
     }
 
     /// Speculative decoding: the same tokens as `plain` at temperature 0, the same distribution
@@ -68,33 +50,15 @@ public enum Generation {
                                    params: SamplingParameters, shape: TreeShape, maxTokens n: Int, eog: Set<Int32>,
                                    budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil,
                                    onToken: (Int32) -> Void = { _ in }) throws -> GenerationResult {
-        let session = model.makeSession(contextSize: contextSize)
-        var run = GenerationResult()
-        let t0 = monotonicSeconds()
-        let prefill = try prompt.prefill(session, captureLayers: drafter.featureLayers)
-        let t1 = monotonicSeconds()
-        guard n > 0 else { run.prefillSeconds = t1 - t0; return run }
-        let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params), shape: shape,
-                                         prefill: prefill, prompt: prompt.tokens, images: prompt.draftImageSpans,
-                                         history: prompt.history)
-        dec.chooseBudget = budget
-        dec.fallback = fallback
-        var pending = [dec.firstToken]
-        outer: while true {
-            for t in pending {
-                run.tokens.append(t)
-                if eog.contains(t) { run.stop = .eos; break outer }
-                onToken(t)
-                if run.tokens.count >= n { break outer }
-            }
-            // Plain decoding stops when the cache is full before evaluating the next token.
-            guard session.length < contextSize else { run.stop = .context; break }
-            pending = try dec.step()
+        let it = try TokenIterator(model: model, prompt: prompt, contextSize: contextSize, params: params, maxTokens: n,
+                                   eog: eog, speculative: (drafter, shape), budget: budget, fallback: fallback)
+        return try run(it, onToken: onToken)
+    }
+
+    private static func run(_ it: TokenIterator, onToken: (Int32) -> Void) throws -> GenerationResult {
+        while it.stop == nil {
+            for t in try it.step() { onToken(t) }
         }
-        run.prefillSeconds = t1 - t0
-        run.decodeSeconds = monotonicSeconds() - t1
-        run.speculative = dec.stats
-        run.tree = dec.shape
-        return run
+        return it.result
     }
 }

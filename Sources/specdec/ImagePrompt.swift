@@ -22,7 +22,7 @@ struct ImageOptions: ParsableArguments {
     }
 }
 
-/// Prompt processing for the CLI (mlx-swift-examples' `UserInputProcessor`): options → `LMInput`.
+/// Prompt processing for the CLI: options → `UserInputProcessor` → `LMInput`.
 extension LMInput {
     /// Text prompt, or text and images when `images` has any.
     static func make(_ prompt: PromptOptions, _ images: ImageOptions, gguf: GGUFFile, tokenizer: BPETokenizer,
@@ -30,30 +30,21 @@ extension LMInput {
         guard let towerPath = images.mmproj, !images.images.isEmpty else {
             return LMInput(tokens: try prompt.tokens(gguf: gguf, tokenizer: tokenizer))
         }
-        let tower = try VisionTower(path: towerPath)
-        try tower.check(compatibleWith: model)
-        let markers = ImageMarkers.forTower(tower, tokenizer: tokenizer)
+        let processor = try UserInputProcessor(model: model, tokenizer: tokenizer, gguf: gguf, tower: try VisionTower(path: towerPath))
         let t0 = now()
-        let embeddings = try images.images.map { try tower.encode(ImageDecoder.load(path: $0)) }
-        let seconds = now() - t0
-        let user = try VisionPrompt.placeImages(in: try prompt.text(), count: embeddings.count, markers: markers)
-        let seq = try VisionPrompt.build(rendered: try prompt.render(user, gguf: gguf), images: embeddings, markers: markers,
-                                         tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
-        return LMInput(tokens: seq.tokens, sequence: seq, imageSeconds: seconds)
-    }
-}
-
-extension PromptOptions {
-    /// `user` through the model's chat template (as `tokens(gguf:tokenizer:)` does), or as is with `--raw`.
-    func render(_ user: String, gguf: GGUFFile) throws -> String {
-        if raw { return user }
-        let template: ChatTemplate
-        do { template = try ChatTemplate(gguf: gguf) } catch {
-            throw CLIError("\(error) — pass --raw to use the prompt without a template")
+        let pictures = try images.images.map { try ImageDecoder.load(path: $0) }
+        let decodeSeconds = now() - t0
+        let user = UserMessage(role: "user", text: try prompt.text(), images: pictures)
+        var input: LMInput
+        if prompt.raw {
+            input = try processor.prepare(raw: user.text, images: pictures)
+        } else {
+            guard processor.template != nil else {
+                throw CLIError("\(processor.templateError ?? "the model has no chat template") — pass --raw to use the prompt without a template")
+            }
+            input = try processor.prepare(messages: (prompt.system.map { [UserMessage(role: "system", text: $0)] } ?? []) + [user])
         }
-        var messages: [ChatMessage] = []
-        if let s = system { messages.append(.system(s)) }
-        messages.append(.user(user))
-        return template.render(messages: messages, addGenerationPrompt: true)
+        input.imageSeconds += decodeSeconds
+        return input
     }
 }
