@@ -18,6 +18,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libzstd-dev).
@@ -43,7 +47,14 @@ let package = Package(
         .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
-        .target(name: "Generation", dependencies: ["Llama", "Sampling", "Draft", "Verify", "Vision"]),
+        .target(name: "Generation", dependencies: ["Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
+        // `specdec serve`: the OpenAI-compatible HTTP server over the generation library.
+        .target(name: "Serve", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Logging", package: "swift-log"),
+            "Generation", "Llama", "Tokenizer", "Vision", "Sampling", "Verify", "Draft", "GGUF",
+        ]),
         .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
         .target(name: "DraftTraining", dependencies: ["Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
@@ -51,7 +62,7 @@ let package = Package(
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "DataSynth", "Vision", "DraftTraining", "SafeTensors",
-            "Generation",
+            "Generation", "Serve",
         ]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),
@@ -65,6 +76,10 @@ let package = Package(
         .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
         .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "TestSupport"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Draft", "Llama", "Sampling", "GGUF", "Tokenizer", "Vision", "TestSupport", "specdec", "Generation"]),
+        .testTarget(name: "ServeTests", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            "Serve", "TestSupport", "specdec", "Vision",
+        ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ],
     // Numeric kernels pass raw pointers into worker threads; Swift 6's strict sendability

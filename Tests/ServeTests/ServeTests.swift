@@ -1,0 +1,266 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+import TestSupport
+import Vision
+
+// Integration tests of `specdec serve`: the real executable on a free loopback port, spoken to
+// over HTTP by AsyncHTTPClient. Greedy answers are compared with `specdec decode`'s.
+
+/// A running `specdec serve` process.
+final class ServerProcess: @unchecked Sendable {
+    let process: Process
+    let url: String
+    private let stderrPipe: Pipe
+
+    init(_ args: [String]) throws {
+        let (p, out, err) = SpecdecCLI.process(["serve", "--port", "0", "-t", "2"] + args)
+        process = p
+        stderrPipe = err
+        try p.run()
+        // The one line the server prints once it listens.
+        var line = Data()
+        let handle = out.fileHandleForReading
+        while true {
+            let byte = handle.readData(ofLength: 1)
+            if byte.isEmpty { break }
+            if byte == Data("\n".utf8) {
+                if String(decoding: line, as: UTF8.self).contains("listening on") { break }
+                line.removeAll()
+            } else { line.append(byte) }
+        }
+        let s = String(decoding: line, as: UTF8.self)
+        guard let r = s.range(of: "http://") else {
+            p.terminate()
+            throw ServeTestError("the server did not start: \(s) \(String(decoding: err.fileHandleForReading.availableData, as: UTF8.self))")
+        }
+        url = String(s[r.lowerBound...].prefix { $0 != " " })
+    }
+
+    /// SIGTERM, then the exit status.
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+struct ServeTestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+struct Reply {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: String
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:] }
+    var errorMessage: String { ((json["error"] as? [String: Any])?["message"] as? String) ?? "" }
+}
+
+let client = HTTPClient(eventLoopGroupProvider: .singleton)
+
+func call(_ server: ServerProcess, _ method: HTTPMethod = .POST, _ path: String, body: String? = nil,
+          headers: [(String, String)] = []) async throws -> Reply {
+    var req = HTTPClientRequest(url: server.url + path)
+    req.method = method
+    req.headers.add(name: "Content-Type", value: "application/json")
+    for (k, v) in headers { req.headers.add(name: k, value: v) }
+    if let body { req.body = .bytes(ByteBuffer(string: body)) }
+    let resp = try await client.execute(req, timeout: .seconds(300))
+    let buf = try await resp.body.collect(upTo: 1 << 26)
+    return Reply(status: Int(resp.status.code), headers: resp.headers, body: String(buffer: buf))
+}
+
+func json(_ object: [String: Any]) -> String {
+    String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+}
+
+/// `specdec decode`'s text for one user message (greedy).
+func decodeText(_ prompt: String, n: Int, extra: [String] = []) throws -> String {
+    let r = try SpecdecCLI.run(["decode", "-p", prompt, "-n", String(n), "--json", "-t", "2"] + extra)
+    guard r.status == 0 else { throw ServeTestError("decode failed: \(r.stderr)") }
+    return try SpecdecCLI.json(r.stdout)["text"] as! String
+}
+
+func chatBody(_ content: Any, maxTokens: Int, stream: Bool = false) -> String {
+    json(["model": "any", "messages": [["role": "user", "content": content]], "temperature": 0,
+          "max_tokens": maxTokens, "stream": stream])
+}
+
+func dataURL(_ path: String) throws -> String {
+    "data:image/png;base64," + (try Data(contentsOf: URL(fileURLWithPath: path))).base64EncodedString()
+}
+
+/// The text of a server-sent event stream, checking its framing.
+func streamedText(_ body: String, chat: Bool = true) throws -> String {
+    let events = body.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+    guard events.last == "data: [DONE]" else { throw ServeTestError("the stream does not end with data: [DONE]: \(body.suffix(200))") }
+    var text = ""
+    for e in events.dropLast() {
+        guard e.hasPrefix("data: ") else { throw ServeTestError("not an SSE data line: \(e)") }
+        let obj = try JSONSerialization.jsonObject(with: Data(e.dropFirst(6).utf8)) as! [String: Any]
+        guard let choice = (obj["choices"] as? [[String: Any]])?.first else { continue }
+        if chat { text += ((choice["delta"] as? [String: Any])?["content"] as? String) ?? "" } else { text += choice["text"] as? String ?? "" }
+    }
+    return text
+}
+
+let towerPath = TestPaths.repoRoot.appendingPathComponent("checkpoints/demo-tower.gguf").path
+let draftPath = TestPaths.repoRoot.appendingPathComponent("checkpoints/vispec-draft.safetensors").path
+let imagePath = TestPaths.repoRoot.appendingPathComponent("checkpoints/images/red-blue.png").path
+
+@Suite("specdec serve over HTTP", .serialized, .enabled(if: FileManager.default.fileExists(atPath: TestPaths.model), "needs the model (scripts/setup.sh)"))
+struct ServeTests {
+    /// With the tower and the ViSpec draft: answers equal decode's (text, image, streamed, raw,
+    /// 8 concurrent clients), bad input gets 4xx JSON, a dropped stream is cancelled, and
+    /// SIGTERM exits 0.
+    @Test func servesLikeDecodeAndRefusesBadInput() async throws {
+        let server = try ServerProcess(["--mmproj", towerPath, "--draft", draftPath, "--parallel", "8", "--ctx", "512", "--max-body-mb", "1"])
+
+        // Text, alone: speculative, and the same text as decode (with and without the draft).
+        let prompt = "Write one sentence about the sea."
+        let solo = try await call(server, .POST, "/v1/chat/completions", body: chatBody(prompt, maxTokens: 40))
+        #expect(solo.status == 200, "\(solo.body)")
+        let message = ((solo.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
+        let decoded = try decodeText(prompt, n: 40)
+        #expect(message == decoded)
+        #expect(try decodeText(prompt, n: 40, extra: ["--draft", draftPath]) == decoded)
+        let usage = solo.json["usage"] as? [String: Any]
+        #expect((usage?["completion_tokens"] as? Int ?? 0) > 0)
+        #expect((usage?["prompt_tokens"] as? Int ?? 0) > 5)
+        #expect((solo.json["specdec"] as? [String: Any])?["mode"] as? String == "speculative")
+        #expect((solo.json["specdec"] as? [String: Any])?["tau"] != nil)
+
+        // Streamed: the same text in chunks, ending with [DONE].
+        let streamed = try await call(server, .POST, "/v1/chat/completions", body: chatBody(prompt, maxTokens: 40, stream: true))
+        #expect(streamed.status == 200)
+        #expect(streamed.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true)
+        #expect(try streamedText(streamed.body) == decoded)
+
+        // An image as a data: URL, placed before the text as decode places --image.
+        let question = "What colours are in this picture?"
+        let imageReply = try await call(server, .POST, "/v1/chat/completions", body: chatBody(
+            [["type": "image_url", "image_url": ["url": try dataURL(imagePath)]], ["type": "text", "text": question]], maxTokens: 24))
+        #expect(imageReply.status == 200, "\(imageReply.body)")
+        let imageText = ((imageReply.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
+        #expect(imageText == (try decodeText(question, n: 24, extra: ["--mmproj", towerPath, "--image", imagePath])))
+
+        // Raw completions equal decode --raw.
+        let raw = try await call(server, .POST, "/v1/completions", body: json(["prompt": "The capital of France is", "max_tokens": 12, "temperature": 0]))
+        #expect(raw.status == 200, "\(raw.body)")
+        #expect((raw.json["choices"] as? [[String: Any]])?.first?["text"] as? String == (try decodeText("The capital of France is", n: 12, extra: ["--raw"])))
+
+        // Eight concurrent clients: each answer equals its solo decode.
+        let prompts = (0..<8).map { "Give me a short fact about the number \($0 + 2)." }
+        let answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            for (i, p) in prompts.enumerated() {
+                group.addTask {
+                    let r = try await call(server, .POST, "/v1/chat/completions", body: chatBody(p, maxTokens: 24, stream: i % 2 == 1))
+                    if i % 2 == 1 { return (i, try streamedText(r.body)) }
+                    return (i, ((r.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String)
+                }
+            }
+            var out = [String?](repeating: nil, count: prompts.count)
+            for try await (i, s) in group { out[i] = s }
+            return out
+        }
+        for (i, p) in prompts.enumerated() { #expect(answers[i] == (try decodeText(p, n: 24)), "client \(i)") }
+
+        // Bad input: a 4xx OpenAI-style error each, and the server keeps serving.
+        func expectError(_ body: String?, _ status: Int, _ fragment: String, path: String = "/v1/chat/completions",
+                         method: HTTPMethod = .POST, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let r = try await call(server, method, path, body: body)
+            #expect(r.status == status, "\(r.body)", sourceLocation: sourceLocation)
+            #expect(r.errorMessage.contains(fragment), "\(r.body)", sourceLocation: sourceLocation)
+            #expect((r.json["error"] as? [String: Any])?["type"] is String, sourceLocation: sourceLocation)
+        }
+        try await expectError("{not json", 400, "not valid JSON")
+        try await expectError(json(["messages": "hello"]), 400, "messages")
+        try await expectError(json(["messages": [["role": "user", "content": "hi"]], "temperature": "hot"]), 400, "temperature")
+        try await expectError(json(["messages": [] as [Any]]), 400, "messages is empty")
+        try await expectError(json(["messages": [["role": "user", "content": "hi"]], "max_tokens": 100_000]), 400, "max_tokens")
+        try await expectError(chatBody(String(repeating: "word ", count: 600), maxTokens: 8), 400, "context")
+        try await expectError(chatBody([["type": "image_url", "image_url": ["url": "data:image/png;base64,iVBORw0KGgoAAAAA"]]], maxTokens: 8), 400, "content[0]")
+        try await expectError(chatBody([["type": "image_url", "image_url": ["url": "https://example.com/cat.png"]]], maxTokens: 8), 400, "remote image URLs")
+        try await expectError(chatBody([["type": "image_url", "image_url": ["url": oversizedPNGDataURL()]]], maxTokens: 8), 400, "larger than allowed")
+        try await expectError(String(repeating: " ", count: 2 << 20), 413, "larger than the server's limit")
+        try await expectError(nil, 404, "no route", path: "/v1/nothing-here", method: .GET)
+        #expect(try await call(server, .GET, "/health").status == 200)
+
+        // A client that drops mid-stream: its request is cancelled, and the server goes on.
+        let dropped = Task {
+            var req = HTTPClientRequest(url: server.url + "/v1/chat/completions")
+            req.method = .POST
+            req.body = .bytes(ByteBuffer(string: chatBody("Count from one to one thousand in words.", maxTokens: 400, stream: true)))
+            let resp = try await client.execute(req, timeout: .seconds(120))
+            for try await _ in resp.body { break }   // first chunk, then hang up
+        }
+        try await dropped.value
+        var cancelled = false
+        for _ in 0..<100 where !cancelled {
+            try await Task.sleep(for: .milliseconds(100))
+            let m = try await call(server, .GET, "/metrics").body
+            cancelled = m.contains("specdec_requests_cancelled_total 1") && m.contains("specdec_active_requests 0")
+        }
+        #expect(cancelled, "the dropped request was not cancelled")
+        let after = try await call(server, .POST, "/v1/chat/completions", body: chatBody(prompt, maxTokens: 40))
+        #expect(after.status == 200)
+        let metrics = try await call(server, .GET, "/metrics").body
+        #expect(metrics.contains("specdec_completion_tokens_total"))
+        #expect(metrics.contains("specdec_queue_depth 0"))
+
+        #expect(server.stop() == 0, "SIGTERM must exit 0")
+    }
+
+    /// Without a tower or draft, with an API key and one slot and no queue: 401s, an image is
+    /// refused, and a second simultaneous request gets 429 with Retry-After.
+    @Test func apiKeyQueueAndMissingTower() async throws {
+        let server = try ServerProcess(["--api-key", "sekrit", "--parallel", "1", "--queue", "0"])
+        let auth = [("Authorization", "Bearer sekrit")]
+        #expect(try await call(server, .GET, "/health").status == 200)
+        let noKey = try await call(server, .GET, "/v1/models")
+        #expect(noKey.status == 401 && noKey.errorMessage.contains("missing API key"))
+        let wrong = try await call(server, .GET, "/v1/models", headers: [("Authorization", "Bearer nope")])
+        #expect(wrong.status == 401 && wrong.errorMessage.contains("incorrect API key"))
+        let models = try await call(server, .GET, "/v1/models", headers: auth)
+        #expect(models.status == 200)
+        #expect(((models.json["data"] as? [[String: Any]])?.first?["id"] as? String)?.contains("SmolLM2") == true)
+
+        let image = try await call(server, .POST, "/v1/chat/completions", body: chatBody(
+            [["type": "image_url", "image_url": ["url": try dataURL(imagePath)]], ["type": "text", "text": "What is this?"]], maxTokens: 8), headers: auth)
+        #expect(image.status == 400 && image.errorMessage.contains("no vision tower"), "\(image.body)")
+
+        // One slot, no queue: while one request streams, a second is refused with 429.
+        var req = HTTPClientRequest(url: server.url + "/v1/completions")
+        req.method = .POST
+        req.headers.add(name: "Authorization", value: "Bearer sekrit")
+        req.body = .bytes(ByteBuffer(string: json(["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 300, "temperature": 0, "stream": true])))
+        let first = try await client.execute(req, timeout: .seconds(120))
+        var body = first.body.makeAsyncIterator()
+        _ = try await body.next()   // it is running
+        let second = try await call(server, .POST, "/v1/chat/completions", body: chatBody("Hi", maxTokens: 8), headers: auth)
+        #expect(second.status == 429, "\(second.body)")
+        #expect(second.headers.first(name: "retry-after") != nil)
+        var rest = ""
+        while let chunk = try await body.next() { rest += String(buffer: chunk) }
+        #expect(first.status == .ok && rest.hasSuffix("data: [DONE]\n\n"))
+        // The slot is free again.
+        #expect(try await call(server, .POST, "/v1/chat/completions", body: chatBody("Hi", maxTokens: 8), headers: auth).status == 200)
+        #expect(server.stop() == 0)
+    }
+}
+
+/// A PNG whose header says 10000 × 10000 (refused from the header; no pixels follow).
+func oversizedPNGDataURL() -> String {
+    var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]
+    for v in [UInt32(10_000), UInt32(10_000)] { png += [UInt8(v >> 24), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+    png += [8, 2, 0, 0, 0]
+    let crc = crc32(png[12...])
+    png += [UInt8(crc >> 24), UInt8(crc >> 16 & 255), UInt8(crc >> 8 & 255), UInt8(crc & 255)]
+    return "data:image/png;base64," + Data(png).base64EncodedString()
+}
