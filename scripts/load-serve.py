@@ -174,6 +174,7 @@ def main():
     ap.add_argument("--image-share", type=float, default=0.3, help="fraction of image requests in the specdec workload")
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count())
     ap.add_argument("--time-limit", type=float, default=900, help="seconds per configuration")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the load on the same server; RSS is reported after each round")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
@@ -208,16 +209,24 @@ def main():
         port = free_port()
         server = Server(re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"), [a.replace("{port}", str(port)) for a in argv], port)
         try:
-            row = run_load(server, text_only if workload == "text" else mixed, args)
+            rounds = [run_load(server, text_only if workload == "text" else mixed, args) for _ in range(args.rounds)]
         finally:
             code = server.stop()
+        row = dict(rounds[-1])
+        row["rss_mb_after_each_round"] = [r["rss_mb_after"] for r in rounds]
+        if args.rounds > 1:  # totals over all rounds; latencies from the last
+            row["requests"] = sum(r["requests"] for r in rounds)
+            row["errors"] = sum(r["errors"] for r in rounds)
+            row["error_examples"] = sum((r["error_examples"] for r in rounds), [])
+            row["rss_mb_before"] = rounds[0]["rss_mb_before"]
+            row["rss_mb_peak"] = max(r["rss_mb_peak"] for r in rounds)
         row["config"] = name
         row["exit_code"] = code
         rows.append(row)
         print(f"{name:26s} {row['requests']:4d} req {row['errors']:2d} err | {row['requests_per_s']:5.2f} req/s "
               f"{row['tokens_per_s']:6.1f} tok/s | latency p50 {row['latency_p50_s']:.2f} s p99 {row['latency_p99_s']:.2f} s | "
               f"TTFT p50 {row['ttft_p50_s']:.2f} s p99 {row['ttft_p99_s']:.2f} s | RSS {row['rss_mb_before']:.0f} -> "
-              f"{row['rss_mb_after']:.0f} MB (peak {row['rss_mb_peak']:.0f}) | exit {code}", flush=True)
+              f"{' -> '.join(f'{x:.0f}' for x in row['rss_mb_after_each_round'])} MB (peak {row['rss_mb_peak']:.0f}) | exit {code}", flush=True)
         for e in row["error_examples"]:
             print(f"    error: {e}")
     if args.json:
