@@ -70,27 +70,24 @@ public struct JSONLPromptSource: DataSource {
         let bytes = [UInt8](data)
         var out: [SynthPrompt] = []
         var lineNumber = 0
+        let decoder = JSONDecoder()
         for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
             let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if text.isEmpty { continue }
             let field = "line \(lineNumber)"
-            let obj: Any
-            do { obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) } catch {
-                throw DataError(file: path, field: field, reason: "not valid JSON")
+            let r: PromptRecord
+            do { r = try decoder.decode(PromptRecord.self, from: Data(text.utf8)) } catch {
+                throw dataError(error, file: path, field: field, notAnObject: "expected a JSON object")
             }
-            guard let o = obj as? [String: Any] else { throw DataError(file: path, field: field, reason: "expected a JSON object") }
-            let id = try idString(o["id"], file: path, field: field) ?? "line-\(lineNumber)"
             var turns: [String]
-            if let t = o["turns"] {
-                guard let a = t as? [String], !a.isEmpty else { throw DataError(file: path, field: "\(field).turns", reason: "expected a non-empty list of strings") }
-                turns = a
-            } else if let c = o["conversations"] ?? o["messages"] {
+            if let t = r.turns {
+                guard !t.isEmpty else { throw DataError(file: path, field: "\(field).turns", reason: "expected a non-empty list of strings") }
+                turns = t
+            } else if let c = r.conversation {
                 turns = try humanTurns(c, file: path, field: field)
-            } else if let p = (o["prompt"] ?? o["text"] ?? o["question"] ?? o["instruction"]) {
-                guard let s = p as? String else { throw DataError(file: path, field: field, reason: "the prompt must be a string") }
-                var t = s
-                if o["instruction"] != nil, let input = o["input"] as? String, !input.isEmpty { t += "\n\n" + input }
+            } else if var t = r.prompt {
+                if r.isInstruction, let input = r.input, !input.isEmpty { t += "\n\n" + input }
                 turns = [t]
             } else {
                 throw DataError(file: path, field: field, reason: "no prompt (expected one of prompt, text, question, instruction, turns, conversations, messages)")
@@ -98,9 +95,8 @@ public struct JSONLPromptSource: DataSource {
             if let bad = turns.firstIndex(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) {
                 throw DataError(file: path, field: field, reason: "user turn \(bad) is empty")
             }
-            let images = try imageList(o["image"], file: path, field: field)
-            turns = try placeImages(turns, imageCount: images.count, file: path, field: field)
-            out.append(SynthPrompt(id: id, userTurns: turns, imagePaths: images))
+            turns = try placeImages(turns, imageCount: r.images.count, file: path, field: field)
+            out.append(SynthPrompt(id: r.id ?? "line-\(lineNumber)", userTurns: turns, imagePaths: r.images))
         }
         prompts = out
         info = SourceInfo(kind: "prompts-jsonl", file: (path as NSString).lastPathComponent, sha256: SHA256.hex(bytes))
@@ -133,26 +129,20 @@ public struct LLaVASource: DataSource {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DataError(file: path, field: "file", reason: "cannot read the LLaVA JSON file")
         }
-        let root: Any
-        do { root = try JSONSerialization.jsonObject(with: data) } catch {
-            throw DataError(file: path, field: "file", reason: "not valid JSON")
-        }
-        guard let entries = root as? [Any] else {
-            throw DataError(file: path, field: "file", reason: "expected a JSON list of samples")
+        let entries: [LLaVARecord]
+        do { entries = try JSONDecoder().decode([LLaVARecord].self, from: data) } catch {
+            throw dataError(error, file: path, field: "file", notAnObject: "expected a JSON list of samples", entryNotAnObject: "expected an object")
         }
         var out: [SynthPrompt] = []
         out.reserveCapacity(entries.count)
         for (k, e) in entries.enumerated() {
             let field = "[\(k)]"
-            guard let o = e as? [String: Any] else { throw DataError(file: path, field: field, reason: "expected an object") }
-            let id = try idString(o["id"], file: path, field: field) ?? "llava-\(k)"
-            guard let conv = o["conversations"] else {
+            let id = e.id ?? "llava-\(k)"
+            guard let conv = e.conversations else {
                 throw DataError(file: path, field: "\(field).conversations", reason: "missing (sample \(id))")
             }
             var turns = try humanTurns(conv, file: path, field: field)
-            let images = try imageList(o["image"], file: path, field: field).map { p -> String in
-                p.hasPrefix("/") ? p : (dir as NSString).appendingPathComponent(p)
-            }
+            let images = e.images.map { p -> String in p.hasPrefix("/") ? p : (dir as NSString).appendingPathComponent(p) }
             turns = try placeImages(turns, imageCount: images.count, file: path, field: field)
             out.append(SynthPrompt(id: id, userTurns: turns, imagePaths: images))
         }
@@ -168,30 +158,147 @@ public struct LLaVASource: DataSource {
     }
 }
 
-func idString(_ v: Any?, file: String, field: String) throws -> String? {
-    guard let v else { return nil }
-    if let s = v as? String { return s }
-    if let n = v as? NSNumber, !(v is Bool) { return n.stringValue }
-    throw DataError(file: file, field: "\(field).id", reason: "expected a string or a number")
+// MARK: - the JSON records, decoded with Codable
+
+/// A field that is wrong in a way `DecodingError` does not say well, at its coding path.
+struct RecordError: Error {
+    var codingPath: [CodingKey]
+    var reason: String
 }
 
-func imageList(_ v: Any?, file: String, field: String) throws -> [String] {
-    guard let v, !(v is NSNull) else { return [] }
-    if let s = v as? String { return [s] }
-    if let a = v as? [String] { return a }
-    throw DataError(file: file, field: "\(field).image", reason: "expected a file name or a list of them")
+/// `"id"`: a string or a number (some LLaVA files number their samples).
+struct FlexibleID: Decodable {
+    var value: String
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) { value = s; return }
+        if (try? c.decode(Bool.self)) != nil { throw RecordError(codingPath: decoder.codingPath, reason: "expected a string or a number") }
+        if let i = try? c.decode(Int64.self) { value = String(i); return }
+        if let d = try? c.decode(Double.self) { value = String(d); return }
+        throw RecordError(codingPath: decoder.codingPath, reason: "expected a string or a number")
+    }
+}
+
+/// `"image"`: a file name, a list of them, or null.
+struct ImageField: Decodable {
+    var paths: [String]
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { paths = []; return }
+        if let s = try? c.decode(String.self) { paths = [s]; return }
+        if let a = try? c.decode([String].self) { paths = a; return }
+        throw RecordError(codingPath: decoder.codingPath, reason: "expected a file name or a list of them")
+    }
+}
+
+/// One conversation turn: LLaVA's `from`/`value` or chat's `role`/`content`.
+struct Turn: Decodable {
+    var speaker: String?
+    var text: String?
+    enum Keys: String, CodingKey { case from, role, value, content }
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        speaker = try c.decodeIfPresent(String.self, forKey: .from) ?? c.decodeIfPresent(String.self, forKey: .role)
+        text = try c.decodeIfPresent(String.self, forKey: .value) ?? c.decodeIfPresent(String.self, forKey: .content)
+    }
+}
+
+/// One line of a prompts JSONL file.
+struct PromptRecord: Decodable {
+    var id: String?
+    var turns: [String]?
+    var conversation: [Turn]?
+    var prompt: String?
+    var isInstruction = false
+    var input: String?
+    var images: [String] = []
+
+    enum Keys: String, CodingKey { case id, turns, conversations, messages, prompt, text, question, instruction, input, image }
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        id = try c.decodeIfPresent(FlexibleID.self, forKey: .id)?.value
+        if c.contains(.turns) {
+            do { turns = try c.decode([String].self, forKey: .turns) } catch {
+                throw RecordError(codingPath: decoder.codingPath + [Keys.turns], reason: "expected a non-empty list of strings")
+            }
+        }
+        conversation = try c.decodeIfPresent([Turn].self, forKey: .conversations) ?? c.decodeIfPresent([Turn].self, forKey: .messages)
+        for key in [Keys.prompt, .text, .question, .instruction] where prompt == nil && c.contains(key) {
+            do { prompt = try c.decode(String.self, forKey: key) } catch {
+                throw RecordError(codingPath: decoder.codingPath + [key], reason: "the prompt must be a string")
+            }
+            isInstruction = key == .instruction
+        }
+        input = try? c.decodeIfPresent(String.self, forKey: .input)
+        images = try c.decodeIfPresent(ImageField.self, forKey: .image)?.paths ?? []
+    }
+}
+
+/// One sample of a LLaVA JSON list.
+struct LLaVARecord: Decodable {
+    var id: String?
+    var conversations: [Turn]?
+    var images: [String] = []
+    enum Keys: String, CodingKey { case id, image, conversations }
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        id = try c.decodeIfPresent(FlexibleID.self, forKey: .id)?.value
+        conversations = try c.decodeIfPresent([Turn].self, forKey: .conversations)
+        images = try c.decodeIfPresent(ImageField.self, forKey: .image)?.paths ?? []
+    }
+}
+
+/// A decoding failure as a `DataError` naming the record and field: `field` is the record
+/// ("line 3") or, for a list file, "file" (the entries are then named "[k]").
+func dataError(_ error: Error, file: String, field: String, notAnObject: String, entryNotAnObject: String? = nil) -> DataError {
+    func path(_ p: [CodingKey]) -> String {
+        p.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+    }
+    // For a list file the first path element is the entry: "[k]" replaces "file".
+    func name(_ p: [CodingKey]) -> String {
+        guard entryNotAnObject != nil, let first = p.first?.intValue else { return field + path(p) }
+        return "[\(first)]" + path(Array(p.dropFirst()))
+    }
+    func turnField(_ p: [CodingKey], key: String) -> String {
+        // conversations[i].from / .value, whichever spelling the file used.
+        name(Array(p.prefix { $0.stringValue != key }))
+    }
+    switch error {
+    case let e as DataError: return e
+    case let e as RecordError:
+        return DataError(file: file, field: name(e.codingPath), reason: e.reason)
+    case DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty:
+        return DataError(file: file, field: field, reason: "not valid JSON")
+    case DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx):
+        let p = ctx.codingPath
+        if p.isEmpty { return DataError(file: file, field: field, reason: notAnObject) }
+        if entryNotAnObject != nil, p.count == 1 { return DataError(file: file, field: name(p), reason: entryNotAnObject!) }
+        if let last = p.last?.stringValue, ["conversations", "messages"].contains(last) {
+            return DataError(file: file, field: name(Array(p.dropLast())) + ".conversations", reason: "expected a list of turns")
+        }
+        if let last = p.last, last.intValue != nil, p.count >= 2, ["conversations", "messages"].contains(p[p.count - 2].stringValue) {
+            return DataError(file: file, field: name(Array(p.dropLast(2))) + ".conversations[\(last.intValue!)]", reason: "expected an object")
+        }
+        if let last = p.last?.stringValue, ["from", "role"].contains(last) {
+            return DataError(file: file, field: turnField(p, key: last) + ".from", reason: "the speaker must be a string")
+        }
+        if let last = p.last?.stringValue, ["value", "content"].contains(last) {
+            return DataError(file: file, field: turnField(p, key: last) + ".value", reason: "the text must be a string")
+        }
+        return DataError(file: file, field: name(p), reason: "wrong type (\(ctx.debugDescription))")
+    default:
+        return DataError(file: file, field: field, reason: "\(error)")
+    }
 }
 
 /// The human/user turns of a LLaVA (`from`/`value`) or chat (`role`/`content`) conversation.
-func humanTurns(_ v: Any, file: String, field: String) throws -> [String] {
-    guard let list = v as? [Any] else { throw DataError(file: file, field: "\(field).conversations", reason: "expected a list of turns") }
+func humanTurns(_ list: [Turn], file: String, field: String) throws -> [String] {
     var turns: [String] = []
     for (i, t) in list.enumerated() {
-        guard let o = t as? [String: Any] else { throw DataError(file: file, field: "\(field).conversations[\(i)]", reason: "expected an object") }
-        guard let role = (o["from"] ?? o["role"]) as? String else {
+        guard let role = t.speaker else {
             throw DataError(file: file, field: "\(field).conversations[\(i)].from", reason: "missing speaker (from or role)")
         }
-        guard let value = (o["value"] ?? o["content"]) as? String else {
+        guard let value = t.text else {
             throw DataError(file: file, field: "\(field).conversations[\(i)].value", reason: "missing text (value or content)")
         }
         switch role.lowercased() {

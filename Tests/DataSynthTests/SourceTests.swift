@@ -81,6 +81,31 @@ import DataSynth
         #expect(try d.prompt(at: 1).imagePaths == [((p as NSString).deletingLastPathComponent as NSString).appendingPathComponent("b.png")])
     }
 
+    /// Unusual but valid input: numeric ids 0 and 1 (JSONSerialization bridged them to Bool on
+    /// Linux and refused them), fractional ids, unicode, null and missing optional fields.
+    @Test func unusualButValidInputIsAccepted() throws {
+        let p = try file("""
+        [
+          {"id": 0, "conversations": [{"from": "human", "value": "Zero?"}]},
+          {"id": 1, "image": null, "conversations": [{"from": "human", "value": "Eins — 一 — ☃?"}]},
+          {"id": 2.5, "conversations": [{"role": "user", "content": "Half"}], "extra": {"ignored": [1, 2]}},
+          {"conversations": [{"from": "human", "value": "No id"}]}
+        ]
+        """, "odd.json")
+        let s = try LLaVASource(path: p)
+        #expect(s.count == 4)
+        #expect(try s.prompt(at: 0).id == "0")
+        #expect(try s.prompt(at: 1) == SynthPrompt(id: "1", userTurns: ["Eins — 一 — ☃?"]))
+        #expect(try s.prompt(at: 2).id == "2.5")
+        #expect(try s.prompt(at: 3).id == "llava-3")
+        let j = try file("{\"id\": 0, \"prompt\": \"a\"}\n{\"id\": 1, \"text\": \"ü\", \"image\": []}\n{\"id\": true, \"prompt\": \"x\"}", "odd.jsonl")
+        let e = #expect(throws: DataError.self) { try JSONLPromptSource(path: j) }
+        #expect(e?.field == "line 3.id" && e?.reason.contains("string or a number") == true, "\(String(describing: e))")
+        let ok = try file("{\"id\": 0, \"prompt\": \"a\"}\n{\"id\": 1, \"text\": \"ü\", \"image\": []}", "ok.jsonl")
+        let js = try JSONLPromptSource(path: ok)
+        #expect(try js.prompt(at: 0).id == "0" && js.prompt(at: 1) == SynthPrompt(id: "1", userTurns: ["ü"]))
+    }
+
     @Test func badLLaVANamesTheEntry() throws {
         let cases: [(String, String, String)] = [
             ("{\"a\": 1}", "file", "JSON list"),
