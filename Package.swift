@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
@@ -28,9 +29,12 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
         // Shared base.
+        // SHA-256 (swift-crypto) and CRC-32 (zlib) for shards, checkpoints, caches and PNG.
+        .target(name: "Checksum", dependencies: [.product(name: "Crypto", package: "swift-crypto"), "CZlib"]),
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernelsSupport", "KernelsAVX2"]), // quant formats, dequant, dot kernels, threads, BLAS
         .target(name: "CKernelsSupport"),                                // cpuid, atomics for the thread pool (C)
         // AVX2/FMA/F16C kernels: the whole module is compiled for Haswell-class CPUs; Kernels calls it
@@ -55,8 +59,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             "Generation", "Llama", "Tokenizer", "Vision", "Sampling", "Verify", "Draft", "GGUF",
         ]),
-        .target(name: "DataSynth", dependencies: ["Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
-        .target(name: "Vision", dependencies: ["GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
+        .target(name: "DataSynth", dependencies: ["Checksum", "Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
+        .target(name: "Vision", dependencies: ["Checksum", "GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
         .target(name: "DraftTraining", dependencies: ["Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
 
         .executableTarget(name: "specdec", dependencies: [

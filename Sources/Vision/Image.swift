@@ -1,3 +1,4 @@
+import Checksum
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -354,15 +355,7 @@ func be32(_ b: [UInt8], _ o: Int) -> UInt32 {
     UInt32(b[o]) << 24 | UInt32(b[o + 1]) << 16 | UInt32(b[o + 2]) << 8 | UInt32(b[o + 3])
 }
 
-private let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
-    var c = UInt32(n)
-    for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-    return c
-}
-
 /// CRC-32 as PNG (and zlib) define it.
 public func crc32<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
-    var c: UInt32 = 0xFFFF_FFFF
-    for b in bytes { c = crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-    return c ^ 0xFFFF_FFFF
+    CRC32.checksum(bytes)
 }

@@ -258,24 +258,3 @@ struct ThreadPoolTests {
         #expect(total == 20_000 * 10)
     }
 }
-
-@Suite("Thread pool benchmark", .serialized)
-struct ThreadPoolBenchmark {
-    @Test("benchmark: parallelFor round trip (prints µs; no assertion on speed)")
-    func roundTrip() {
-        let threads = 2
-        let cell = UnsafeMutablePointer<Int>.allocate(capacity: 8 * 64)
-        defer { cell.deallocate() }
-        cell.initialize(repeating: 0, count: 8 * 64)
-        for chunks in [2, 8] {
-            let calls = 20_000
-            var best = Double.infinity
-            for _ in 0..<5 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<calls { parallelFor(chunks, threads: threads) { cell[$0 * 64] &+= 1 } }
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / Double(calls))
-            }
-            print("BENCH parallelFor \(chunks) chunks on \(threads) threads: \(String(format: "%.2f", best / 1000)) µs per call")
-        }
-    }
-}

@@ -12,7 +12,7 @@ let q8Model: LlamaModel = {
         m.activationQuant = .q8
         return m
     } catch {
-        fatalError("cannot load \(TestPaths.model): \(error) — run scripts/setup.sh first")
+        preconditionFailure("cannot load \(TestPaths.model): \(error) — run scripts/setup.sh first")
     }
 }()
 
@@ -22,7 +22,7 @@ let q8Model: LlamaModel = {
 /// top-20 logits after the prompt max |Δ| 0.13–1.26 (worst: chat_capital), max logit per
 /// position max |Δ| 0.08–1.01, argmax agreement per position 313–315 of 329 (≥ 81% per case),
 /// greedy identical up to the first step of margin < 0.5 in every case.
-@Suite struct ActivationQuantGoldenTests {
+@Suite(.enabled(if: TestPaths.hasModel && TestPaths.hasReference, "needs the model (scripts/setup.sh) and ../shared/reference")) struct ActivationQuantGoldenTests {
     static let top20Bound = 2.0
     static let maxLogitBound = 1.5
     static let argmaxAgreementBound = 0.8

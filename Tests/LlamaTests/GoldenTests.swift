@@ -12,18 +12,18 @@ let model: LlamaModel = {
         m.activationQuant = .none   // the exact (f32) mode: within 1e-2 of the float64 reference
         return m
     } catch {
-        fatalError("cannot load \(TestPaths.model): \(error) — run scripts/setup.sh first")
+        preconditionFailure("cannot load \(TestPaths.model): \(error) — run scripts/setup.sh first")
     }
 }()
 
 let golden: [GoldenCase] = {
     do { return try GoldenCase.load() } catch {
-        fatalError("cannot read the golden reference under \(TestPaths.referenceDir.path): \(error)")
+        preconditionFailure("cannot read the golden reference under \(TestPaths.referenceDir.path): \(error)")
     }
 }()
 
 /// Compares against ../shared/reference/golden_public.json, an independent float64 implementation.
-@Suite struct GoldenTests {
+@Suite(.enabled(if: TestPaths.hasModel && TestPaths.hasReference, "needs the model (scripts/setup.sh) and ../shared/reference")) struct GoldenTests {
     @Test func configMatchesTheModelCard() {
         let c = model.config
         #expect(c.layerCount == 30 && c.width == 576 && c.headCount == 9 && c.kvHeadCount == 3)

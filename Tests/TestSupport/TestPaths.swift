@@ -12,6 +12,14 @@ public enum TestPaths {
         return repoRoot.deletingLastPathComponent().appendingPathComponent("shared/reference")
     }
 
+    /// Whether the model `scripts/setup.sh` fetches is present (suites that need it are skipped,
+    /// with the reason shown, when it is not).
+    public static var hasModel: Bool { FileManager.default.fileExists(atPath: model) }
+    /// Whether the float64 reference (`../shared/reference`) is present.
+    public static var hasReference: Bool {
+        FileManager.default.fileExists(atPath: referenceDir.appendingPathComponent("golden_public.json").path)
+    }
+
     /// The built `specdec` binary: it sits beside the test bundle in the build folder (or above it,
     /// where the test binary lives inside a .xctest bundle folder).
     public static let specdecBinary: URL = {
