@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
-        .target(name: "Generation", dependencies: ["Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
+        .target(name: "Generation", dependencies: ["Checksum", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
         // `specdec serve`: the OpenAI-compatible HTTP server over the generation library.
         .target(name: "Serve", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),

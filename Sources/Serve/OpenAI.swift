@@ -71,23 +71,9 @@ struct ChatMessageIn: Decodable {
 /// `stream_options`: `include_usage` adds a last chunk with the token counts.
 struct StreamOptions: Decodable { var include_usage: Bool? }
 
-/// The sampling and length fields both endpoints share.
-protocol GenerationFields {
-    var temperature: Double? { get }
-    var top_p: Double? { get }
-    var top_k: Int? { get }
-    var min_p: Double? { get }
-    var seed: Int64? { get }
-    var stop: StopField? { get }
-    var stream: Bool? { get }
-    var stream_options: StreamOptions? { get }
-    var n: Int? { get }
-    var requestedMaxTokens: Int? { get }
-}
-
-struct ChatCompletionRequest: Decodable, GenerationFields {
-    var model: String?
-    var messages: [ChatMessageIn]
+/// The sampling and length fields both endpoints share, decoded from the same body as the
+/// endpoint's own fields.
+struct GenerationFields: Decodable {
     var temperature: Double?
     var top_p: Double?
     var top_k: Int?
@@ -98,24 +84,19 @@ struct ChatCompletionRequest: Decodable, GenerationFields {
     var stream_options: StreamOptions?
     var n: Int?
     var max_tokens: Int?
+    /// The chat endpoint's newer name for `max_tokens`.
     var max_completion_tokens: Int?
     var requestedMaxTokens: Int? { max_completion_tokens ?? max_tokens }
 }
 
-struct CompletionRequest: Decodable, GenerationFields {
+struct ChatCompletionRequest: Decodable {
+    var model: String?
+    var messages: [ChatMessageIn]
+}
+
+struct CompletionRequest: Decodable {
     var model: String?
     var prompt: String
-    var temperature: Double?
-    var top_p: Double?
-    var top_k: Int?
-    var min_p: Double?
-    var seed: Int64?
-    var stop: StopField?
-    var stream: Bool?
-    var stream_options: StreamOptions?
-    var n: Int?
-    var max_tokens: Int?
-    var requestedMaxTokens: Int? { max_tokens }
 }
 
 struct Usage: Encodable {

@@ -24,23 +24,25 @@ struct API: Sendable {
                      body: .init(byteBuffer: ByteBuffer(bytes: metrics.text())))
         }
         router.post("/v1/chat/completions") { request, context in
-            let body: ChatCompletionRequest = try await decodeBody(request)
-            return try await respond(to: try chatRequest(body), fields: body, context: context, chat: true)
+            let (body, fields): (ChatCompletionRequest, GenerationFields) = try await decodeBody(request)
+            return try await respond(to: try chatRequest(body, fields), fields: fields, context: context, chat: true)
         }
         router.post("/v1/completions") { request, context in
-            let body: CompletionRequest = try await decodeBody(request)
+            let (body, fields): (CompletionRequest, GenerationFields) = try await decodeBody(request)
             guard !body.prompt.isEmpty else { throw APIError.invalid("prompt is empty", param: "prompt") }
-            let gen = GenerationRequest(prompt: .raw(body.prompt), params: try sampling(body),
-                                        maxTokens: try maxTokens(body, default: 16), stops: body.stop?.values ?? [])
-            return try await respond(to: gen, fields: body, context: context, chat: false)
+            let gen = GenerationRequest(prompt: .raw(body.prompt), params: try sampling(fields),
+                                        maxTokens: try maxTokens(fields, default: 16), stops: fields.stop?.values ?? [])
+            return try await respond(to: gen, fields: fields, context: context, chat: false)
         }
     }
 
-    private func decodeBody<T: Decodable>(_ request: Request) async throws -> T {
+    /// The endpoint's own fields and the shared generation fields, from one JSON body.
+    private func decodeBody<T: Decodable>(_ request: Request) async throws -> (T, GenerationFields) {
         let buffer = try await request.body.collect(upTo: config.maxBodyBytes)
         guard buffer.readableBytes > 0 else { throw APIError.invalid("the request has no body: send a JSON object") }
+        let data = Data(buffer.readableBytesView)
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return (try JSONDecoder().decode(T.self, from: data), try JSONDecoder().decode(GenerationFields.self, from: data))
         } catch let e as DecodingError {
             throw APIError.invalid(describe(e))
         }
@@ -77,7 +79,7 @@ struct API: Sendable {
         return m
     }
 
-    private func chatRequest(_ body: ChatCompletionRequest) throws -> GenerationRequest {
+    private func chatRequest(_ body: ChatCompletionRequest, _ fields: GenerationFields) throws -> GenerationRequest {
         guard !body.messages.isEmpty else { throw APIError.invalid("messages is empty: send at least one message", param: "messages") }
         guard hasTemplate else { throw APIError.invalid("the model has no chat template: use /v1/completions", param: "messages") }
         var messages: [UserMessage] = []
@@ -110,8 +112,8 @@ struct API: Sendable {
                 messages.append(UserMessage(role: role, parts: out))
             }
         }
-        return GenerationRequest(prompt: .chat(messages), params: try sampling(body), maxTokens: try maxTokens(body, default: nil),
-                                 stops: body.stop?.values ?? [])
+        return GenerationRequest(prompt: .chat(messages), params: try sampling(fields), maxTokens: try maxTokens(fields, default: nil),
+                                 stops: fields.stop?.values ?? [])
     }
 
     /// A `data:` URL with a base64 PNG/JPEG/PPM; remote URLs are not fetched.

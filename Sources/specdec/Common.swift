@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GGUF
 import Kernels
+import Llama
 import Sampling
 import Tokenizer
 
@@ -23,6 +24,15 @@ struct ModelOption: ParsableArguments {
         if let m = env["SPECDEC_MODEL"], !m.isEmpty { return m }
         let cache = env["SPECDEC_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache/specdec")
         return cache + "/" + defaultModelName
+    }
+
+    /// The target as every generating command loads it: file, model (in `precision`), tokenizer.
+    func load(threads: Int, precision: PrecisionOption) throws -> (path: String, gguf: GGUFFile, model: LlamaModel, tokenizer: BPETokenizer) {
+        let path = try resolvedPath()
+        let gguf = try GGUFFile(path: path)
+        let model = try LlamaModel(file: gguf, threads: threads)
+        model.activationQuant = precision.activations
+        return (path, gguf, model, try BPETokenizer(gguf: gguf))
     }
 
     func resolvedPath() throws -> String {

@@ -112,11 +112,7 @@ struct Decode: ParsableCommand {
     }
 
     func run() throws {
-        let path = try modelOption.resolvedPath()
-        let gguf = try GGUFFile(path: path)
-        let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = precisionOption.activations
-        let tokenizer = try BPETokenizer(gguf: gguf)
+        let (path, gguf, model, tokenizer) = try modelOption.load(threads: threads, precision: precisionOption)
         let prompt = try PreparedPrompt.make(promptOptions, imageOptions, gguf: gguf, tokenizer: tokenizer, model: model)
         let promptTokens = prompt.tokens  // -1 at image rows
 

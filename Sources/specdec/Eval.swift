@@ -138,11 +138,7 @@ struct Eval: ParsableCommand {
             return
         }
         guard !drafts.isEmpty else { throw CLIError("give at least one --draft to evaluate (plain decoding is always the baseline)") }
-        let modelPath = try modelOption.resolvedPath()
-        let gguf = try GGUFFile(path: modelPath)
-        let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = precisionOption.activations
-        let tokenizer = try BPETokenizer(gguf: gguf)
+        let (modelPath, gguf, model, tokenizer) = try modelOption.load(threads: threads, precision: precisionOption)
         let promptsPath = (set as NSString).appendingPathComponent("prompts.jsonl")
         var prompts = try SpecPromptSet.load(path: promptsPath, towerPath: mmproj, model: model, tokenizer: tokenizer)
         if limit > 0 {
@@ -316,31 +312,24 @@ enum SpecPromptSet {
         let source: JSONLPromptSource
         do { source = try JSONLPromptSource(path: path) } catch { throw CLIError("\(error)") }
         guard source.count > 0 else { throw CLIError("\(path): no prompts") }
-        let template: ChatTemplate
-        do { template = try ChatTemplate(gguf: model.file) } catch { throw CLIError("\(error)") }
         let baseDir = (path as NSString).deletingLastPathComponent
-        var tower: VisionTower? = nil
+        let needsTower = source.prompts.contains { !$0.imagePaths.isEmpty }
+        if needsTower && towerPath == nil {
+            let p = source.prompts.first { !$0.imagePaths.isEmpty }!
+            throw CLIError("prompt \(p.id) has an image: give the vision tower with --mmproj TOWER.gguf")
+        }
+        // The prompt recipe decode and serve use (chat template; pictures before the text unless placed).
+        let processor = try UserInputProcessor(model: model, tokenizer: tokenizer, gguf: model.file,
+                                               tower: needsTower ? try VisionTower(path: towerPath!) : nil)
+        guard processor.template != nil else { throw CLIError(processor.templateError ?? "the model has no chat template") }
         var items: [Item] = []
         for p in source.prompts {
-            var user = p.userTurns[0]
-            if p.imagePaths.isEmpty {
-                items.append(Item(id: p.id, kind: "text", prompt: PreparedPrompt(tokens: tokenizer.encode(template.render(messages: [.user(user)])))))
-                continue
-            }
-            guard let towerPath else { throw CLIError("prompt \(p.id) has an image: give the vision tower with --mmproj TOWER.gguf") }
-            if tower == nil {
-                tower = try VisionTower(path: towerPath)
-                try tower!.check(compatibleWith: model)
-            }
-            let markers = ImageMarkers.forTower(tower!, tokenizer: tokenizer)
-            let embeddings = try p.imagePaths.map { img -> ImageEmbedding in
+            let images = try p.imagePaths.map { img -> RGBImage in
                 let resolved = img.hasPrefix("/") || FileManager.default.fileExists(atPath: img) ? img : (baseDir as NSString).appendingPathComponent(img)
-                return tower!.encode(try ImageDecoder.load(path: resolved))
+                return try ImageDecoder.load(path: resolved)
             }
-            user = try VisionPrompt.placeImages(in: user, count: embeddings.count, markers: markers)
-            let seq = try VisionPrompt.build(rendered: template.render(messages: [.user(user)]), images: embeddings, markers: markers,
-                                             tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
-            items.append(Item(id: p.id, kind: "image", prompt: PreparedPrompt(tokens: seq.tokens, sequence: seq)))
+            let input = try processor.prepare(messages: [UserMessage(role: "user", text: p.userTurns[0], images: images)])
+            items.append(Item(id: p.id, kind: images.isEmpty ? "text" : "image", prompt: input))
         }
         return items
     }

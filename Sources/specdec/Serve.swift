@@ -84,11 +84,7 @@ struct ServeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let path = try modelOption.resolvedPath()
-        let gguf = try GGUFFile(path: path)
-        let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = precisionOption.activations
-        let tokenizer = try BPETokenizer(gguf: gguf)
+        let (path, gguf, model, tokenizer) = try modelOption.load(threads: threads, precision: precisionOption)
         let tower = try mmproj.map { try VisionTower(path: $0) }
         let processor = try UserInputProcessor(model: model, tokenizer: tokenizer, gguf: gguf, tower: tower)
         let contextSize = min(ctx ?? min(model.config.contextLength, 4096), model.config.contextLength)

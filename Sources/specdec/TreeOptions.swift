@@ -1,4 +1,5 @@
 import ArgumentParser
+import Generation
 import Llama
 import Verify
 

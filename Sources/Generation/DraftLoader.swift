@@ -1,0 +1,131 @@
+import Checksum
+import Draft
+import Foundation
+import GGUF
+import Llama
+import Verify
+
+// Loading a `--draft` argument, and the verify-cost cache `--tree-tokens auto` reads: shared by
+// decode, bench, eval and serve.
+
+/// A loaded draft: the drafter and what `--tree-tokens auto` reads from it.
+public struct LoadedDraft {
+    public var drafter: Drafter
+    public var kind: String
+    public var metadata: [String: String]
+
+    /// `.gguf`: an EAGLE-3 draft in llama.cpp's `eagle3` format, or a LLaMA-family language model
+    /// sharing the target's vocabulary (the target's own file gives a perfect draft, for
+    /// testing). Anything else: an EAGLE/ViSpec/EAGLE-3 checkpoint.
+    public static func load(path: String, target: LlamaModel, targetPath: String, contextSize: Int, threads: Int) throws -> LoadedDraft {
+        if path.hasPrefix("early-exit:") {
+            // The training-free baseline: the target's first K layers, its final norm and LM head.
+            guard let k = Int(path.dropFirst("early-exit:".count)), k >= 1, k < target.config.layerCount else {
+                throw UserInputError("--draft \(path): early-exit:K needs K in 1...\(target.config.layerCount - 1) (layers of the target)")
+            }
+            let model = try LlamaModel(earlyExitOf: target, layers: k)
+            return LoadedDraft(drafter: LlamaDrafter(model: model, contextSize: contextSize + 256,
+                                                     prefillBatchInvariant: Generation.prefillBatchInvariant),
+                               kind: "early exit after \(k) of \(target.config.layerCount) layers (self-draft)", metadata: [:])
+        }
+        guard FileManager.default.fileExists(atPath: path) else { throw UserInputError("\(path): no such draft file") }
+        if path.hasSuffix(".gguf"), Eagle3Formats.isEagle3(try GGUFFile(path: path)) {
+            return try loadEagle(path: path, target: target, contextSize: contextSize)
+        }
+        if path.hasSuffix(".gguf") {
+            let same = (path as NSString).standardizingPath == (targetPath as NSString).standardizingPath
+            let model = same ? target : try LlamaModel(path: path, threads: threads)
+            model.activationQuant = target.activationQuant
+            guard model.config.vocabSize == target.config.vocabSize else {
+                throw UserInputError("\(path): the draft's vocabulary has \(model.config.vocabSize) tokens, the target's \(target.config.vocabSize)")
+            }
+            // Room for a round's tree nodes beyond the target's context.
+            return LoadedDraft(drafter: LlamaDrafter(model: model, contextSize: contextSize + 256,
+                                                     prefillBatchInvariant: Generation.prefillBatchInvariant),
+                               kind: same ? "target model (self-draft)" : "llama gguf", metadata: [:])
+        }
+        return try loadEagle(path: path, target: target, contextSize: contextSize)
+    }
+}
+
+/// The verify-cost curve for `--tree-tokens auto`, measured once per model file (SHA-256), CPU,
+/// thread count and activation mode, cached as JSON in $SPECDEC_CACHE (default ~/.cache/specdec).
+public enum VerifyCostCache {
+    public static var directory: String {
+        let env = ProcessInfo.processInfo.environment
+        let cache = env["SPECDEC_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache/specdec")
+        return cache + "/verify-cost"
+    }
+
+    public static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
+        let sha = try modelSHA(modelPath)
+        let cpu = cpuName()
+        // "v3": curves since the interleaved int8 kernels; one curve per activation mode (the
+        // curves differ several-fold between q8 and f32).
+        let key = SHA256.hex(SHA256.hash(Array("v3|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
+        let file = directory + "/\(key).json"
+        if let data = FileManager.default.contents(atPath: file),
+           let c = try? JSONDecoder().decode(CachedCurve.self, from: data), c.model_sha256 == sha {
+            return c.curve
+        }
+        log("tree budget: measuring the target's verify cost once for this model and CPU (a few seconds; cached in \(file))")
+        let curve = try VerifyCostCurve.measure(model: model)
+        let entry = CachedCurve(model_sha256: sha, cpu: cpu, curve: curve)
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // A cache: failing to write it only costs a re-measurement next time.
+        if let data = try? enc.encode(entry) { try? writeAtomically(Array(data), to: file) }
+        return curve
+    }
+
+    struct CachedCurve: Codable {
+        var model_sha256: String
+        var cpu: String
+        var curve: VerifyCostCurve
+    }
+
+    /// SHA-256 of the model file, remembered by path, size and modification time so that later
+    /// runs do not hash it again.
+    public static func modelSHA(_ path: String) throws -> String {
+        let attrs = try FileManager.default.attributesOfItem(atPath: path)
+        let size = (attrs[.size] as? NSNumber)?.intValue ?? 0
+        let mtime = (attrs[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let real = (path as NSString).resolvingSymlinksInPath
+        let indexKey = SHA256.hex(SHA256.hash(Array("\(real)|\(size)|\(mtime)".utf8))).prefix(16)
+        let indexFile = directory + "/sha-\(indexKey).txt"
+        if let d = FileManager.default.contents(atPath: indexFile) {
+            let s = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if s.count == 64 { return s }
+        }
+        guard let fh = FileHandle(forReadingAtPath: path) else { throw UserInputError("\(path): cannot read the model") }
+        defer { try? fh.close() }
+        var h = SHA256()
+        while let chunk = try fh.read(upToCount: 1 << 22), !chunk.isEmpty {
+            chunk.withUnsafeBytes { h.update($0) }
+        }
+        let sha = SHA256.hex(h.finalize())
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try? writeAtomically(Array(sha.utf8), to: indexFile)
+        return sha
+    }
+
+    public static func cpuName() -> String {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
+        for line in info.split(separator: "\n") where line.hasPrefix("model name") {
+            if let colon = line.firstIndex(of: ":") { return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+        }
+        return "unknown CPU"
+    }
+}
+
+extension LoadedDraft {
+    /// An EAGLE/ViSpec draft checkpoint (safetensors): its metadata may carry acceptance
+    /// statistics for `--tree-tokens auto`.
+    static func loadEagle(path: String, target: LlamaModel, contextSize: Int) throws -> LoadedDraft {
+        let weights = path.hasSuffix(".gguf") ? try Eagle3Formats.readGGUF(try GGUFFile(path: path), target: target.config)
+                                              : try DraftWeights.load(path: path, target: target.config)
+        let draft = try EagleDraft(weights: weights, target: target, contextSize: contextSize, file: path)
+        return LoadedDraft(drafter: draft, kind: weights.config.arch, metadata: weights.metadata)
+    }
+}
