@@ -249,8 +249,11 @@ struct ServeTests {
         var rest = ""
         while let chunk = try await body.next() { rest += String(buffer: chunk) }
         #expect(first.status == .ok && rest.hasSuffix("data: [DONE]\n\n"))
-        // The slot is free again.
-        #expect(try await call(server, .POST, "/v1/chat/completions", body: chatBody("Hi", maxTokens: 8), headers: auth).status == 200)
+        // The slot is free again; without a draft, too, the answer is decode's.
+        let again = try await call(server, .POST, "/v1/chat/completions", body: chatBody("Hi", maxTokens: 8), headers: auth)
+        #expect(again.status == 200)
+        #expect(((again.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String == (try decodeText("Hi", n: 8)))
+        #expect((again.json["specdec"] as? [String: Any])?["mode"] as? String == "plain")
         #expect(server.stop() == 0)
     }
 }
