@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+@testable import Serve
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -155,6 +156,16 @@ struct ServeTests {
         #expect(raw.status == 200, "\(raw.body)")
         #expect((raw.json["choices"] as? [[String: Any]])?.first?["text"] as? String == (try decodeText("The capital of France is", n: 12, extra: ["--raw"])))
 
+        // A stop sequence cuts the text where decode's text first has it, and the stop string
+        // itself is not sent (streamed, where it may arrive split across chunks).
+        let counting = "1, 2, 3, 4,"
+        let full = try decodeText(counting, n: 30, extra: ["--raw"])
+        let stopAt = try #require(full.range(of: " 7"), "the continuation should reach 7: \(full)")
+        let stopped = try await call(server, .POST, "/v1/completions", body: json(["prompt": counting, "max_tokens": 30, "temperature": 0,
+                                                                                 "stop": [" 7", "never-there"], "stream": true]))
+        #expect(try streamedText(stopped.body, chat: false) == String(full[..<stopAt.lowerBound]))
+        #expect(stopped.body.contains("\"finish_reason\":\"stop\""))
+
         // Eight concurrent clients: each answer equals its solo decode.
         let prompts = (0..<8).map { "Give me a short fact about the number \($0 + 2)." }
         let answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
@@ -256,6 +267,24 @@ struct ServeTests {
         #expect((again.json["specdec"] as? [String: Any])?["mode"] as? String == "plain")
         #expect(server.stop() == 0)
     }
+}
+
+/// The stop-string matcher alone: text that may begin a stop string is held back until it is
+/// known, the cut is at the earliest stop string, and pieces may split it anywhere.
+@Test func stopMatcherHoldsBackAndCuts() {
+    var m = StopMatcher(stops: ["END", "xy"])
+    #expect(m.push("abc E") == "abc ")
+    #expect(m.push("N") == "")
+    #expect(m.push("Dzzz") == "")
+    #expect(m.hit)
+    var n = StopMatcher(stops: ["END"])
+    #expect(n.push("EN") == "")
+    #expect(n.push("ough") == "ENough")
+    #expect(n.flush() == "")
+    var o = StopMatcher(stops: ["b", "abc"])
+    #expect(o.push("zabc") == "z" && o.hit)
+    var none = StopMatcher(stops: [])
+    #expect(none.push("E") == "E" && none.flush() == "")
 }
 
 /// A PNG whose header says 10000 × 10000 (refused from the header; no pixels follow).
