@@ -57,6 +57,7 @@ public enum SpecdecServer {
         let host = configuration.host
         let app = Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ClientGoneHandler()])),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "specdec"),
             services: [EngineService(engine: engine)],
             onServerRunning: { channel in
@@ -66,6 +67,19 @@ public enum SpecdecServer {
             logger: { var l = Logger(label: "specdec.serve"); l.logLevel = .warning; return l }()
         )
         try await app.runService()
+    }
+}
+
+/// Closes a connection whose client has closed its side. An HTTP/1.1 client waiting for an
+/// answer does not half-close, so this is a client that gave up; closing the connection fires
+/// the close callback that cancels its generation (otherwise a non-streaming request would only
+/// notice when its answer is written).
+final class ClientGoneHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed { context.close(promise: nil) }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

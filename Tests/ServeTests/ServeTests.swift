@@ -205,9 +205,9 @@ struct ServeTests {
 
         // A client that drops mid-stream: its request is cancelled, and the server goes on.
         let dropped = Task {
-            var req = HTTPClientRequest(url: server.url + "/v1/chat/completions")
+            var req = HTTPClientRequest(url: server.url + "/v1/completions")
             req.method = .POST
-            req.body = .bytes(ByteBuffer(string: chatBody("Count from one to one thousand in words.", maxTokens: 400, stream: true)))
+            req.body = .bytes(ByteBuffer(string: json(["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 400, "temperature": 0, "stream": true])))
             let resp = try await client.execute(req, timeout: .seconds(120))
             for try await _ in resp.body { break }   // first chunk, then hang up
         }
@@ -219,6 +219,23 @@ struct ServeTests {
             cancelled = m.contains("specdec_requests_cancelled_total 1") && m.contains("specdec_active_requests 0")
         }
         #expect(cancelled, "the dropped request was not cancelled")
+        // The same for a non-streaming request whose client gives up.
+        let impatient = Task {
+            var req = HTTPClientRequest(url: server.url + "/v1/completions")
+            req.method = .POST
+            req.body = .bytes(ByteBuffer(string: json(["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 400, "temperature": 0])))
+            _ = try await client.execute(req, timeout: .seconds(120))
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        impatient.cancel()
+        _ = await impatient.result
+        cancelled = false
+        for _ in 0..<100 where !cancelled {
+            try await Task.sleep(for: .milliseconds(100))
+            let m = try await call(server, .GET, "/metrics").body
+            cancelled = m.contains("specdec_requests_cancelled_total 2") && m.contains("specdec_active_requests 0")
+        }
+        #expect(cancelled, "the abandoned non-streaming request was not cancelled")
         let after = try await call(server, .POST, "/v1/chat/completions", body: chatBody(prompt, maxTokens: 40))
         #expect(after.status == 200)
         let metrics = try await call(server, .GET, "/metrics").body
