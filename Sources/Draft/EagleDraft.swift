@@ -51,7 +51,8 @@ public final class EagleDraft: Drafter {
     private let postNorm: [Float], outNorm: [Float]
     /// EAGLE-3's norms of the embedding and state halves of the attention input.
     private let inputNorm: [Float]?, hiddenNorm: [Float]?
-    private let adapter: CrossAttentionAdapter?
+    /// The visual adapter, through its seam (ViSpec's cross-attention one when the checkpoint has it).
+    private let adapter: (any VisualAdapter)?
 
     // Cache: `capacity` slots of kvWidth floats; accepted slots 0..<entryPositions.count, then the
     // round's nodes.

@@ -24,20 +24,13 @@ public enum LlamaError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A language model that can extend a cached sequence by a batch of tokens (the seam the
-/// draft, the verifier and the data synthesizer plug into).
-public protocol LanguageModel: AnyObject {
-    var config: LlamaConfig { get }
-    func makeSession(contextSize: Int) -> LlamaSession
-}
-
 /// Which positions of a batch get output logits (the LM head is a large share of a step's cost).
 public enum LogitRows: Sendable, Equatable {
     case none, last, all
 }
 
 /// A LLaMA-family GGUF model: configuration and packed weights, immutable and shareable.
-public final class LlamaModel: LanguageModel, @unchecked Sendable {
+public final class LlamaModel: @unchecked Sendable {
     public let file: GGUFFile
     public let config: LlamaConfig
     public let weights: LlamaWeights

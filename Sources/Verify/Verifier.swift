@@ -21,11 +21,6 @@ public struct VerifyResult: Sendable, Equatable {
     }
 }
 
-/// Checks a draft tree with the target in one batched forward and keeps the longest accepted path,
-/// losslessly (greedy: token-identical; sampling: the target's distribution).
-public protocol Verifier {
-    mutating func verify(tree tokens: [Int32], parents: [Int]) throws -> VerifyResult
-}
 
 /// How drafted tokens are accepted when sampling. Only `.exact` is lossless; the other exists so
 /// that the statistical test can show it notices a wrong rule.
@@ -42,7 +37,7 @@ public enum AcceptanceRule: Sendable, Equatable {
 /// emitted token, not yet evaluated. One `verify` runs [root, tree nodes…] in one forward with
 /// the tree mask, walks the tree, compacts the cache to root + accepted path and makes the
 /// extra token the next root.
-public final class TargetVerifier: Verifier {
+public final class TargetVerifier {
     public let session: LlamaSession
     public private(set) var sampler: Sampler
     /// Text so far (prompt text tokens and everything emitted), for the repetition penalty.

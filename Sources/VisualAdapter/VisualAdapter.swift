@@ -1,6 +1,6 @@
 /// Compresses one image's embeddings (hundreds of rows of width d) into a few tokens for the
-/// draft plus a global feature injected at every later text position (ViSpec). Filled in by the
-/// draft-training issue; the protocol fixes the seam now.
+/// draft plus a global feature injected at every later text position (ViSpec). The draft holds its
+/// adapter as this type; `CrossAttentionAdapter` is the one ViSpec trains.
 public protocol VisualAdapter {
     /// Model width d of the embeddings it reads and writes.
     var width: Int { get }
