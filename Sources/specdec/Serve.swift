@@ -96,7 +96,11 @@ struct ServeCommand: ParsableCommand {
             let shape = try draftOptions.shape()
             engine.drafter = loaded.drafter
             engine.shape = shape
-            engine.budget = try draftOptions.budgetChooser(model: model, modelPath: path, metadata: loaded.metadata, shape: shape, log: printErr)
+            // The budget is chosen again for every speculative request; say it once, not per request.
+            let said = LockedBox(false)
+            engine.budget = try draftOptions.budgetChooser(model: model, modelPath: path, metadata: loaded.metadata, shape: shape) { line in
+                if !said.value { said.value = true; printErr(line + " (first request; chosen per request)") }
+            }
             engine.fallback = draftOptions.tree.fallback
             draftKind = loaded.kind
         }
