@@ -17,7 +17,19 @@ public struct LoadedDraft {
     /// `.gguf`: an EAGLE-3 draft in llama.cpp's `eagle3` format, or a LLaMA-family language model
     /// sharing the target's vocabulary (the target's own file gives a perfect draft, for
     /// testing). Anything else: an EAGLE/ViSpec/EAGLE-3 checkpoint.
+    ///
+    /// `ngram[:N]` drafts by context matching alone (up to N tokens a step, default
+    /// `ContextMatch.defaultTokens`); `DRAFT+ngram[:N]` merges context matches into DRAFT's trees.
     public static func load(path: String, target: LlamaModel, targetPath: String, contextSize: Int, threads: Int) throws -> LoadedDraft {
+        if let (base, match) = try contextMatchSpec(path) {
+            guard let base else {
+                return LoadedDraft(drafter: ContextMatchDrafter(inner: nil, match: match), kind: match.description, metadata: [:])
+            }
+            var inner = try load(path: base, target: target, targetPath: targetPath, contextSize: contextSize, threads: threads)
+            inner.drafter = ContextMatchDrafter(inner: inner.drafter, match: match)
+            inner.kind += " + \(match)"
+            return inner
+        }
         if path.hasPrefix("early-exit:") {
             // The training-free baseline: the target's first K layers, its final norm and LM head.
             guard let k = Int(path.dropFirst("early-exit:".count)), k >= 1, k < target.config.layerCount else {
@@ -46,6 +58,29 @@ public struct LoadedDraft {
         }
         return try loadEagle(path: path, target: target, contextSize: contextSize)
     }
+}
+
+/// `ngram[:N]` → (nil, N tokens); `BASE+ngram[:N]` → (BASE, N); anything else (an existing file
+/// whose name merely ends that way included) → nil.
+func contextMatchSpec(_ spec: String) throws -> (base: String?, match: ContextMatch)? {
+    guard !FileManager.default.fileExists(atPath: spec) else { return nil }
+    let base: String?, tail: Substring
+    if spec == "ngram" || spec.hasPrefix("ngram:") {
+        base = nil; tail = spec.dropFirst("ngram".count)
+    } else if let r = spec.range(of: "+ngram", options: .backwards),
+              spec[r.upperBound...].isEmpty || spec[r.upperBound...].hasPrefix(":") {
+        base = String(spec[..<r.lowerBound]); tail = spec[r.upperBound...]
+    } else {
+        return nil
+    }
+    var tokens = ContextMatch.defaultTokens
+    if !tail.isEmpty {
+        guard let n = Int(tail.dropFirst()), (1...64).contains(n) else {
+            throw UserInputError("--draft \(spec): ngram:N needs N in 1...64 (context-matched tokens per step)")
+        }
+        tokens = n
+    }
+    return (base, try ContextMatch(maxTokens: tokens))
 }
 
 /// The verify-cost curve for `--tree-tokens auto`, measured once per model file (SHA-256), CPU,

@@ -44,6 +44,8 @@ public struct DraftTree: Sendable, Equatable {
     public var depths: [Int] = []
     /// Cumulative draft log-probability of the path root → node.
     public var scores: [Float] = []
+    /// Nodes added by context matching (`merge(chain:)`), not proposed by the draft.
+    public var contextMatched: [Bool] = []
 
     public init() {}
     public var count: Int { tokens.count }
@@ -125,6 +127,7 @@ public struct DraftCandidates: Sendable {
             t.parents.append(node.parent < 0 ? -1 : newIndex[node.parent]!)
             t.depths.append(node.depth)
             t.scores.append(node.score)
+            t.contextMatched.append(false)
         }
         return t
     }

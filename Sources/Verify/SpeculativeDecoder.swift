@@ -15,9 +15,14 @@ public struct SpeculativeStats: Sendable, Equatable {
     public var steps = 0
     /// Tokens emitted by the steps (accepted draft tokens plus one target token each).
     public var emitted = 0
+    /// Accepted tokens the draft proposed (a node that context matching proposed too counts here).
     public var acceptedDraftTokens = 0
     /// Tree nodes verified, root excluded.
     public var treeNodes = 0
+    /// Nodes that only context matching proposed (`ContextMatch`), and those accepted: never
+    /// counted as the draft's acceptance (τ, the rates by depth).
+    public var contextNodes = 0
+    public var acceptedContextTokens = 0
     /// Per depth d (index d−1): steps whose walk tried a child at depth d, and those that accepted one.
     public var triedByDepth: [Int] = []
     public var acceptedByDepth: [Int] = []
@@ -39,20 +44,38 @@ public struct SpeculativeStats: Sendable, Equatable {
     public var tokensPerStep: Double { steps > 0 ? Double(emitted) / Double(steps) : 0 }
     /// Accepted / tried, per depth.
     public var acceptanceByDepth: [Double] {
-        zip(acceptedByDepth, triedByDepth).map { $1 > 0 ? Double($0) / Double($1) : 0 }
+        let depths = (triedByDepth.lastIndex { $0 > 0 } ?? -1) + 1   // depths only context matches reached: left out
+        return zip(acceptedByDepth, triedByDepth).prefix(depths).map { $1 > 0 ? Double($0) / Double($1) : 0 }
     }
 
-    mutating func record(_ r: VerifyResult, nodes: Int) {
+    /// Context-matched tokens accepted per target forward.
+    public var contextTokensPerStep: Double { steps > 0 ? Double(acceptedContextTokens) / Double(steps) : 0 }
+
+    mutating func record(_ r: VerifyResult, tree: DraftTree) {
         steps += 1
         emitted += r.emitted.count
-        acceptedDraftTokens += r.acceptedDraftTokens
-        treeNodes += nodes
+        treeNodes += tree.count
+        contextNodes += tree.contextMatched.lazy.filter { $0 }.count
         if triedByDepth.count < r.triedDepth {
             triedByDepth += Array(repeating: 0, count: r.triedDepth - triedByDepth.count)
             acceptedByDepth += Array(repeating: 0, count: r.triedDepth - acceptedByDepth.count)
         }
-        for d in 0..<r.triedDepth { triedByDepth[d] += 1 }
-        for d in 0..<r.acceptedDraftTokens { acceptedByDepth[d] += 1 }
+        // A depth the walk tried counts for the draft only where the draft proposed a child
+        // of the walk's node there (not only context-matched ones).
+        for d in 0..<r.triedDepth {
+            let parent = d == 0 ? -1 : r.acceptedNodes[d - 1]
+            if tree.parents.indices.contains(where: { tree.parents[$0] == parent && !tree.contextMatched[$0] }) {
+                triedByDepth[d] += 1
+            }
+        }
+        for (d, node) in r.acceptedNodes.enumerated() {
+            if tree.contextMatched[node] {
+                acceptedContextTokens += 1
+            } else {
+                acceptedDraftTokens += 1
+                acceptedByDepth[d] += 1
+            }
+        }
     }
 }
 
@@ -97,6 +120,8 @@ public final class SpeculativeDecoder {
     /// (`--tree-tokens auto`); nil keeps `shape.tokens`.
     public var chooseBudget: ((_ draftSeconds: Double) -> Int)?
     public private(set) var stats = SpeculativeStats()
+    /// Context-matched tokens merged into each tree (`--draft …+ngram`); nil: the draft's alone.
+    public var contextMatch: ContextMatch?
     /// Falls back to plain steps while drafting loses to them (nil: always draft).
     public var fallback: FallbackPolicy?
 
@@ -130,6 +155,7 @@ public final class SpeculativeDecoder {
         verifier = TargetVerifier(session: session, sampler: s, history: history + [first], root: first)
         self.drafter = drafter
         self.shape = shape
+        contextMatch = (drafter as? ContextMatchDrafter)?.match
         drafter.reset()
         if let d = drafter as? SequenceStartDrafter {
             let width = session.model.config.width
@@ -200,13 +226,16 @@ public final class SpeculativeDecoder {
                 chooseBudget = nil
             }
             tree = grown.select(min(shape.tokens, room))
+            if let cm = contextMatch {
+                tree.merge(chain: cm.propose(history: verifier.history, limit: room - tree.count))
+            }
         }
         let t1 = monotonicSeconds()
         let r = try verifier.verify(tree: tree.tokens, parents: tree.parents)
         let t2 = monotonicSeconds()
         stats.draftSeconds += t1 - t0
         stats.verifySeconds += t2 - t1
-        stats.record(r, nodes: tree.count)
+        stats.record(r, tree: tree)
         pending = (r.features, r.emitted, [], false)
         if let f = fallback {
             // The drafter's read of the prompt is a one-off, not a cost of drafting on.

@@ -6,7 +6,7 @@ import Sampling
 public struct VerifyResult: Sendable, Equatable {
     /// Tokens emitted this step: the accepted draft path plus the target's own next token.
     public var emitted: [Int32]
-    /// How many of `emitted` came from the draft (τ counts these).
+    /// How many of `emitted` came from the tree (`acceptedNodes.count`).
     public var acceptedDraftTokens: Int
     /// The deepest tree level the walk tried (accepted levels, plus one when it stopped at a node
     /// with children); 0 for an empty tree.
@@ -14,10 +14,12 @@ public struct VerifyResult: Sendable, Equatable {
     /// The target's final-norm hidden states of the root and the accepted nodes (rows × width):
     /// what the drafter's next `accept` reads.
     public var features: [Float]
+    /// Tree indices of the accepted nodes, root side first.
+    public var acceptedNodes: [Int]
 
-    public init(emitted: [Int32], acceptedDraftTokens: Int, triedDepth: Int = 0, features: [Float] = []) {
+    public init(emitted: [Int32], acceptedDraftTokens: Int, triedDepth: Int = 0, features: [Float] = [], acceptedNodes: [Int] = []) {
         self.emitted = emitted; self.acceptedDraftTokens = acceptedDraftTokens
-        self.triedDepth = triedDepth; self.features = features
+        self.triedDepth = triedDepth; self.features = features; self.acceptedNodes = acceptedNodes
     }
 }
 
@@ -109,7 +111,8 @@ public final class TargetVerifier {
         let emitted = pathTokens + [extra]
         history += emitted
         root = extra
-        return VerifyResult(emitted: emitted, acceptedDraftTokens: path.count, triedDepth: tried, features: features)
+        return VerifyResult(emitted: emitted, acceptedDraftTokens: path.count, triedDepth: tried, features: features,
+                            acceptedNodes: path.map { $0 - 1 })
     }
 
     /// The accepted child (a batch index), or nil with `extra` set to the target's own token.

@@ -86,6 +86,8 @@ struct Decode: ParsableCommand {
         var tree_tokens_auto: Bool?
         var steps: Int?
         var tau: Double?
+        /// Context-matched tokens (`+ngram`) accepted per step, apart from τ.
+        var context_tokens_per_step: Double?
         var tokens_per_step: Double?
         var acceptance_by_depth: [Double]?
         var tokens_per_s: Double?
@@ -177,6 +179,7 @@ struct Decode: ParsableCommand {
             stats.tree_tokens_auto = draftOptions.isAuto
             stats.steps = s.steps
             stats.tau = s.tau
+            stats.context_tokens_per_step = s.contextNodes > 0 ? s.contextTokensPerStep : nil
             stats.tokens_per_step = s.tokensPerStep
             stats.acceptance_by_depth = s.acceptanceByDepth
             stats.tokens_per_s = run.tokensPerSecond
@@ -213,6 +216,10 @@ struct Decode: ParsableCommand {
             printErr(String(format: "speculative (%@, %@%@): tau %.2f accepted draft tokens per target forward, %.2f tokens per step over %d steps",
                             draftKind ?? "", shape.description, draftOptions.isAuto ? " auto" : "", s.tau, s.tokensPerStep, s.steps))
             printErr("acceptance by depth: \(depths.isEmpty ? "-" : depths)")
+            if s.contextNodes > 0 {
+                printErr(String(format: "context match: %.2f tokens per step accepted (%d of %d proposed; not in tau)",
+                                s.contextTokensPerStep, s.acceptedContextTokens, s.contextNodes))
+            }
             if s.fallbacks > 0 {
                 printErr("fallback: \(s.plainSteps) plain steps (drafting paused \(s.fallbacks) time\(s.fallbacks == 1 ? "" : "s") while it emitted fewer tokens/s than plain steps)")
             } else if s.plainSteps > 0 {

@@ -100,6 +100,8 @@ struct Eval: ParsableCommand {
         var tokens_per_s: Double
         var speedup: Double
         var tau: Double
+        /// Context-matched tokens (`+ngram`) accepted per step, not in τ.
+        var context_tokens_per_step: Double
         var tokens_per_step: Double
         var acceptance_by_depth: [Double]
         var draft_share: Double
@@ -112,6 +114,7 @@ struct Eval: ParsableCommand {
         var temperature: Float
         var prompts: Int
         var tau: Double
+        var context_tokens_per_step: Double
         var speedup: Double
         var tokens_per_s: Double
         var identical: Int?
@@ -189,7 +192,7 @@ struct Eval: ParsableCommand {
                 let plain = try Generation.plain(model: model, prompt: p.prompt, contextSize: ctx, params: params, maxTokens: n,
                                                  eog: eog)
                 runs.append(Run(system: "plain", prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: plain.tokensPerSecond,
-                                speedup: 1, tau: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
+                                speedup: 1, tau: 0, context_tokens_per_step: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
                 for system in systems {
                     let spec = try Generation.speculative(model: model, drafter: loaded[system.draft].drafter, prompt: p.prompt, contextSize: ctx,
                                                           params: params, shape: system.shape, maxTokens: n, eog: eog,
@@ -198,7 +201,7 @@ struct Eval: ParsableCommand {
                     let share = spec.decodeSeconds > 0 ? s.draftSeconds / spec.decodeSeconds : 0   // draftSeconds includes the draft's prompt read
                     let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,
                                 speedup: plain.tokensPerSecond > 0 ? spec.tokensPerSecond / plain.tokensPerSecond : 0,
-                                tau: s.tau, tokens_per_step: s.tokensPerStep, acceptance_by_depth: s.acceptanceByDepth,
+                                tau: s.tau, context_tokens_per_step: s.contextTokensPerStep, tokens_per_step: s.tokensPerStep, acceptance_by_depth: s.acceptanceByDepth,
                                 draft_share: share, identical: spec.tokens == plain.tokens)
                     runs.append(r)
                     printErr(String(format: "  T=%g %@ %@ %@: %.2fx, tau %.2f%@", temperature, p.kind, p.id, system.name, r.speedup, r.tau,
@@ -219,6 +222,7 @@ struct Eval: ParsableCommand {
                         return v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count)
                     }
                     cells.append(Cell(system: system, kind: kind, temperature: temperature, prompts: rs.count, tau: median(rs.map(\.tau)),
+                                      context_tokens_per_step: median(rs.map(\.context_tokens_per_step)),
                                       speedup: median(rs.map(\.speedup)), tokens_per_s: median(rs.map(\.tokens_per_s)),
                                       identical: temperature == 0 ? rs.filter(\.identical).count : nil, acceptance_by_depth: acc,
                                       draft_share: median(rs.map(\.draft_share))))
@@ -279,12 +283,14 @@ struct Eval: ParsableCommand {
                 guard let x = cell(s, c.0, c.1) else { return "–" }
                 if s == "plain" { return String(format: "%.1f tok/s", x.tokens_per_s) }
                 let same = x.identical.map { $0 == x.prompts ? "" : " (\(x.prompts - $0) differ!)" } ?? ""
-                return String(format: "%.2f / %.2f×", x.tau, x.speedup) + same
+                let context = x.context_tokens_per_step > 0 ? String(format: " + %.2f", x.context_tokens_per_step) : ""
+                return String(format: "%.2f%@ / %.2f×", x.tau, context, x.speedup) + same
             }.joined(separator: " | ")
             let shares = o.cells.filter { $0.system == s }.map(\.draft_share)
             t += " | " + (s == "plain" ? "–" : String(format: "%.0f%%", 100 * median(shares))) + " |\n"
         }
-        t += "\nτ / speedup: medians over prompts (\(o.n_predict) tokens each, tree \(o.tree), \(o.threads) threads; plain row: its tokens/s). "
+        t += "\nτ / speedup: medians over prompts (\(o.n_predict) tokens each, tree \(o.tree), \(o.threads) threads; plain row: its tokens/s; "
+        t += "τ + c: c context-matched tokens accepted per step, not counted in τ). "
         t += "\(o.model) + \(o.tower), \(o.date).\n\nAcceptance rate by depth (mean over prompts):\n\n"
         t += "| system | prompts | T | " + (1...max(1, o.cells.map(\.acceptance_by_depth.count).max() ?? 1)).map { "d\($0)" }.joined(separator: " | ") + " |\n"
         let depth = max(1, o.cells.map(\.acceptance_by_depth.count).max() ?? 1)

@@ -85,6 +85,26 @@ import Verify
         #expect(paused >= 5)
     }
 
+    /// Context matching (`ngram`, and merged into a draft's tree) changes no token, images
+    /// included, and its accepted tokens are never counted as the draft's (τ).
+    @Test func contextMatchMatchesPlainOnEveryPrompt() throws {
+        let match = try ContextMatch(maxTokens: 4)
+        var contextAccepted = 0, draftAccepted = 0
+        for (i, p) in TestPrompt.all.enumerated() {
+            let alone = try speculativeDecode(p, n: Self.n, drafter: ContextMatchDrafter(inner: nil, match: match), shape: shape(1, 1, 1))
+            #expect(alone.tokens == Self.references[i], "ngram, prompt \(i) '\(p.name)'")
+            #expect(alone.stats.acceptedDraftTokens == 0 && alone.stats.acceptanceByDepth.isEmpty)
+            contextAccepted += alone.stats.acceptedContextTokens
+            let merged = ContextMatchDrafter(inner: RandomDrafter(seed: UInt64(i)), match: match)
+            let r = try speculativeDecode(p, n: Self.n, drafter: merged, shape: shape(2, 3, 4))
+            #expect(r.tokens == Self.references[i], "random+ngram, prompt \(i) '\(p.name)'")
+            #expect(r.stats.emitted == r.stats.steps + r.stats.acceptedDraftTokens + r.stats.acceptedContextTokens)
+            draftAccepted += r.stats.acceptedDraftTokens
+        }
+        #expect(contextAccepted > 20, "context matching should accept on repetitive answers")
+        #expect(draftAccepted < 10, "a random draft accepts almost nothing; context tokens must not count as its own")
+    }
+
     /// The target as its own draft: deep acceptance, long compactions.
     @Test func perfectDraftMatchesPlainOnEveryPromptWithDeepAcceptance() throws {
         let shapes = [shape(1, 5, 5), shape(3, 4, 10), shape(1, 1, 1), shape(2, 6, 12)]

@@ -127,6 +127,43 @@ import Verify
         #expect(r.chi2 < r.critical, "f32: chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df))")
     }
 
+    /// Context-matched nodes are accepted by the same exact rule: a drafter that proposes
+    /// nothing, with the script's tokens as the text so far, so that context matching proposes the
+    /// worst-first chain and the second token is decided by verifying it.
+    @Test func contextMatchedTokensKeepTheTargetsDistribution() throws {
+        let n = 1000, p = Self.prompt, s = Self.setup
+        let session = Target.model.makeSession(contextSize: p.tokens.count + 16)
+        _ = try p.prefill(session)
+        var counts: [[Int32]: Int] = [:]
+        var proposed = 0
+        for i in 0..<n {
+            session.truncate(to: p.tokens.count)
+            var params = Self.params
+            params.seed = 777 &+ UInt64(i) &* 0x9E37_79B9
+            // The history ends with the first token after a planted earlier occurrence of the
+            // last prompt token and the first token, followed by the least likely second token.
+            let dec0 = try SpeculativeDecoder(session: session, drafter: ContextMatchDrafter(inner: nil, match: try ContextMatch(maxTokens: 1)),
+                                              sampler: try Sampler(params), shape: try TreeShape(topK: 1, depth: 1, tokens: 1),
+                                              prefill: s.prefill, prompt: p.tokens, images: [],
+                                              history: p.history)
+            let t1 = dec0.firstToken
+            session.truncate(to: p.tokens.count)
+            let planted = [p.history.last!, t1, s.script[t1]![0]]
+            let dec = try SpeculativeDecoder(session: session, drafter: ContextMatchDrafter(inner: nil, match: try ContextMatch(maxTokens: 1)),
+                                             sampler: try Sampler(params), shape: try TreeShape(topK: 1, depth: 1, tokens: 1),
+                                             prefill: s.prefill, prompt: p.tokens, images: [],
+                                             history: planted + p.history)
+            #expect(dec.firstToken == t1)
+            let t2 = try dec.step()[0]
+            proposed += dec.stats.contextNodes
+            counts[[t1, t2], default: 0] += 1
+        }
+        #expect(proposed == n, "every step should have verified the planted chain")
+        let r = Self.chiSquare(counts, s.pairs, samples: n)
+        #expect(r.df >= 3)
+        #expect(r.chi2 < r.critical, "chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df)): \(counts) vs \(s.pairs)")
+    }
+
     /// The same test must notice a wrong rule (always accepting the first child).
     @Test func brokenAcceptanceRuleFailsTheTest() throws {
         let n = 500

@@ -96,6 +96,75 @@ import TestSupport
         #expect((s["tau"] as? Double ?? 0) > 0, "a trained draft is accepted sometimes: \(s)")
     }
 
+    /// `--draft ngram` and `DRAFT+ngram:N` through the binary: identical outputs on the README's
+    /// image prompt, context-matched tokens reported apart from τ; bad specs are one-line errors.
+    @Test func contextMatchDraftSpecs() throws {
+        let root = TestPaths.repoRoot.path
+        let base = ["decode", "--mmproj", root + "/checkpoints/demo-tower.gguf", "--image", root + "/checkpoints/images/green.png",
+                    "-p", "What colors can you see in this image? Please answer with at least 1000 words.", "-n", "128",
+                    "--compare", "--json", "-t", "2"]
+        for draft in ["ngram", root + "/checkpoints/vispec-draft.safetensors+ngram:3"] {
+            let r = try SpecdecCLI.run(base + ["--draft", draft])
+            #expect(r.status == 0, "\(r.stderr)")
+            let s = try #require(try SpecdecCLI.json(r.stdout)["stats"] as? [String: Any])
+            #expect(s["identical"] as? Bool == true, "\(draft)")
+            #expect((s["draft_kind"] as? String ?? "").contains("context match"), "\(s)")
+            #expect((s["context_tokens_per_step"] as? Double ?? 0) > 0, "the answer repeats itself: \(s)")
+            if draft == "ngram" { #expect(s["tau"] as? Double == 0) }
+        }
+        for bad in ["ngram:0", "ngram:x", "/nonexistent.safetensors+ngram"] {
+            let r = try SpecdecCLI.run(["decode", "--draft", bad, "-p", "Hi", "-n", "2"])
+            #expect(r.status != 0, "\(bad)")
+            #expect(r.stderr.contains(bad.hasPrefix("/") ? "no such draft file" : "ngram:N needs N"), "\(bad): \(r.stderr)")
+        }
+    }
+
+    /// scripts/data-scaling.py end to end on a tiny dataset (6 image samples of 8 tokens): nested
+    /// snapshots of 3 and 6 records, a 2-step draft each, eval on one image and one text prompt;
+    /// a rerun reuses the trained sizes; a bad --sizes is a one-line error.
+    @Test func dataScalingScriptRunsOnATinyDataset() throws {
+        let root = TestPaths.repoRoot.path
+        let dir = Self.tempCache()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tower = root + "/checkpoints/demo-tower.gguf"
+        let synth = try SpecdecCLI.run(["synth-data", "--generate", "images", "--mmproj", tower, "--samples", "6", "--seed", "9",
+                                        "--max-new", "8", "-t", "1", "--out", dir + "/data"])
+        #expect(synth.status == 0, "\(synth.stderr)")
+        func script(_ sizes: String) throws -> (status: Int32, stdout: String, stderr: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", root + "/scripts/data-scaling.py", "--data", dir + "/data", "--sizes", sizes, "--out", dir + "/scale",
+                           "--specdec", TestPaths.specdecBinary.path,
+                           "--eval-args", "--limit 1 -n 8 --temp 0 --tree-tokens 2 --tree-top-k 1 --tree-depth 2 -t 1",
+                           "--", "--mmproj", tower, "--stage", "2", "--num-q", "2", "--steps", "2", "--seed", "1", "-t", "1"]
+            var env = ProcessInfo.processInfo.environment
+            env["SPECDEC_MODEL"] = TestPaths.model
+            p.environment = env
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out; p.standardError = err
+            try p.run()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        let r = try script("6,3")
+        #expect(r.status == 0, "\(r.stderr)")
+        let result = try SpecdecCLI.json(String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/scale/scaling.json")), as: UTF8.self))
+        let rows = try #require(result["rows"] as? [[String: Any]])
+        #expect(rows.map { $0["records"] as? Int } == [3, 6])
+        for row in rows {
+            #expect(row["image_identical"] as? Bool == true && row["text_identical"] as? Bool == true, "\(row)")
+            #expect(row["image_tau"] is Double && row["validation_tau"] is Double, "\(row)")
+        }
+        #expect(FileManager.default.fileExists(atPath: dir + "/scale/scaling.svg"))
+        #expect(r.stdout.contains("| 3 |") && r.stdout.contains("| 6 |"))
+        let again = try script("3,6")
+        #expect(again.status == 0 && !again.stderr.contains("train-adapter"), "trained sizes are reused: \(again.stderr)")
+        let bad = try script("3,x")
+        #expect(bad.status != 0 && bad.stderr.contains("--sizes"), "\(bad.stderr)")
+    }
+
     /// The shipped EAGLE-style text draft (stage 1): lossless on a text prompt, and accepted.
     @Test func shippedEagleTextDraftIsLossless() throws {
         let root = TestPaths.repoRoot.path

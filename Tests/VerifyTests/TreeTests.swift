@@ -130,3 +130,47 @@ import Verify
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Context matching (`--draft ngram`, `DRAFT+ngram`): the proposal rule and the tree merge, no model.
+@Suite struct ContextMatchTests {
+    @Test func proposesWhatFollowedTheLatestLongestMatch() throws {
+        let m = try ContextMatch(maxTokens: 3)
+        // Suffix [7, 8, 9] occurred at 0 (→ 1, 2, 3) and [8, 9] at 10 (→ 5): the longer match wins.
+        let h: [Int32] = [7, 8, 9, 1, 2, 3, 4, 0, 0, 0, 8, 9, 5, 6, 7, 8, 9]
+        #expect(m.propose(history: h, limit: 8) == [1, 2, 3])
+        #expect(m.propose(history: h, limit: 2) == [1, 2])
+        // Among equal matches the latest: [4, 5] at 0 (→ 1) and at 3 (→ 2).
+        #expect(m.propose(history: [4, 5, 1, 4, 5, 2, 9, 4, 5], limit: 4) == [2, 9, 4])
+        // The continuation may run into the suffix itself (a repeating text keeps repeating).
+        #expect(m.propose(history: [1, 2, 1, 2, 1, 2], limit: 3) == [1, 2])
+        // One token alone is not a match; nothing before; image rows (−1) never match.
+        #expect(m.propose(history: [3, 4, 5, 6, 7, 3], limit: 4).isEmpty)
+        #expect(m.propose(history: [], limit: 4).isEmpty)
+        #expect(m.propose(history: [-1, -1, 6, 8, -1, -1], limit: 4).isEmpty)
+        #expect(m.propose(history: [1, 2, 5, 1, 2], limit: 0).isEmpty)
+        #expect(throws: VerifyError.self) { try ContextMatch(maxTokens: 0) }
+    }
+
+    @Test func mergeFollowsTheDraftsNodesAndAppendsTheRest() throws {
+        let d = TreeTests.ScriptDrafter()
+        let s = try TreeShape(topK: 2, depth: 2, tokens: 4)
+        let root = try d.accept(features: [], nextTokens: [1], images: [], topK: 2)
+        var tree = try DraftCandidates.grow(root: root, drafter: d, shape: s, budget: 4).select(4)
+        let before = tree
+        // 11 is the draft's first child and 111 its first grandchild: the chain follows them,
+        // then adds 5 and 6 below 111.
+        tree.merge(chain: [11, 111, 5, 6])
+        #expect(Array(tree.tokens.prefix(before.count)) == before.tokens)
+        #expect(Array(tree.parents.prefix(before.count)) == before.parents)
+        #expect(tree.count == before.count + 2)
+        let n111 = before.tokens.firstIndex(of: 111)!
+        #expect(tree.parents[before.count] == n111 && tree.parents[before.count + 1] == before.count)
+        #expect(tree.depths.suffix(2) == [3, 4])
+        #expect(tree.contextMatched == Array(repeating: false, count: before.count) + [true, true])
+        // A chain the draft did not propose at all starts a new child of the root.
+        var other = before
+        other.merge(chain: [99, 98])
+        #expect(other.parents.suffix(2) == [-1, before.count])
+        for (i, p) in other.parents.enumerated() { #expect(p < i) }
+    }
+}
