@@ -406,7 +406,9 @@ public struct SnapshotSummary: Codable, Sendable {
 /// far in `dir` (its one `.sds.tmp`, or a finished `.sds`): the same records and header except
 /// `samples`, cut to what the records cover, so training can start before generation ends. The
 /// source is only read; the running job goes on undisturbed.
-public func snapshotDataset(_ dir: String, out: String) throws -> SnapshotSummary {
+/// `records`: keep only the first that many complete records (nested subsets of one synthesis,
+/// for a data-scaling curve); nil: all of them.
+public func snapshotDataset(_ dir: String, out: String, records limit: Int? = nil) throws -> SnapshotSummary {
     let fm = FileManager.default
     let names = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".sds") || $0.hasSuffix(".sds.tmp") }.sorted()
     guard names.count == 1 else {
@@ -415,7 +417,11 @@ public func snapshotDataset(_ dir: String, out: String) throws -> SnapshotSummar
     let path = (dir as NSString).appendingPathComponent(names[0])
     let bytes = try readWholeFile(path)
     let reader = names[0].hasSuffix(".tmp") ? try ShardReader(unfinishedBytes: bytes, path: path) : try ShardReader(bytes: bytes, path: path)
-    guard let last = reader.entries.last else { throw DataError(file: path, field: "records", reason: "no complete record yet") }
+    let kept = reader.entries.prefix(limit ?? reader.entries.count)
+    guard let last = kept.last else { throw DataError(file: path, field: "records", reason: "no complete record yet") }
+    if let limit, limit > kept.count {
+        throw DataError(file: path, field: "records", reason: "\(limit) records asked for, \(kept.count) complete so far")
+    }
     var header = reader.header
     header.samples = last.sampleIndex + 1
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -426,7 +432,7 @@ public func snapshotDataset(_ dir: String, out: String) throws -> SnapshotSummar
     if fm.fileExists(atPath: outPath) { try fm.removeItem(atPath: outPath) }
     try? fm.removeItem(atPath: outPath + ".tmp")
     let writer = try ShardWriter(path: outPath, header: header)
-    for k in reader.entries.indices { try writer.append(try reader.record(k)) }
+    for k in kept.indices { try writer.append(try reader.record(k)) }
     try writer.finish()
     let done = try ShardReader(path: outPath)
     try DatasetManifest(samples: header.samples, shards: [try DatasetManifest.Entry(reader: done, path: outPath)])

@@ -134,12 +134,16 @@ struct DataSnapshot: ParsableCommand {
     @Option(help: "Output folder (replaced).")
     var out: String
 
+    @Option(help: "Keep only the first N complete records (nested subsets for a data-scaling curve).")
+    var records: Int?
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func run() throws {
+        if let r = records, r < 1 { throw ValidationError("--records must be ≥ 1") }
         let s: SnapshotSummary
-        do { s = try snapshotDataset(dir, out: out) } catch let e as DataError { throw CLIError(e.description) }
+        do { s = try snapshotDataset(dir, out: out, records: records) } catch let e as DataError { throw CLIError(e.description) }
         if json { try printJSON(s, snakeCase: true) } else { print("\(out): \(s.records) records of samples 0..<\(s.samples) from \(s.source)") }
     }
 }

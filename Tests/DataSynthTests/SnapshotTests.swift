@@ -27,5 +27,11 @@ import DataSynth
         // Nothing complete yet, or no shard at all: clear errors.
         #expect(throws: DataError.self) { try snapshotDataset(scratchDir("snap-empty"), out: scratchDir("snap-x")) }
         #expect(throws: DataError.self) { try snapshotDataset(src, out: src) }
+        // The first N records only (nested subsets for the data-scaling curve); more than written: an error.
+        let twoDir = scratchDir("snap-two")
+        let two = try snapshotDataset(src, out: twoDir, records: 2)
+        #expect(two.records == 2 && two.samples == 2)
+        #expect(try readAllRecords(dir: twoDir) == (0..<2).map { fixtureRecord(index: $0) })
+        #expect(throws: DataError.self) { try snapshotDataset(src, out: scratchDir("snap-nine"), records: 9) }
     }
 }
