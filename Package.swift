@@ -52,6 +52,8 @@ let package = Package(
         .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
         .target(name: "Generation", dependencies: ["Checksum", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
+        // Speculative against plain decoding over a prompt set: `eval` and `bench --prompts`.
+        .target(name: "Evaluation", dependencies: ["Draft", "Generation", "DataSynth", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
         // `specdec serve`: the OpenAI-compatible HTTP server over the generation library.
         .target(name: "Serve", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -66,7 +68,7 @@ let package = Package(
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "DataSynth", "Vision", "DraftTraining", "SafeTensors",
-            "Generation", "Serve",
+            "Generation", "Evaluation", "Serve",
         ]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),

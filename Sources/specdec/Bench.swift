@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import GGUF
 import Llama
@@ -351,13 +352,6 @@ private func parseList(_ s: String) -> [Int]? {
         out.append(v)
     }
     return out
-}
-
-/// Median of `v` (0 when empty).
-func median(_ v: [Double]) -> Double {
-    let s = v.sorted()
-    guard !s.isEmpty else { return 0 }
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
 private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DataSynth
+import Evaluation
 import Foundation
 import Generation
 import GGUF
@@ -92,36 +93,6 @@ struct Eval: ParsableCommand {
         return ts.map { $0! }
     }
 
-    struct Run: Encodable {
-        var system: String
-        var prompt: String
-        var kind: String
-        var temperature: Float
-        var tokens_per_s: Double
-        var speedup: Double
-        var tau: Double
-        /// Context-matched tokens (`+ngram`) accepted per step, not in τ.
-        var context_tokens_per_step: Double
-        var tokens_per_step: Double
-        var acceptance_by_depth: [Double]
-        var draft_share: Double
-        var identical: Bool
-    }
-
-    struct Cell: Encodable {
-        var system: String
-        var kind: String
-        var temperature: Float
-        var prompts: Int
-        var tau: Double
-        var context_tokens_per_step: Double
-        var speedup: Double
-        var tokens_per_s: Double
-        var identical: Int?
-        var acceptance_by_depth: [Double]
-        var draft_share: Double
-    }
-
     struct Output: Encodable {
         var model: String
         var tower: String
@@ -130,8 +101,8 @@ struct Eval: ParsableCommand {
         var threads: Int
         var tree: String
         var date: String
-        var cells: [Cell]
-        var runs: [Run]
+        var cells: [Comparison.Cell]
+        var runs: [Comparison.Run]
     }
 
     func run() throws {
@@ -141,9 +112,9 @@ struct Eval: ParsableCommand {
             return
         }
         guard !drafts.isEmpty else { throw CLIError("give at least one --draft to evaluate (plain decoding is always the baseline)") }
-        let (modelPath, gguf, model, tokenizer) = try modelOption.load(threads: threads, precision: precisionOption)
+        let (modelPath, _, model, tokenizer) = try modelOption.load(threads: threads, precision: precisionOption)
         let promptsPath = (set as NSString).appendingPathComponent("prompts.jsonl")
-        var prompts = try SpecPromptSet.load(path: promptsPath, towerPath: mmproj, model: model, tokenizer: tokenizer)
+        var prompts = try PromptSet.load(path: promptsPath, towerPath: mmproj, model: model, tokenizer: tokenizer)
         if limit > 0 {
             var seen: [String: Int] = [:]
             prompts = prompts.filter { p in
@@ -182,53 +153,11 @@ struct Eval: ParsableCommand {
         let shapeText = shapes.joined(separator: "; ")
         printErr("eval: \(prompts.count) prompts, \(n) tokens each, tree \(shapeText), systems: \(names.joined(separator: ", "))")
 
-        var runs: [Run] = []
-        for temperature in try temperatures() {
-            for (i, p) in prompts.enumerated() {
-                var params = SamplingParameters()
-                params.temperature = temperature
-                params.seed = UInt64(7000 + i)
-                let ctx = min(model.config.contextLength, p.prompt.count + n + 128)
-                let plain = try Generation.plain(model: model, prompt: p.prompt, contextSize: ctx, params: params, maxTokens: n,
-                                                 eog: eog)
-                runs.append(Run(system: "plain", prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: plain.tokensPerSecond,
-                                speedup: 1, tau: 0, context_tokens_per_step: 0, tokens_per_step: 1, acceptance_by_depth: [], draft_share: 0, identical: true))
-                for system in systems {
-                    let spec = try Generation.speculative(model: model, drafter: loaded[system.draft].drafter, prompt: p.prompt, contextSize: ctx,
-                                                          params: params, shape: system.shape, maxTokens: n, eog: eog,
-                                                          fallback: system.budget == "auto" ? tree.fallback : nil)
-                    let s = spec.speculative ?? SpeculativeStats()
-                    let share = spec.decodeSeconds > 0 ? s.draftSeconds / spec.decodeSeconds : 0   // draftSeconds includes the draft's prompt read
-                    let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, tokens_per_s: spec.tokensPerSecond,
-                                speedup: plain.tokensPerSecond > 0 ? spec.tokensPerSecond / plain.tokensPerSecond : 0,
-                                tau: s.tau, context_tokens_per_step: s.contextTokensPerStep, tokens_per_step: s.tokensPerStep, acceptance_by_depth: s.acceptanceByDepth,
-                                draft_share: share, identical: spec.tokens == plain.tokens)
-                    runs.append(r)
-                    printErr(String(format: "  T=%g %@ %@ %@: %.2fx, tau %.2f%@", temperature, p.kind, p.id, system.name, r.speedup, r.tau,
-                                    temperature == 0 && !r.identical ? "  OUTPUT DIFFERS FROM PLAIN" : ""))
-                }
-            }
-        }
-
-        var cells: [Cell] = []
-        for system in ["plain"] + names {
-            for kind in ["image", "text"] {
-                for temperature in try temperatures() {
-                    let rs = runs.filter { $0.system == system && $0.kind == kind && $0.temperature == temperature }
-                    guard !rs.isEmpty else { continue }
-                    let depth = rs.map(\.acceptance_by_depth.count).max() ?? 0
-                    let acc = (0..<depth).map { k -> Double in
-                        let v = rs.compactMap { k < $0.acceptance_by_depth.count ? $0.acceptance_by_depth[k] : nil }
-                        return v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count)
-                    }
-                    cells.append(Cell(system: system, kind: kind, temperature: temperature, prompts: rs.count, tau: median(rs.map(\.tau)),
-                                      context_tokens_per_step: median(rs.map(\.context_tokens_per_step)),
-                                      speedup: median(rs.map(\.speedup)), tokens_per_s: median(rs.map(\.tokens_per_s)),
-                                      identical: temperature == 0 ? rs.filter(\.identical).count : nil, acceptance_by_depth: acc,
-                                      draft_share: median(rs.map(\.draft_share))))
-                }
-            }
-        }
+        let runs = try Comparison.run(model: model, prompts: prompts,
+                                      systems: systems.map { Comparison.System(name: $0.name, drafter: loaded[$0.draft].drafter, shape: $0.shape,
+                                                                               fallback: $0.budget == "auto" ? tree.fallback : nil) },
+                                      temperatures: try temperatures(), maxTokens: n, eog: eog, seedBase: 7000, log: printErr)
+        let cells = Comparison.cells(runs, systems: ["plain"] + names)
         let date = ISO8601DateFormatter().string(from: Date()).prefix(10)
         let out = Output(model: (modelPath as NSString).lastPathComponent, tower: (mmproj as NSString).lastPathComponent, set: set,
                          n_predict: n, threads: threads, tree: shapeText, date: String(date), cells: cells, runs: runs)
@@ -274,7 +203,7 @@ struct Eval: ParsableCommand {
 
     /// ViSpec's layout: a row per system, a column per (prompt kind, temperature), cells τ / speedup.
     func markdownTable(_ o: Output, temperatures: [Float], systems: [String]) -> String {
-        func cell(_ s: String, _ k: String, _ t: Float) -> Cell? { o.cells.first { $0.system == s && $0.kind == k && $0.temperature == t } }
+        func cell(_ s: String, _ k: String, _ t: Float) -> Comparison.Cell? { o.cells.first { $0.system == s && $0.kind == k && $0.temperature == t } }
         let columns = ["image", "text"].flatMap { k in temperatures.map { (k, $0) } }.filter { c in o.cells.contains { $0.kind == c.0 && $0.temperature == c.1 } }
         var t = "| system | " + columns.map { "\($0.0) T=\(fmt($0.1))" }.joined(separator: " | ") + " | draft share of step time |\n"
         t += "|---|" + columns.map { _ in "---|" }.joined() + "---|\n"
@@ -303,40 +232,4 @@ struct Eval: ParsableCommand {
     }
 
     private func fmt(_ t: Float) -> String { String(format: "%g", t) }
-}
-
-/// Prompts of a JSONL prompt file as the target reads them (chat template; images through the
-/// tower, resolved against the file's folder). Shared by `eval` and `bench --prompts`.
-enum SpecPromptSet {
-    struct Item {
-        var id: String
-        var kind: String
-        var prompt: PreparedPrompt
-    }
-
-    static func load(path: String, towerPath: String?, model: LlamaModel, tokenizer: BPETokenizer) throws -> [Item] {
-        let source: JSONLPromptSource
-        do { source = try JSONLPromptSource(path: path) } catch { throw CLIError("\(error)") }
-        guard source.count > 0 else { throw CLIError("\(path): no prompts") }
-        let baseDir = (path as NSString).deletingLastPathComponent
-        let needsTower = source.prompts.contains { !$0.imagePaths.isEmpty }
-        if needsTower && towerPath == nil {
-            let p = source.prompts.first { !$0.imagePaths.isEmpty }!
-            throw CLIError("prompt \(p.id) has an image: give the vision tower with --mmproj TOWER.gguf")
-        }
-        // The prompt recipe decode and serve use (chat template; pictures before the text unless placed).
-        let processor = try UserInputProcessor(model: model, tokenizer: tokenizer, gguf: model.file,
-                                               tower: needsTower ? try VisionTower(path: towerPath!) : nil)
-        guard processor.template != nil else { throw CLIError(processor.templateError ?? "the model has no chat template") }
-        var items: [Item] = []
-        for p in source.prompts {
-            let images = try p.imagePaths.map { img -> RGBImage in
-                let resolved = img.hasPrefix("/") || FileManager.default.fileExists(atPath: img) ? img : (baseDir as NSString).appendingPathComponent(img)
-                return try ImageDecoder.load(path: resolved)
-            }
-            let input = try processor.prepare(messages: [UserMessage(role: "user", text: p.userTurns[0], images: images)])
-            items.append(Item(id: p.id, kind: images.isEmpty ? "text" : "image", prompt: input))
-        }
-        return items
-    }
 }

@@ -75,6 +75,29 @@ import TestSupport
         #expect(!r.stdout.contains("bandwidth:"))
     }
 
+    /// `bench --draft --prompts`: the shared side-by-side harness (Evaluation.Comparison) over an
+    /// image and a text prompt at T = 0 and 1; every T = 0 output equals plain decoding's.
+    @Test func promptsBenchComparesWithPlainSideBySide() throws {
+        let root = TestPaths.repoRoot.path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("specdec-bench-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/prompts.jsonl"
+        try Data(("{\"id\":\"img\",\"image\":\"\(root)/checkpoints/images/green.png\",\"prompt\":\"What colors can you see in this image?\"}\n"
+                  + "{\"id\":\"txt\",\"prompt\":\"Count from one to ten in words.\"}\n").utf8).write(to: URL(fileURLWithPath: file))
+        let r = try CLI.run(["bench", "--draft", "ngram", "--prompts", file, "--vision-tower", root + "/checkpoints/demo-tower.gguf",
+                             "-n", "24", "-t", "1", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try CLI.json(r.stdout)
+        let runs = try #require(o["per_prompt"] as? [[String: Any]])
+        #expect(runs.count == 4)
+        let groups = try #require(o["groups"] as? [[String: Any]])
+        #expect(groups.map { "\($0["kind"] ?? "")" } == ["text", "image", "all", "text", "image", "all"])
+        for g in groups where g["temperature"] as? Double == 0 {
+            #expect(g["identical"] as? Int == g["prompts"] as? Int, "\(g)")
+        }
+    }
+
     @Test func badOptionsAreOneLineErrors() throws {
         expectCleanFailure(try CLI.run(["bench", "--reps", "0"]), mentioning: "--reps")
         expectCleanFailure(try CLI.run(["bench", "--pp", "64,x"]), mentioning: "64,x")
