@@ -40,9 +40,10 @@ let package = Package(
         // AVX2/FMA/F16C kernels: the whole module is compiled for Haswell-class CPUs; Kernels calls it
         // only after a run-time CPU check, so the program as a whole still runs on baseline x86-64.
         .target(name: "KernelsAVX2", swiftSettings: avx2Settings),
-        .target(name: "GGUF", dependencies: ["Kernels"]),                // GGUF reader/writer over mmap
+        .target(name: "Diagnostics"),                                 // FieldError: the one "file: field: reason" error shape
+        .target(name: "GGUF", dependencies: ["Kernels", "Diagnostics"]),                // GGUF reader/writer over mmap
         .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates
-        .target(name: "SafeTensors", dependencies: ["Kernels"]),        // safetensors reader/writer (draft checkpoints)
+        .target(name: "SafeTensors", dependencies: ["Kernels", "Diagnostics"]),        // safetensors reader/writer (draft checkpoints)
         .target(name: "Sampling"),                                       // greedy / temperature / top-k / top-p / min-p
         .target(name: "Llama", dependencies: ["GGUF", "Kernels"]), // the LLaMA-family target model
 

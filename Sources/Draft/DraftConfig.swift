@@ -1,17 +1,11 @@
+import Diagnostics
 import Foundation
 import Llama
 
 /// A fault in a draft checkpoint or in a request to the draft; `file` is the checkpoint path (or
 /// `<draft>` for requests), `field` the tensor, metadata key or argument at fault.
-public struct DraftError: Error, CustomStringConvertible, Equatable, Sendable {
-    public var file: String
-    public var field: String
-    public var reason: String
-    public init(file: String, field: String, reason: String) {
-        self.file = file; self.field = field; self.reason = reason
-    }
-    public var description: String { "\(file): \(field): \(reason)" }
-}
+public enum DraftFault {}
+public typealias DraftError = FieldError<DraftFault>
 
 /// The draft's hyper-parameters: the `config` JSON of a checkpoint's metadata
 /// (docs/draft-design.md). Same keys and initializer as the trainer's copy, so either can read

@@ -4,13 +4,8 @@ import GGUF
 import Kernels
 
 /// A fault in the training inputs or a checkpoint: which file, which field, why.
-public struct TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
-    public var file: String
-    public var field: String
-    public var reason: String
-    public init(file: String, field: String, reason: String) { self.file = file; self.field = field; self.reason = reason }
-    public var description: String { "\(file): \(field): \(reason)" }
-}
+public enum TrainingFault {}
+public typealias TrainingError = FieldError<TrainingFault>
 
 /// Token embeddings of the frozen target (rows of `token_embd.weight`, dequantized on demand).
 public protocol TokenEmbedder {
