@@ -48,8 +48,11 @@ public struct SpeculativeStats: Sendable, Equatable {
         return zip(acceptedByDepth, triedByDepth).prefix(depths).map { $1 > 0 ? Double($0) / Double($1) : 0 }
     }
 
-    /// Context-matched tokens accepted per target forward.
-    public var contextTokensPerStep: Double { steps > 0 ? Double(acceptedContextTokens) / Double(steps) : 0 }
+    /// Context-matched tokens accepted per target forward (plain steps included: with a draft,
+    /// they keep context matching while drafting is paused).
+    public var contextTokensPerStep: Double {
+        steps + plainSteps > 0 ? Double(acceptedContextTokens) / Double(steps + plainSteps) : 0
+    }
 
     mutating func record(_ r: VerifyResult, tree: DraftTree) {
         steps += 1
@@ -87,11 +90,12 @@ public protocol SequenceStartDrafter: Drafter {
 }
 
 /// When drafting stops paying: the decoder compares the tokens per second of its recent drafting
-/// steps with the measured time of a plain step (one token, no draft) and, when drafting is
-/// slower, decodes `pause` plain steps before trying again (the pause doubles while drafting
-/// keeps losing, and resets once it wins). Plain steps verify an empty tree, so the output is
-/// what plain decoding gives; the drafter catches up on the skipped positions in one batched
-/// `accept` when drafting resumes (its cost counts against drafting).
+/// steps with those of plain steps (one token, no draft; with `DRAFT+ngram`, the context-matched
+/// tokens alone) and, when drafting is slower, decodes `pause` plain steps before trying again
+/// (the pause doubles while drafting keeps losing, and resets once it wins). Plain steps verify
+/// an empty tree (or the context match), so the output is what plain decoding gives; the drafter
+/// catches up on the skipped positions in one batched `accept` when drafting resumes (its cost
+/// counts against drafting).
 public struct FallbackPolicy: Sendable, Equatable {
     /// Drafting steps per judgement (fewer make the verdict noisy: one window's τ varies a lot).
     public var window = 16
@@ -129,7 +133,7 @@ public final class SpeculativeDecoder {
     private var mode = Mode.drafting
     private var window = (steps: 0, tokens: 0, seconds: 0.0)
     /// Measured seconds of one plain step (moving average) and the current pause length.
-    private var plainStepSeconds: Double?
+    private var plainSecondsPerToken: Double?
     private var pause = 0
     /// Whether drafting has been judged once (later windows are `window` steps long).
     private var judged = false
@@ -244,7 +248,7 @@ public final class SpeculativeDecoder {
                 judged = true
                 if window.tokens == window.steps {
                     enterPlain(f)   // nothing accepted: drafting cannot have paid
-                } else if plainStepSeconds == nil {
+                } else if plainSecondsPerToken == nil {
                     mode = .probing(left: f.probe)
                 } else if drafting(lost: f) {
                     enterPlain(f)
@@ -259,7 +263,7 @@ public final class SpeculativeDecoder {
 
     /// Whether the last drafting window emitted fewer tokens per second than plain steps would.
     private func drafting(lost f: FallbackPolicy) -> Bool {
-        guard let plain = plainStepSeconds, window.seconds > 0 else { return false }
+        guard let plain = plainSecondsPerToken, window.seconds > 0 else { return false }
         return Double(window.tokens) / window.seconds < f.margin / plain
     }
 
@@ -273,11 +277,21 @@ public final class SpeculativeDecoder {
     /// `pending` until drafting resumes.
     private func plainStep() throws -> [Int32] {
         let t0 = monotonicSeconds()
-        let r = try verifier.verify(tree: [], parents: [])
+        // With a draft and context matching, a paused draft leaves the free context-matched
+        // tokens in place: the steps that drafting has to beat are those.
+        var tree = DraftTree()
+        if let cm = contextMatch, (drafter as? ContextMatchDrafter)?.inner != nil {
+            let room = session.contextSize - session.length - 1
+            if room > 0 { tree.merge(chain: cm.propose(history: verifier.history, limit: room)) }
+        }
+        let r = try verifier.verify(tree: tree.tokens, parents: tree.parents)
         let dt = monotonicSeconds() - t0
         stats.verifySeconds += dt
         stats.plainSteps += 1
-        plainStepSeconds = plainStepSeconds.map { 0.7 * $0 + 0.3 * dt } ?? dt
+        stats.contextNodes += tree.count
+        stats.acceptedContextTokens += r.acceptedNodes.count
+        let perToken = dt / Double(r.emitted.count)
+        plainSecondsPerToken = plainSecondsPerToken.map { 0.7 * $0 + 0.3 * perToken } ?? perToken
         if var p = pending {
             p.features += r.features
             p.next += r.emitted

@@ -102,6 +102,20 @@ import Verify
             draftAccepted += r.stats.acceptedDraftTokens
         }
         #expect(contextAccepted > 20, "context matching should accept on repetitive answers")
+        // A paused draft keeps the context matches (plain steps verify them), output unchanged.
+        // A random draft accepts nothing in its first (one-step) window and is paused for good.
+        var f = FallbackPolicy()
+        f.firstWindow = 1; f.initialPause = 1000; f.maxPause = 1000
+        var pausedContext = 0
+        for (i, p) in TestPrompt.all.enumerated() where i % 2 == 0 {
+            let merged = ContextMatchDrafter(inner: RandomDrafter(seed: UInt64(50 + i)), match: match)
+            let r = try speculativeDecode(p, n: Self.n, drafter: merged, shape: shape(2, 3, 4), fallback: f)
+            #expect(r.tokens == Self.references[i], "paused random+ngram, prompt \(i) '\(p.name)'")
+            guard r.stats.steps == 1 else { continue }
+            // The one drafting step emitted 1 + its accepted draft and context tokens; the rest came from plain steps.
+            pausedContext += r.stats.acceptedContextTokens - (r.stats.emitted - 1 - r.stats.acceptedDraftTokens)
+        }
+        #expect(pausedContext > 0, "plain steps of a paused draft should still accept context matches")
         #expect(draftAccepted < 10, "a random draft accepts almost nothing; context tokens must not count as its own")
     }
 
