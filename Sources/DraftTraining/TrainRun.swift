@@ -14,6 +14,10 @@ public struct TrainRunConfig: Sendable {
     public var dataDirs: [String]
     public var out: String
     public var initPath: String?
+    /// Start the draft's decoder layer from this target layer (its attention and MLP weights,
+    /// dequantized; negative counts from the last), as "Try initializing the draft layer from the
+    /// target's last layer" asks. Applied after `initPath`, so it wins for the layer's tensors.
+    public var initFromTargetLayer: Int?
     public var epochs: Double?
     public var steps: Int?
     public var resume = false
@@ -186,6 +190,10 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         }
     }
 
+    if let l = rc.initFromTargetLayer, resumed == nil {
+        try copyTargetLayer(l, of: model, into: &layout, file: "--init-from-target-layer")
+    }
+
     // Total steps and warm-up.
     let trainTokens = split.train.map { min(data.samples[$0].tokens, opts.maxLength) }
     if let s = rc.steps { opts.totalSteps = s } else {
@@ -297,4 +305,32 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted]
     try (String(decoding: try e.encode(report), as: UTF8.self) + "\n").write(toFile: rc.reportPath, atomically: true, encoding: .utf8)
     return report
+}
+
+/// Copies target layer `index` (negative: from the end) into the draft's decoder layer: q/k/v/o,
+/// gate/up/down dequantized row by row (both use llama.cpp's adjacent-pair RoPE layout, so rows
+/// map one to one) and the MLP's norm. Only a draft whose layer has the target's shapes (EAGLE-2,
+/// ViSpec) qualifies.
+func copyTargetLayer(_ index: Int, of model: LlamaModel, into layout: inout DraftParameters, file: String) throws {
+    let n = model.config.layerCount
+    let l = index < 0 ? n + index : index
+    guard (0..<n).contains(l) else {
+        throw TrainingError(file: file, field: "layer", reason: "\(index) is not a layer of the target (0..<\(n), or −1 for the last)")
+    }
+    let layer = model.weights.layers[l]
+    let matrices: [(String, PackedMatrix)] = [("self_attn.q_proj", layer.wq), ("self_attn.k_proj", layer.wk), ("self_attn.v_proj", layer.wv),
+                                              ("self_attn.o_proj", layer.wo), ("mlp.gate_proj", layer.gate), ("mlp.up_proj", layer.up),
+                                              ("mlp.down_proj", layer.down)]
+    for (name, m) in matrices {
+        let full = "layers.0.\(name).weight"
+        guard let slot = layout.slot(full), slot.shape == [m.rows, m.cols] else {
+            throw TrainingError(file: file, field: full, reason: "the draft's layer does not have the target's shapes (an EAGLE-3 draft reads 2·width inputs): only EAGLE-2/ViSpec drafts start from a target layer")
+        }
+        var values = [Float](repeating: 0, count: m.rows * m.cols)
+        values.withUnsafeMutableBufferPointer { v in
+            for r in 0..<m.rows { m.dequantize(row: r, into: v.baseAddress! + r * m.cols) }
+        }
+        layout.set(full, values)
+    }
+    layout.set("layers.0.post_attention_layernorm.weight", layer.ffnNorm)
 }

@@ -56,6 +56,9 @@ struct TrainAdapter: ParsableCommand {
     @Option(name: .customLong("init"), help: ArgumentHelp("Start from this checkpoint (stage 2: a stage-1 draft); tensors with the same name and shape are copied, its draft vocabulary is kept.", valueName: "CKPT"))
     var initPath: String?
 
+    @Option(name: .customLong("init-from-target-layer"), help: ArgumentHelp("Start the draft's decoder layer from this target layer's attention and MLP weights (dequantized; −1 = the last); EAGLE-2/ViSpec drafts. With --init, the other tensors come from the checkpoint.", valueName: "L"))
+    var initFromTargetLayer: Int?
+
     @Option(help: "Passes over the training samples (default 1 unless --steps).")
     var epochs: Double?
 
@@ -213,6 +216,7 @@ struct TrainAdapter: ParsableCommand {
         var rc = TrainRunConfig(modelPath: try modelOption.resolvedPath(), dataDirs: data, out: out)
         rc.towerPath = mmproj
         rc.initPath = initPath
+        rc.initFromTargetLayer = initFromTargetLayer
         rc.epochs = epochs; rc.steps = steps
         rc.resume = resume
         rc.allowUnfinished = allowUnfinished

@@ -101,4 +101,35 @@ final class EagleDraftAgreementTests: XCTestCase {
         }
         return last
     }
+
+    /// `--init-from-target-layer`: the draft's layer holds the target layer's weights, dequantized
+    /// row by row; −1 is the last layer; a layer out of range or an EAGLE-3 layout is refused.
+    func testInitFromTargetLayerCopiesItsWeights() throws {
+        let path = TestPaths.model
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("model \(path) missing (scripts/setup.sh)") }
+        let target = try LlamaModel(path: path, threads: 1)
+        let tc = target.config
+        let cfg = DraftConfig(width: tc.width, heads: tc.headCount, kvHeads: tc.kvHeadCount, headDim: tc.headDim, ffn: tc.ffnWidth,
+                              rmsEps: tc.rmsEpsilon, ropeBase: tc.ropeBase, vocab: 64, targetVocab: tc.vocabSize, headTied: false, numQ: 2)
+        var p = DraftParameters(config: cfg)
+        p.initialise(seed: 1)
+        let before = p.tensor("adapter.q_proj.weight")
+        try copyTargetLayer(-1, of: target, into: &p, file: "test")
+        let last = target.weights.layers[tc.layerCount - 1]
+        for (name, m) in [("self_attn.k_proj", last.wk), ("mlp.down_proj", last.down)] {
+            let t = try XCTUnwrap(p.tensor("layers.0.\(name).weight"))
+            var row = [Float](repeating: 0, count: m.cols)
+            for r in [0, m.rows / 2, m.rows - 1] {
+                row.withUnsafeMutableBufferPointer { m.dequantize(row: r, into: $0.baseAddress!) }
+                XCTAssertEqual(Array(t[r * m.cols ..< (r + 1) * m.cols]), row, "\(name) row \(r)")
+            }
+        }
+        XCTAssertEqual(p.tensor("layers.0.post_attention_layernorm.weight"), last.ffnNorm)
+        XCTAssertEqual(p.tensor("adapter.q_proj.weight"), before, "only the decoder layer changes")
+        XCTAssertThrowsError(try copyTargetLayer(tc.layerCount, of: target, into: &p, file: "test"))
+        var e3 = DraftParameters(config: DraftConfig.eagle3(target: tc, vocab: 64))
+        XCTAssertThrowsError(try copyTargetLayer(0, of: target, into: &e3, file: "test")) { error in
+            XCTAssertTrue("\(error)".contains("EAGLE-3"), "\(error)")
+        }
+    }
 }
