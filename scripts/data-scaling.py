@@ -11,7 +11,8 @@ Writes scaling.json, scaling.md (a table) and scaling.svg (held-out τ against N
       -- --mmproj checkpoints/demo-tower.gguf --stage 2 --init checkpoints/vispec-draft.safetensors --num-q 2 --epochs 1 --seed 3 -t 2
 
 Everything after `--` goes to train-adapter unchanged. Sizes already trained (their draft exists
-in --out) are not trained again, so a killed run continues where it stopped.
+in --out) are not trained again, nor evaluated again with the same --eval-args, so a killed run
+continues where it stopped and a rerun with more sizes only measures the new ones.
 """
 import argparse
 import json
@@ -101,10 +102,22 @@ def main():
             run([a.specdec, "train-adapter", "--data", snap, "--out", draft] + train_args, capture=False)
         with open(report_path) as f:
             report = json.load(f)
-        ev = [a.specdec, "eval", "--set", a.eval_set, "--draft", draft, "--json"] + a.eval_args.split()
-        if mmproj:
-            ev += ["--mmproj", mmproj]
-        out = json.loads(run(ev))
+        # The eval of a trained size is kept too (eval-N.json, for these --eval-args), so a rerun
+        # with more sizes only measures the new ones.
+        eval_path = os.path.join(a.out, f"eval-{n}.json")
+        out = None
+        if os.path.exists(eval_path) and os.path.getmtime(eval_path) >= os.path.getmtime(draft):
+            with open(eval_path) as f:
+                cached = json.load(f)
+            out = cached["eval"] if cached.get("eval_args") == a.eval_args else None
+        if out is None:
+            ev = [a.specdec, "eval", "--set", a.eval_set, "--draft", draft, "--json"] + a.eval_args.split()
+            if mmproj:
+                ev += ["--mmproj", mmproj]
+            out = json.loads(run(ev))
+            with open(eval_path + ".tmp", "w") as f:
+                json.dump({"eval_args": a.eval_args, "eval": out}, f)
+            os.replace(eval_path + ".tmp", eval_path)
         cells = {(c["system"], c["kind"]): c for c in out["cells"] if c["temperature"] == 0}
         name = os.path.basename(draft)
         row = {"records": n, "validation_tau": report["validation"]["tau"],
