@@ -50,9 +50,9 @@ let package = Package(
         // ViSpec pieces (protocols now; filled by later issues).
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
         .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
-        .target(name: "Verify", dependencies: ["Draft", "Llama", "Sampling"]),
+        .target(name: "Verify", dependencies: ["Draft", "Kernels", "Llama", "Sampling"]),
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
-        .target(name: "Generation", dependencies: ["Checksum", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
+        .target(name: "Generation", dependencies: ["Checksum", "Kernels", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
         // Speculative against plain decoding over a prompt set: `eval` and `bench --prompts`.
         .target(name: "Evaluation", dependencies: ["Draft", "Generation", "DataSynth", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
         // `specdec serve`: the OpenAI-compatible HTTP server over the generation library.

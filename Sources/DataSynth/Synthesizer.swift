@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Foundation
 import GGUF
+import Kernels
 import Llama
 import Sampling
 import Tokenizer
@@ -394,11 +395,6 @@ public struct SynthSummary: Codable, Sendable {
     public var compressionRatio: Double
 }
 
-func wallClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
 /// Fills this worker's shard of the dataset in `outDir` (resuming an interrupted run), then writes
 /// its manifest.
@@ -415,7 +411,7 @@ public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: S
     }
     let shardPath = (outDir as NSString).appendingPathComponent(header.shard.shardFileName)
     let manifestPath = (outDir as NSString).appendingPathComponent(header.shard.manifestFileName)
-    let start = wallClock()
+    let start = monotonicSeconds()
     var summary = SynthSummary(outDir: outDir, shardFile: shardPath, manifestFile: manifestPath, shard: header.shard,
                                samples: header.samples, records: 0, resumedRecords: 0, discardedBytes: 0, alreadyComplete: false,
                                generatedSamples: 0, generatedTokens: 0, promptTokens: 0, seconds: 0, samplesPerSecond: 0,
@@ -453,7 +449,7 @@ public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: S
         p.generatedTokens += record.answerTokenCount
         p.positions += record.tokens.count
         summary.promptTokens += record.tokens.count - record.answerTokenCount
-        p.seconds = wallClock() - start
+        p.seconds = monotonicSeconds() - start
         progress(p)
     }
     try writer.finish()
@@ -461,7 +457,7 @@ public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: S
     summary.generatedTokens = p.generatedTokens
     let reader = try ShardReader(path: shardPath)
     try finishManifest(reader: reader, path: shardPath, manifestPath: manifestPath, summary: &summary)
-    summary.seconds = wallClock() - start
+    summary.seconds = monotonicSeconds() - start
     summary.samplesPerSecond = summary.seconds > 0 ? Double(summary.generatedSamples) / summary.seconds : 0
     summary.tokensPerSecond = summary.seconds > 0 ? Double(summary.generatedTokens) / summary.seconds : 0
     return summary

@@ -80,11 +80,6 @@ public struct TrainReport: Codable, Sendable {
     }
 }
 
-func now() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}
 
 func stderrLine(_ s: String) { FileHandle.standardError.write(Data((s).utf8)) }
 
@@ -244,7 +239,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
 
     let evalEvery = rc.evalEvery > 0 ? rc.evalEvery : max(opts.totalSteps / 8, 1)
     let tty = isatty(2) != 0
-    let t0 = now()
+    let t0 = monotonicSeconds()
     var tokens = 0
     var last = LossStats()
     while trainer.step < opts.totalSteps {
@@ -265,7 +260,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
             try saveResumable(); try writeMetrics()
         }
         if rc.progress {
-            let el = now() - t0
+            let el = monotonicSeconds() - t0
             let done = r.step - resumedFrom
             let sps = Double(done) / max(el, 1e-9)
             let tps = Double(tokens) / max(el, 1e-9)
@@ -279,7 +274,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         }
     }
     if rc.progress && tty { stderrLine("\n") }
-    let seconds = now() - t0
+    let seconds = monotonicSeconds() - t0
     // The final validation with the full chain budget (the in-loop ones use a smaller one).
     let validation = try trainer.validate(maxSamples: rc.validationSamples, chainDepth: rc.chainDepth, maxChainStarts: rc.validationPositions)
     if let lastRow = history.last, lastRow.step == trainer.step {

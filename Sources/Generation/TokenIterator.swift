@@ -1,4 +1,5 @@
 import Draft
+import Kernels
 import Llama
 import Sampling
 import Verify

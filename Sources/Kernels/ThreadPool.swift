@@ -158,11 +158,6 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    private func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
 
     /// `seen`: the last generation published before this worker started.
     private func workerLoop(index: Int, seen: Int64) -> Never {
@@ -172,13 +167,13 @@ public final class ThreadPool: @unchecked Sendable {
             // threads, this process's caller included, are not starved), then sleep.
             var t = specdec_atomic_load(ticket)
             if t >> 32 == seen {
-                let start = now()
+                let start = monotonicNanoseconds()
                 var spins = 0
                 while t >> 32 == seen {
                     specdec_cpu_relax()
                     spins += 1
                     if spins & 63 == 0 { sched_yield() }
-                    if spins & 255 == 0, now() &- start > spinNanoseconds {
+                    if spins & 255 == 0, monotonicNanoseconds() &- start > spinNanoseconds {
                         pthread_mutex_lock(mutex)
                         specdec_atomic_fetch_add(sleepers, 1)
                         while specdec_atomic_load(ticket) >> 32 == seen {

@@ -1,4 +1,5 @@
 import Draft
+import Kernels
 import Llama
 import Sampling
 
@@ -303,9 +304,3 @@ public final class SpeculativeDecoder {
     }
 }
 
-/// Monotonic wall-clock seconds.
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import Llama
 
 /// The target's verification cost: seconds of one batch-invariant forward of n new tokens at a

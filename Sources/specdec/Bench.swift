@@ -2,6 +2,7 @@ import ArgumentParser
 import Evaluation
 import Foundation
 import GGUF
+import Kernels
 import Llama
 
 struct Bench: ParsableCommand {
@@ -228,9 +229,9 @@ struct Bench: ParsableCommand {
             let ids = tokens(n)
             let rates = try measure("pp\(n) tok/s") {
                 session.truncate(to: 0)
-                let t0 = now()
+                let t0 = monotonicSeconds()
                 _ = try session.forward(tokens: ids, logits: .last, batchInvariant: ppExact)
-                return Double(n) / (now() - t0)
+                return Double(n) / (monotonicSeconds() - t0)
             }
             throughput.append(("pp\(n)", Throughput(tokens: n, batch_invariant: ppExact, rates)))
         }
@@ -239,9 +240,9 @@ struct Bench: ParsableCommand {
             let rates = try measure("tg\(n) tok/s") {
                 session.truncate(to: 0)
                 _ = try session.forward(tokens: prompt, logits: .last, batchInvariant: false)
-                let t0 = now()
+                let t0 = monotonicSeconds()
                 for t in ids { _ = try session.forward(tokens: [t], logits: .last) }
-                return Double(n) / (now() - t0)
+                return Double(n) / (monotonicSeconds() - t0)
             }
             throughput.append(("tg\(n)", Throughput(tokens: n, prompt_tokens: tgPrompt, batch_invariant: true, rates)))
         }
@@ -254,9 +255,9 @@ struct Bench: ParsableCommand {
             for n in verify {
                 let ids = tokens(n)
                 let ms = try measure("verify ctx \(verifyCtx) N=\(n) ms") {
-                    let t0 = now()
+                    let t0 = monotonicSeconds()
                     _ = try session.forward(tokens: ids, logits: .last)
-                    let dt = now() - t0
+                    let dt = monotonicSeconds() - t0
                     session.truncate(to: verifyCtx)
                     return dt * 1000
                 }
@@ -454,7 +455,7 @@ private func measureBandwidth(bytes: Int, threads: Int, passes: Int, progress: (
     for pass in 0..<passes {
         let result = PassResult(threads)
         let done = DispatchGroup()
-        let t0 = now()
+        let t0 = monotonicSeconds()
         for t in 0..<threads {
             done.enter()
             let lo = bounds[t], hi = bounds[t + 1]
@@ -466,7 +467,7 @@ private func measureBandwidth(bytes: Int, threads: Int, passes: Int, progress: (
             th.start()
         }
         done.wait()
-        let dt = now() - t0
+        let dt = monotonicSeconds() - t0
         let sum = result.total
         guard sum == expected else { throw CLIError("bandwidth test: checksum \(sum) != \(expected) (memory corrupted?)") }
         rates.append(Double(total) / dt / 1e9)

@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import Kernels
 import Llama
 import Tokenizer
 import Vision
@@ -34,15 +35,15 @@ struct ImagePrefillBench: Encodable {
         var encode: [Double] = [], prefill: [Double] = [], total: [Double] = []
         var rows = 0, positions = 0
         for r in 0...reps {
-            let t0 = now()
+            let t0 = monotonicSeconds()
             let embeddings = try options.images.map { try tower.encode(ImageDecoder.load(path: $0)) }
-            let t1 = now()
+            let t1 = monotonicSeconds()
             let seq = try VisionPrompt.build(rendered: rendered, images: embeddings, markers: markers,
                                              tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
             if session == nil { session = model.makeSession(contextSize: seq.count + 1) }
             session!.truncate(to: 0)
             _ = try session!.forward(embeddings: seq.embeddings, logits: .last, batchInvariant: false)
-            let t2 = now()
+            let t2 = monotonicSeconds()
             rows = seq.imageMask.filter { $0 }.count
             positions = seq.count
             guard r > 0 else { continue }  // warm-up

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Generation
 import GGUF
+import Kernels
 import Llama
 import Tokenizer
 import Vision
@@ -31,9 +32,9 @@ extension LMInput {
             return LMInput(tokens: try prompt.tokens(gguf: gguf, tokenizer: tokenizer))
         }
         let processor = try UserInputProcessor(model: model, tokenizer: tokenizer, gguf: gguf, tower: try VisionTower(path: towerPath))
-        let t0 = now()
+        let t0 = monotonicSeconds()
         let pictures = try images.images.map { try ImageDecoder.load(path: $0) }
-        let decodeSeconds = now() - t0
+        let decodeSeconds = monotonicSeconds() - t0
         let user = UserMessage(role: "user", text: try prompt.text(), images: pictures)
         var input: LMInput
         if prompt.raw {
