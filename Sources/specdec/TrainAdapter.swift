@@ -56,8 +56,8 @@ struct TrainAdapter: ParsableCommand {
     @Option(name: .customLong("init"), help: ArgumentHelp("Start from this checkpoint (stage 2: a stage-1 draft); tensors with the same name and shape are copied, its draft vocabulary is kept.", valueName: "CKPT"))
     var initPath: String?
 
-    @Option(name: .customLong("init-from-target-layer"), help: ArgumentHelp("Start the draft's decoder layer from this target layer's attention and MLP weights (dequantized; −1 = the last); EAGLE-2/ViSpec drafts. With --init, the other tensors come from the checkpoint.", valueName: "L"))
-    var initFromTargetLayer: Int?
+    @Option(name: .customLong("init-from-target-layer"), help: ArgumentHelp("Start the draft's decoder layer from this target layer's attention and MLP weights (dequantized): a layer index, or last; EAGLE-2/ViSpec drafts. With --init, the other tensors come from the checkpoint.", valueName: "L|last"))
+    var initFromTargetLayer: String?
 
     @Option(help: "Passes over the training samples (default 1 unless --steps).")
     var epochs: Double?
@@ -216,7 +216,13 @@ struct TrainAdapter: ParsableCommand {
         var rc = TrainRunConfig(modelPath: try modelOption.resolvedPath(), dataDirs: data, out: out)
         rc.towerPath = mmproj
         rc.initPath = initPath
-        rc.initFromTargetLayer = initFromTargetLayer
+        if let l = initFromTargetLayer {
+            // "last" because "-1" would read as an option to the parser.
+            guard let layer = l == "last" ? -1 : Int(l) else {
+                throw ValidationError("--init-from-target-layer \(l): a layer index or last")
+            }
+            rc.initFromTargetLayer = layer
+        }
         rc.epochs = epochs; rc.steps = steps
         rc.resume = resume
         rc.allowUnfinished = allowUnfinished

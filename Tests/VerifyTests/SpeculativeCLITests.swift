@@ -136,7 +136,8 @@ import TestSupport
             p.arguments = ["python3", root + "/scripts/data-scaling.py", "--data", dir + "/data", "--sizes", sizes, "--out", dir + "/scale",
                            "--specdec", TestPaths.specdecBinary.path,
                            "--eval-args", "--limit 1 -n 8 --temp 0 --tree-tokens 2 --tree-top-k 1 --tree-depth 2 -t 1",
-                           "--", "--mmproj", tower, "--stage", "2", "--num-q", "2", "--steps", "2", "--seed", "1", "-t", "1"]
+                           "--", "--mmproj", tower, "--stage", "2", "--num-q", "2", "--steps", "2", "--seed", "1", "-t", "1",
+                           "--init-from-target-layer", "last"]
             var env = ProcessInfo.processInfo.environment
             env["SPECDEC_MODEL"] = TestPaths.model
             p.environment = env
@@ -164,6 +165,8 @@ import TestSupport
                 "trained and evaluated sizes are reused: \(again.stderr)")
         let bad = try script("3,x")
         #expect(bad.status != 0 && bad.stderr.contains("--sizes"), "\(bad.stderr)")
+        let badLayer = try SpecdecCLI.run(["train-adapter", "--data", dir + "/data", "--out", dir + "/x.safetensors", "--init-from-target-layer", "top"])
+        #expect(badLayer.status != 0 && badLayer.stderr.contains("a layer index or last"), "\(badLayer.stderr)")
     }
 
     /// The shipped EAGLE-style text draft (stage 1): lossless on a text prompt, and accepted.
