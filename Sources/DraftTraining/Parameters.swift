@@ -1,5 +1,6 @@
 import Draft
 import Foundation
+@_exported import Sampling   // SplitMix64 (stored in checkpoints) lives there
 
 /// One named tensor inside the flat parameter vector.
 public struct TensorSlot: Equatable, Sendable {
@@ -98,24 +99,4 @@ public struct DraftParameters: Sendable {
     }
 }
 
-/// SplitMix64: small, fast, and its whole state is one UInt64 (stored in checkpoints).
-public struct SplitMix64: Sendable, Equatable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    public mutating func nextUnit() -> Float { Float(next() >> 40) / Float(1 << 24) }
-    /// A stream derived from several values (seed, step, sample…): order-independent data/noise.
-    public static func derive(_ parts: UInt64...) -> SplitMix64 {
-        var s = SplitMix64(seed: 0x1234_5678_9ABC_DEF0)
-        var h: UInt64 = 0
-        for p in parts { s.state ^= p &* 0x9E37_79B9_7F4A_7C15; h = s.next() }
-        return SplitMix64(seed: h)
-    }
-}
+

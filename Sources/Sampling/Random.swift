@@ -4,15 +4,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
     public init(seed: UInt64) {
-        var z = seed
-        func splitmix() -> UInt64 {
-            z &+= 0x9E37_79B9_7F4A_7C15
-            var x = z
-            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-            return x ^ (x >> 31)
-        }
-        s = (splitmix(), splitmix(), splitmix(), splitmix())
+        var z = SplitMix64(seed: seed)
+        s = (z.next(), z.next(), z.next(), z.next())
     }
 
     public mutating func next() -> UInt64 {
@@ -32,5 +25,28 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     /// Uniform in [0, 1) with 53 bits.
     public mutating func nextUnitDouble() -> Double {
         Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
+    }
+}
+
+/// SplitMix64: small, fast, and its whole state is one UInt64 (the trainer stores it in
+/// checkpoints); it also seeds `SeededGenerator`.
+public struct SplitMix64: Sendable, Equatable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    public mutating func nextUnit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+    /// A stream derived from several values (seed, step, sample…): order-independent data/noise.
+    public static func derive(_ parts: UInt64...) -> SplitMix64 {
+        var s = SplitMix64(seed: 0x1234_5678_9ABC_DEF0)
+        var h: UInt64 = 0
+        for p in parts { s.state ^= p &* 0x9E37_79B9_7F4A_7C15; h = s.next() }
+        return SplitMix64(seed: h)
     }
 }
