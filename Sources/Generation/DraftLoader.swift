@@ -86,11 +86,7 @@ func contextMatchSpec(_ spec: String) throws -> (base: String?, match: ContextMa
 /// The verify-cost curve for `--tree-tokens auto`, measured once per model file (SHA-256), CPU,
 /// thread count and activation mode, cached as JSON in $SPECDEC_CACHE (default ~/.cache/specdec).
 public enum VerifyCostCache {
-    public static var directory: String {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["SPECDEC_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache/specdec")
-        return cache + "/verify-cost"
-    }
+    public static var directory: String { CacheDirectory.path + "/verify-cost" }
 
     public static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Generation
 import GGUF
 import Kernels
 import Llama
@@ -17,14 +18,7 @@ struct ModelOption: ParsableArguments {
     @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: the model scripts/setup.sh fetched).")
     var model: String?
 
-    static let defaultModelName = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-    static var defaultPath: String {
-        let env = ProcessInfo.processInfo.environment
-        if let m = env["SPECDEC_MODEL"], !m.isEmpty { return m }
-        let cache = env["SPECDEC_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache/specdec")
-        return cache + "/" + defaultModelName
-    }
+    static var defaultPath: String { CacheDirectory.defaultModel }
 
     /// The target as every generating command loads it: file, model (in `precision`), tokenizer.
     func load(threads: Int, precision: PrecisionOption) throws -> (path: String, gguf: GGUFFile, model: LlamaModel, tokenizer: BPETokenizer) {
