@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One candidate token of a draft tree with its log-probability under the draft.
 public struct DraftCandidate: Sendable, Equatable {
     public var token: Int32
@@ -52,4 +58,33 @@ public protocol Drafter: AnyObject {
 
 extension Drafter {
     public var featureLayers: [Int] { [] }
+}
+
+/// A drafter that needs the input of position 0 itself (EAGLE entries start at position 1's
+/// input, so an EAGLE draft does not; a draft language model does).
+public protocol SequenceStartDrafter: Drafter {
+    /// Called after `reset()` and before the first `accept`: position 0's input embedding.
+    func begin(firstInput: [Float])
+}
+
+extension DraftCandidate {
+    /// The `k` most likely tokens of a logits row with their log-softmax, best first (ties: lower id).
+    public static func top(_ k: Int, logits row: ArraySlice<Float>) -> [DraftCandidate] {
+        guard k > 0, let m = row.max() else { return [] }
+        var sum: Double = 0
+        for v in row { sum += Double(expf(v - m)) }
+        let lse = m + Float(log(sum))
+        var best: [(Int32, Float)] = []
+        best.reserveCapacity(k + 1)
+        let base = row.startIndex
+        for (off, v) in row.enumerated() {
+            if best.count == k, let last = best.last, v <= last.1 { continue }
+            let id = Int32(row.index(base, offsetBy: off) - base)
+            var pos = best.count
+            while pos > 0 && best[pos - 1].1 < v { pos -= 1 }
+            best.insert((id, v), at: pos)
+            if best.count > k { best.removeLast() }
+        }
+        return best.map { DraftCandidate(token: $0.0, logProb: $0.1 - lse) }
+    }
 }

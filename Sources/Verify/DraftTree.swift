@@ -149,30 +149,29 @@ public struct DraftCandidates: Sendable {
     }
 }
 
-extension DraftCandidate {
-    /// The `k` most likely tokens of a logits row with their log-softmax, best first (ties: lower id).
-    public static func top(_ k: Int, logits row: ArraySlice<Float>) -> [DraftCandidate] {
-        guard k > 0, let m = row.max() else { return [] }
-        var sum: Double = 0
-        for v in row { sum += Double(expf(v - m)) }
-        let lse = m + Float(log(sum))
-        var best: [(Int32, Float)] = []
-        best.reserveCapacity(k + 1)
-        let base = row.startIndex
-        for (off, v) in row.enumerated() {
-            if best.count == k, let last = best.last, v <= last.1 { continue }
-            let id = Int32(row.index(base, offsetBy: off) - base)
-            var pos = best.count
-            while pos > 0 && best[pos - 1].1 < v { pos -= 1 }
-            best.insert((id, v), at: pos)
-            if best.count > k { best.removeLast() }
-        }
-        return best.map { DraftCandidate(token: $0.0, logProb: $0.1 - lse) }
-    }
-}
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+extension DraftTree {
+    /// Merges `chain` (a path from the root) into the tree: it follows existing nodes while their
+    /// tokens agree and appends the rest as new nodes, marked in `contextMatched`, after every
+    /// existing node (parents stay before children; the draft's own siblings are tried first).
+    public mutating func merge(chain: [Int32]) {
+        var node = -1
+        for token in chain {
+            if let existing = tokens.indices.first(where: { parents[$0] == node && tokens[$0] == token }) {
+                node = existing
+                continue
+            }
+            tokens.append(token)
+            parents.append(node)
+            depths.append(node < 0 ? 1 : depths[node] + 1)
+            scores.append(node < 0 ? 0 : scores[node])
+            contextMatched.append(true)
+            node = count - 1
+        }
+    }
+}

@@ -83,12 +83,6 @@ public struct SpeculativeStats: Sendable, Equatable {
     }
 }
 
-/// A drafter that needs the input of position 0 itself (EAGLE entries start at position 1's
-/// input, so an EAGLE draft does not; a draft language model does).
-public protocol SequenceStartDrafter: Drafter {
-    /// Called after `reset()` and before the first `accept`: position 0's input embedding.
-    func begin(firstInput: [Float])
-}
 
 /// When drafting stops paying: the decoder compares the tokens per second of its recent drafting
 /// steps with those of plain steps (one token, no draft; with `DRAFT+ngram`, the context-matched

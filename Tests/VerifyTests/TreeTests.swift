@@ -148,7 +148,7 @@ import Glibc
         #expect(m.propose(history: [], limit: 4).isEmpty)
         #expect(m.propose(history: [-1, -1, 6, 8, -1, -1], limit: 4).isEmpty)
         #expect(m.propose(history: [1, 2, 5, 1, 2], limit: 0).isEmpty)
-        #expect(throws: VerifyError.self) { try ContextMatch(maxTokens: 0) }
+        #expect(throws: DraftError.self) { try ContextMatch(maxTokens: 0) }
     }
 
     @Test func mergeFollowsTheDraftsNodesAndAppendsTheRest() throws {

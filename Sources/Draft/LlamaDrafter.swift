@@ -1,4 +1,3 @@
-import Draft
 import Llama
 
 /// A LLaMA-family language model used as the draft (classic speculative decoding: it must share
@@ -34,17 +33,17 @@ public final class LlamaDrafter: SequenceStartDrafter {
 
     public func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
         let n = nextTokens.count, d = model.config.width
-        guard n >= 1 else { throw VerifyError.drafter("accept needs at least one token") }
+        guard n >= 1 else { throw DraftError(file: "<draft>", field: "accept", reason: "needs at least one token") }
         var x = [Float](repeating: 0, count: n * d)
         try x.withUnsafeMutableBufferPointer { xb in
             for (i, t) in nextTokens.enumerated() {
                 let pos = acceptedPositions + i + 1
                 if let span = images.first(where: { pos >= $0.start && pos < $0.start + $0.rows }) {
-                    guard span.embeddings.count == span.rows * d else { throw VerifyError.drafter("image rows are not \(d) wide") }
+                    guard span.embeddings.count == span.rows * d else { throw DraftError(file: "<draft>", field: "images", reason: "image rows are not \(d) wide") }
                     let r = (pos - span.start) * d
                     for j in 0..<d { xb[i * d + j] = span.embeddings[r + j] }
                 } else {
-                    guard t >= 0, Int(t) < model.config.vocabSize else { throw VerifyError.drafter("token \(t) is outside the draft's vocabulary") }
+                    guard t >= 0, Int(t) < model.config.vocabSize else { throw DraftError(file: "<draft>", field: "nextTokens", reason: "token \(t) is outside the draft's vocabulary") }
                     model.weights.tokenEmbedding.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
                 }
             }
@@ -53,7 +52,7 @@ public final class LlamaDrafter: SequenceStartDrafter {
         let out: ForwardOutput
         if acceptedPositions == 0 {
             // Positions 0..<n as one batch, exactly the target's prefill, then the new root alone.
-            guard let f = firstInput, f.count == d else { throw VerifyError.drafter("begin(firstInput:) was not called") }
+            guard let f = firstInput, f.count == d else { throw DraftError(file: "<draft>", field: "begin", reason: "begin(firstInput:) was not called") }
             session.truncate(to: 0)
             _ = try session.forward(embeddings: f + x[0 ..< (n - 1) * d], logits: .none, batchInvariant: prefillBatchInvariant)
             out = try session.forward(embeddings: Array(x[(n - 1) * d ..< n * d]), logits: .last)
@@ -67,7 +66,7 @@ public final class LlamaDrafter: SequenceStartDrafter {
 
     public func expand(tokens: [Int32], parents: [Int], topK: Int) throws -> [[DraftCandidate]] {
         guard !tokens.isEmpty else { return [] }
-        guard tokens.count == parents.count else { throw VerifyError.drafter("\(tokens.count) tokens, \(parents.count) parents") }
+        guard tokens.count == parents.count else { throw DraftError(file: "<draft>", field: "expand", reason: "\(tokens.count) tokens, \(parents.count) parents") }
         roundTokens += tokens
         roundParents += parents
         // The cache has no tree mask across calls, so the whole round goes again in one batch

@@ -1,5 +1,3 @@
-import Draft
-
 /// Draft tokens that cost nothing: when the text's last few tokens occurred earlier in the prompt
 /// or the output, the tokens that followed them then are proposed again (prompt-lookup decoding,
 /// the idea behind llama.cpp's `ngram-*` modes and SuffixDecoding). The chain is merged into the
@@ -17,7 +15,7 @@ public struct ContextMatch: Sendable, Equatable, CustomStringConvertible {
 
     public init(maxTokens: Int = ContextMatch.defaultTokens) throws {
         guard (1...64).contains(maxTokens) else {
-            throw VerifyError.badShape("context-match tokens must be in 1...64, got \(maxTokens)")
+            throw DraftError(file: "<draft>", field: "ngram", reason: "context-match tokens must be in 1...64, got \(maxTokens)")
         }
         self.maxTokens = maxTokens
     }
@@ -50,27 +48,6 @@ public struct ContextMatch: Sendable, Equatable, CustomStringConvertible {
                 len -= 1
             }
             return []
-        }
-    }
-}
-
-extension DraftTree {
-    /// Merges `chain` (a path from the root) into the tree: it follows existing nodes while their
-    /// tokens agree and appends the rest as new nodes, marked in `contextMatched`, after every
-    /// existing node (parents stay before children; the draft's own siblings are tried first).
-    public mutating func merge(chain: [Int32]) {
-        var node = -1
-        for token in chain {
-            if let existing = tokens.indices.first(where: { parents[$0] == node && tokens[$0] == token }) {
-                node = existing
-                continue
-            }
-            tokens.append(token)
-            parents.append(node)
-            depths.append(node < 0 ? 1 : depths[node] + 1)
-            scores.append(node < 0 ? 0 : scores[node])
-            contextMatched.append(true)
-            node = count - 1
         }
     }
 }
