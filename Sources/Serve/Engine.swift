@@ -306,7 +306,8 @@ final class Engine: @unchecked Sendable {
             report.steps = s.steps
             report.tau = s.tau
             report.tokens_per_step = s.tokensPerStep
-            report.draft_acceptance = s.treeNodes > 0 ? Double(s.acceptedDraftTokens) / Double(s.treeNodes) : 0
+            report.draft_acceptance = s.draftNodes > 0 ? Double(s.acceptedDraftTokens) / Double(s.draftNodes) : 0
+            if s.contextNodes > 0 { report.context_tokens_per_step = s.contextTokensPerStep }
             report.acceptance_by_depth = s.acceptanceByDepth
             metrics.tau.set(s.tau)
         }

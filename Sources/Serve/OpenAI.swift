@@ -115,8 +115,10 @@ struct DecodingReport: Encodable {
     /// Accepted draft tokens per target forward (the target's own token not counted).
     var tau: Double?
     var tokens_per_step: Double?
-    /// Accepted draft tokens over drafted tree nodes.
+    /// Accepted draft tokens over the nodes the draft proposed.
     var draft_acceptance: Double?
+    /// Context-matched tokens (`--draft …ngram`) accepted per target forward, apart from τ.
+    var context_tokens_per_step: Double?
     var acceptance_by_depth: [Double]?
 }
 

@@ -18,8 +18,9 @@ public struct SpeculativeStats: Sendable, Equatable {
     public var emitted = 0
     /// Accepted tokens the draft proposed (a node that context matching proposed too counts here).
     public var acceptedDraftTokens = 0
-    /// Tree nodes verified, root excluded.
+    /// Tree nodes verified, root excluded; of them, those the draft proposed.
     public var treeNodes = 0
+    public var draftNodes = 0
     /// Nodes that only context matching proposed (`ContextMatch`), and those accepted: never
     /// counted as the draft's acceptance (τ, the rates by depth).
     public var contextNodes = 0
@@ -58,8 +59,10 @@ public struct SpeculativeStats: Sendable, Equatable {
     mutating func record(_ r: VerifyResult, tree: DraftTree) {
         steps += 1
         emitted += r.emitted.count
+        let matched = tree.contextMatched.lazy.filter { $0 }.count
         treeNodes += tree.count
-        contextNodes += tree.contextMatched.lazy.filter { $0 }.count
+        draftNodes += tree.count - matched
+        contextNodes += matched
         if triedByDepth.count < r.triedDepth {
             triedByDepth += Array(repeating: 0, count: r.triedDepth - triedByDepth.count)
             acceptedByDepth += Array(repeating: 0, count: r.triedDepth - acceptedByDepth.count)

@@ -121,7 +121,8 @@ struct ServeTests {
     /// 8 concurrent clients), bad input gets 4xx JSON, a dropped stream is cancelled, and
     /// SIGTERM exits 0.
     @Test func servesLikeDecodeAndRefusesBadInput() async throws {
-        let server = try ServerProcess(["--mmproj", towerPath, "--draft", draftPath, "--parallel", "8", "--ctx", "512", "--max-body-mb", "1"])
+        // The shipped draft with context matching merged into its trees (what the README runs).
+        let server = try ServerProcess(["--mmproj", towerPath, "--draft", draftPath + "+ngram", "--parallel", "8", "--ctx", "512", "--max-body-mb", "1"])
 
         // Text, alone: speculative, and the same text as decode (with and without the draft).
         let prompt = "Write one sentence about the sea."
@@ -155,6 +156,13 @@ struct ServeTests {
         let raw = try await call(server, .POST, "/v1/completions", body: json(["prompt": "The capital of France is", "max_tokens": 12, "temperature": 0]))
         #expect(raw.status == 200, "\(raw.body)")
         #expect((raw.json["choices"] as? [[String: Any]])?.first?["text"] as? String == (try decodeText("The capital of France is", n: 12, extra: ["--raw"])))
+
+        // A repetitive continuation: context-matched tokens are accepted, reported apart from τ.
+        let repeating = "1, 2, 3, 4, 5, 6, 7, 8,"
+        let counted = try await call(server, .POST, "/v1/completions", body: json(["prompt": repeating, "max_tokens": 24, "temperature": 0]))
+        #expect((counted.json["choices"] as? [[String: Any]])?.first?["text"] as? String == (try decodeText(repeating, n: 24, extra: ["--raw"])))
+        let countedReport = counted.json["specdec"] as? [String: Any]
+        #expect((countedReport?["context_tokens_per_step"] as? Double ?? 0) > 0, "\(counted.body)")
 
         // A stop sequence cuts the text where decode's text first has it, and the stop string
         // itself is not sent (streamed, where it may arrive split across chunks).
