@@ -54,7 +54,7 @@ let package = Package(
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
         .target(name: "Generation", dependencies: ["Checksum", "Kernels", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
         // Speculative against plain decoding over a prompt set: `eval` and `bench --prompts`.
-        .target(name: "Evaluation", dependencies: ["Draft", "Generation", "DataSynth", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
+        .target(name: "Evaluation", dependencies: ["Draft", "Generation", "Shards", "DataSynth", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
         // `specdec serve`: the OpenAI-compatible HTTP server over the generation library.
         .target(name: "Serve", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -62,13 +62,18 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             "Generation", "Llama", "Tokenizer", "Vision", "Sampling", "Verify", "Draft", "GGUF",
         ]),
-        .target(name: "DataSynth", dependencies: ["Checksum", "Llama", "CZstd", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
+        // The training-data format alone: shard and manifest layout, reader, writer, dataset checks
+        // and snapshots, zstd frames, checksums. Training reads it without the synthesizer.
+        .target(name: "Shards", dependencies: ["Checksum", "CZstd", "GGUF", "Kernels"]),
+        // Where training data comes from: prompt sources and generators, the synthesizer that runs
+        // the target and writes shards, the evaluation set.
+        .target(name: "DataSynth", dependencies: ["Shards", "Checksum", "Llama", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["Checksum", "GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
-        .target(name: "DraftTraining", dependencies: ["Draft", "Sampling", "SafeTensors", "DataSynth", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
+        .target(name: "DraftTraining", dependencies: ["Draft", "Sampling", "SafeTensors", "Shards", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
 
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "DataSynth", "Vision", "DraftTraining", "SafeTensors",
+            "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "Shards", "DataSynth", "Vision", "DraftTraining", "SafeTensors",
             "Generation", "Evaluation", "Serve",
         ]),
 
@@ -78,10 +83,10 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Sampling", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "specdec", "Kernels"]),
-        .testTarget(name: "DataSynthTests", dependencies: ["DataSynth", "TestSupport", "specdec", "Llama", "Tokenizer", "GGUF", "Vision"]),
+        .testTarget(name: "DataSynthTests", dependencies: ["DataSynth", "Shards", "TestSupport", "specdec", "Llama", "Tokenizer", "GGUF", "Vision"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "GGUF", "Kernels", "Llama", "Tokenizer", "Sampling", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
-        .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Llama", "Kernels", "TestSupport"]),
+        .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Shards", "Llama", "Kernels", "TestSupport"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Draft", "Llama", "Sampling", "GGUF", "Tokenizer", "Vision", "TestSupport", "specdec", "Generation"]),
         .testTarget(name: "ServeTests", dependencies: [
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

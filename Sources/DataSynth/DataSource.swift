@@ -1,5 +1,6 @@
 import Foundation
 import Sampling
+import Shards
 
 /// One prompt for the target to answer while writing training data.
 public struct SynthPrompt: Sendable, Equatable {

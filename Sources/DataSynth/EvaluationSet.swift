@@ -1,6 +1,7 @@
 import Foundation
 import GGUF
 import Vision
+import Shards
 
 /// The evaluation prompts of the results table (issue: trained drafts and results), kept apart from
 /// training data: image questions from `ImagePromptGenerator` with a seed that no training run

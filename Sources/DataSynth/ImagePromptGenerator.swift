@@ -1,5 +1,6 @@
 import Sampling
 import Vision
+import Shards
 
 /// Synthetic pictures with questions about them, so that image data can be made offline with the
 /// demo tower: solid colours, halves, quadrants, shapes on a background and simple scenes, drawn

@@ -1,4 +1,4 @@
-import DataSynth
+import Shards
 import Foundation
 import Vision
 
@@ -21,7 +21,7 @@ public final class TowerImageEmbedder: ImageEmbedder {
             }
             bytes = Array(d)
         }
-        let sha = DataSynth.SHA256.hex(bytes)
+        let sha = Checksum.SHA256.hex(bytes)
         guard sha == image.sha256 else {
             throw TrainingError(file: image.path, field: "image.sha256", reason: "the image's bytes hash to \(sha), the sample says \(image.sha256)")
         }

@@ -1,6 +1,6 @@
 import Draft
 import COpenBLAS
-import DataSynth
+import Shards
 import Foundation
 import Kernels
 import Llama
@@ -108,7 +108,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     guard data.width == mc.width else {
         throw TrainingError(file: rc.dataDirs[0], field: "hidden.width", reason: "\(data.width), but the model's width is \(mc.width)")
     }
-    let targetSHA = try DataSynth.SHA256.hexOfFile(rc.modelPath)
+    let targetSHA = try Checksum.SHA256.hexOfFile(rc.modelPath)
     guard targetSHA == data.modelSHA256 else {
         throw TrainingError(file: rc.dataDirs[0], field: "model.sha256", reason: "the data was made with another model than \(rc.modelPath)")
     }
@@ -117,7 +117,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     if let t = rc.towerPath {
         tower = try VisionTower(path: t)
         try tower!.check(compatibleWith: model)
-        towerSHA = try DataSynth.SHA256.hexOfFile(t)
+        towerSHA = try Checksum.SHA256.hexOfFile(t)
     }
     if opts.stage == 1 { opts.numQ = 0 }
     if opts.globalFeature == false && opts.numQ == 0 {

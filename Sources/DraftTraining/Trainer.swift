@@ -1,4 +1,4 @@
-import DataSynth
+import Shards
 import Foundation
 import SafeTensors
 

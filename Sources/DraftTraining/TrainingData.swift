@@ -1,4 +1,4 @@
-import DataSynth
+import Shards
 import Foundation
 import GGUF
 import Kernels
@@ -65,7 +65,7 @@ public final class TrainingData {
     public init(dirs: [String], allowUnfinished: Bool = false) throws {
         guard !dirs.isEmpty else { throw TrainingError(file: "--data", field: "data", reason: "no dataset folder given") }
         self.dirs = dirs
-        var hasher = DataSynth.SHA256()
+        var hasher = Checksum.SHA256()
         var width: Int? = nil, model: String? = nil, vocab = 0
         for (di, dir) in dirs.enumerated() {
             let (paths, _) = manifestPaths(in: dir)
@@ -116,7 +116,7 @@ public final class TrainingData {
         }
         guard let w = width, let m = model else { throw TrainingError(file: dirs[0], field: "shards", reason: "the dataset has no shards") }
         self.width = w; modelSHA256 = m; vocabSize = vocab
-        manifestSHA256 = DataSynth.SHA256.hex(hasher.finalize())
+        manifestSHA256 = Checksum.SHA256.hex(hasher.finalize())
     }
 
     public func record(_ s: SampleInfo) throws -> SampleRecord { try readers[s.dir][s.shard].record(s.record) }

@@ -1,5 +1,5 @@
 import CZstd
-import DataSynth
+import Shards
 import Foundation
 
 /// Records of one shard: a finished `.sds` (`ShardReader`) or the complete records at the start
@@ -38,7 +38,7 @@ public final class UnfinishedShard: RecordSource {
 
     /// A SHA-256 over the header and the records' CRCs: the identity of this snapshot.
     public var identity: [UInt8] {
-        var s = DataSynth.SHA256()
+        var s = Checksum.SHA256()
         s.update(Array(bytes[0..<min(bytes.count, entries.first?.offset ?? bytes.count)]))
         for e in entries { s.update(withUnsafeBytes(of: e.crc.littleEndian) { Array($0) }) }
         return s.finalize()

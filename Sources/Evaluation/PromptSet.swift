@@ -1,4 +1,5 @@
 import DataSynth
+import Shards
 import Foundation
 import Generation
 import Llama

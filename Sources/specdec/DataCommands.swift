@@ -1,5 +1,6 @@
 import ArgumentParser
 import DataSynth
+import Shards
 import Foundation
 
 struct DataCommand: ParsableCommand {

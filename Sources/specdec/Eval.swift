@@ -1,5 +1,6 @@
 import ArgumentParser
 import DataSynth
+import Shards
 import Evaluation
 import Foundation
 import Generation

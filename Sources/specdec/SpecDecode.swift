@@ -1,5 +1,6 @@
 import Draft
 import DataSynth
+import Shards
 import GGUF
 import Foundation
 import Generation

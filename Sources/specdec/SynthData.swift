@@ -1,5 +1,6 @@
 import ArgumentParser
 import DataSynth
+import Shards
 import Foundation
 import GGUF
 import Llama

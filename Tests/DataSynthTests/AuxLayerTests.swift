@@ -4,6 +4,7 @@ import Llama
 import Testing
 import TestSupport
 import DataSynth
+import Shards
 
 /// Format version 2: the residual streams entering `hidden.aux_layers` (EAGLE-3's features).
 func auxHeader(layers: [Int]? = [2, 15, 27], hidden: HiddenEncoding = .fp16, samples: Int = 4) -> ShardHeader {

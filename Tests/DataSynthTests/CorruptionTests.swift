@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import DataSynth
+import Shards
 
 @Suite struct CorruptionTests {
     /// Cutting a finished shard anywhere from the start of its last record frame to its last byte:

@@ -2,6 +2,7 @@ import Foundation
 import Kernels
 import Testing
 import DataSynth
+import Shards
 
 @Suite struct ChecksumTests {
     @Test func sha256KnownVectors() {

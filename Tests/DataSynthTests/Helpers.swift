@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import DataSynth
+import Shards
 
 /// A fresh empty folder under the system temporary folder.
 func scratchDir(_ name: String) -> String {

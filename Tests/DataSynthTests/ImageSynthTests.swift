@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 import DataSynth
+import Shards
 import Vision
 
 @Suite struct ImagePromptGeneratorTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import DataSynth
+import Shards
 
 @Suite struct SnapshotTests {
     /// A worker still writing its shard: the snapshot holds exactly its complete records, verifies,

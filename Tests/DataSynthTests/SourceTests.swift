@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import DataSynth
+import Shards
 
 @Suite struct SourceTests {
     func file(_ text: String, _ name: String) throws -> String {

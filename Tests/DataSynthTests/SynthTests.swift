@@ -5,6 +5,7 @@ import Testing
 import TestSupport
 import Tokenizer
 import DataSynth
+import Shards
 
 /// The built `specdec` without the sharding variables a CI may set (they would shard the runs).
 enum Specdec {

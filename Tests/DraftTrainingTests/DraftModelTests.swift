@@ -1,4 +1,5 @@
 import DataSynth
+import Shards
 import XCTest
 @testable import DraftTraining
 

@@ -1,4 +1,5 @@
 import DataSynth
+import Shards
 import Draft
 import Foundation
 import Kernels

@@ -1,4 +1,5 @@
 import DataSynth
+import Shards
 import SafeTensors
 import XCTest
 @testable import DraftTraining
