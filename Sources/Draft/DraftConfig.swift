@@ -7,6 +7,27 @@ import Llama
 public enum DraftFault {}
 public typealias DraftError = FieldError<DraftFault>
 
+/// The draft architectures specdec runs and trains (docs/draft-design.md).
+public enum DraftArch: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+    /// EAGLE-2: fc([e ; f]) into one decoder layer, then the head.
+    case eagle2
+    /// ViSpec: EAGLE-2 plus the visual adapter and `img_fc` (num_q > 0).
+    case vispec
+    /// EAGLE-3: fc over several target layers' states; attention over [norm(e) ; norm(g)].
+    case eagle3
+
+    public var description: String { rawValue }
+
+    public init(from decoder: Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let arch = DraftArch(rawValue: name) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "unknown arch \"\(name)\" (eagle2, vispec, eagle3)"))
+        }
+        self = arch
+    }
+}
+
 /// The draft's hyper-parameters: the `config` JSON of a checkpoint's metadata
 /// (docs/draft-design.md). Same keys and initializer as the trainer's copy, so either can read
 /// the other's checkpoints.
@@ -29,8 +50,7 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     /// (the ablation; only the compressed tokens reach the draft). Nil = injected, and absent from
     /// the JSON, so older checkpoints read and write unchanged.
     public var globalFeature: Bool? = nil
-    /// "eagle2", "vispec" or "eagle3".
-    public var arch: String
+    public var arch: DraftArch
     /// EAGLE-3 only: the target layers whose *input* residual streams feed `fc`, in order
     /// (vLLM's and EAGLE-3's `aux_hidden_state_layers`; layer i's input is the output of layer
     /// i − 1, so every id is at least 1). Nil for the other archs.
@@ -40,14 +60,14 @@ public struct DraftConfig: Codable, Equatable, Sendable {
                 vocab: Int, targetVocab: Int, headTied: Bool, numQ: Int) {
         self.width = width; self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.ffn = ffn
         self.rmsEps = rmsEps; self.ropeBase = ropeBase; self.vocab = vocab; self.targetVocab = targetVocab
-        self.headTied = headTied; self.numQ = numQ; arch = numQ > 0 ? "vispec" : "eagle2"
+        self.headTied = headTied; self.numQ = numQ; arch = numQ > 0 ? .vispec : .eagle2
     }
 
     /// An EAGLE-3 draft for `target`: one layer of the target's geometry reading the residual
     /// streams entering `auxLayers` (default EAGLE-3's low, middle and high: 2, L/2, L − 3).
     public static func eagle3(target t: LlamaConfig, vocab: Int? = nil, auxLayers: [Int]? = nil) -> DraftConfig {
         var c = DraftConfig(target: t, vocab: vocab)
-        c.arch = "eagle3"
+        c.arch = .eagle3
         c.auxLayers = auxLayers ?? defaultAuxLayers(layerCount: t.layerCount)
         return c
     }
@@ -55,7 +75,7 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     /// EAGLE-3's choice (vLLM `get_eagle3_aux_hidden_state_layers`): 2, L/2, L − 3.
     public static func defaultAuxLayers(layerCount l: Int) -> [Int] { [2, l / 2, l - 3] }
 
-    public var isEagle3: Bool { arch == "eagle3" }
+    public var isEagle3: Bool { arch == .eagle3 }
     /// Width of the target features one entry reads: d (EAGLE-2/ViSpec: the final-norm state)
     /// or aux layers × d (EAGLE-3).
     public var featureWidth: Int { (auxLayers?.count ?? 1) * width }
@@ -93,6 +113,25 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     /// Checks the config on its own and against the target it is to run with.
     public func validate(target t: LlamaConfig, file: String) throws {
         func err(_ f: String, _ r: String) -> DraftError { DraftError(file: file, field: "config.\(f)", reason: r) }
+        try validate(file: file)
+        if isEagle3 {
+            for id in auxLayers! where id >= t.layerCount {
+                throw err("aux_layers", "layer \(id) is not an input of target layers 1..<\(t.layerCount)")
+            }
+        }
+        let pairs: [(String, Int, Int)] = [("width", width, t.width), ("heads", heads, t.headCount),
+                                           ("kv_heads", kvHeads, t.kvHeadCount), ("head_dim", headDim, t.headDim),
+                                           ("ffn", ffn, t.ffnWidth), ("target_vocab", targetVocab, t.vocabSize)]
+        for (name, mine, theirs) in pairs where mine != theirs {
+            throw err(name, "the draft has \(mine), the target model has \(theirs): the checkpoint was made for another model")
+        }
+        guard ropeBase == t.ropeBase else { throw err("rope_base", "the draft has \(ropeBase), the target model has \(t.ropeBase)") }
+    }
+
+    /// Checks the config on its own (sizes, arch against num_q, aux layers, the adapter's shape):
+    /// what a checkpoint must satisfy before any target is known (training's `--init`, `--resume`).
+    public func validate(file: String) throws {
+        func err(_ f: String, _ r: String) -> DraftError { DraftError(file: file, field: "config.\(f)", reason: r) }
         for (name, v) in [("width", width), ("heads", heads), ("kv_heads", kvHeads), ("head_dim", headDim),
                           ("ffn", ffn), ("vocab", vocab), ("target_vocab", targetVocab)] where v <= 0 {
             throw err(name, "must be positive, found \(v)")
@@ -102,25 +141,17 @@ public struct DraftConfig: Codable, Equatable, Sendable {
         guard rmsEps > 0, rmsEps.isFinite else { throw err("rms_eps", "must be positive, found \(rmsEps)") }
         guard vocab <= targetVocab else { throw err("vocab", "\(vocab) is larger than target_vocab \(targetVocab)") }
         guard !headTied || vocab == targetVocab else { throw err("head_tied", "a tied head needs vocab = target_vocab (\(vocab) ≠ \(targetVocab))") }
-        guard ["eagle2", "vispec", "eagle3"].contains(arch) else { throw err("arch", "unknown arch \"\(arch)\" (eagle2, vispec, eagle3)") }
-        guard (arch == "vispec") == (numQ > 0) else { throw err("arch", "\"\(arch)\" does not match num_q = \(numQ)") }
-        guard globalFeature == nil || arch == "vispec" else { throw err("global_feature", "only a vispec draft (num_q > 0) has a global feature") }
+        guard (arch == .vispec) == (numQ > 0) else { throw err("arch", "\"\(arch)\" does not match num_q = \(numQ)") }
+        guard globalFeature == nil || arch == .vispec else { throw err("global_feature", "only a vispec draft (num_q > 0) has a global feature") }
         if isEagle3 {
             guard let ids = auxLayers, !ids.isEmpty else { throw err("aux_layers", "eagle3 needs the target layers it reads") }
-            for id in ids where id < 1 || id >= t.layerCount {
-                throw err("aux_layers", "layer \(id) is not an input of target layers 1..<\(t.layerCount)")
+            for id in ids where id < 1 {
+                throw err("aux_layers", "layer \(id) is not the input of a target layer (ids start at 1)")
             }
             guard !headTied else { throw err("head_tied", "an eagle3 draft has its own head") }
         } else if auxLayers != nil {
             throw err("aux_layers", "only eagle3 drafts read aux layers (arch is \"\(arch)\")")
         }
-        let pairs: [(String, Int, Int)] = [("width", width, t.width), ("heads", heads, t.headCount),
-                                           ("kv_heads", kvHeads, t.kvHeadCount), ("head_dim", headDim, t.headDim),
-                                           ("ffn", ffn, t.ffnWidth), ("target_vocab", targetVocab, t.vocabSize)]
-        for (name, mine, theirs) in pairs where mine != theirs {
-            throw err(name, "the draft has \(mine), the target model has \(theirs): the checkpoint was made for another model")
-        }
-        guard ropeBase == t.ropeBase else { throw err("rope_base", "the draft has \(ropeBase), the target model has \(t.ropeBase)") }
         guard numQ == 0 || heads * headDim == width else {
             throw err("num_q", "the adapter needs heads × head_dim = width (\(heads) × \(headDim) ≠ \(width))")
         }

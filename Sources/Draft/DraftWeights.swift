@@ -68,24 +68,8 @@ public struct DraftWeights: Sendable {
         }
     }
 
-    /// Every float tensor this config has, with its shape (checkpoint order does not matter).
-    public static func shapes(_ c: DraftConfig) -> [(name: String, shape: [Int])] {
-        let d = c.width
-        // EAGLE-3: fc fuses the aux layers; attention reads [norm(e) ; norm(g)] (2d).
-        let attIn = c.isEagle3 ? 2 * d : d
-        var s: [(String, [Int])] = [
-            (Name.fc, c.isEagle3 ? [d, c.featureWidth] : [d, 2 * d]), (Name.q, [c.qWidth, attIn]), (Name.k, [c.kvWidth, attIn]),
-            (Name.v, [c.kvWidth, attIn]), (Name.o, [d, c.qWidth]), (Name.postNorm, [d]), (Name.gate, [c.ffn, d]),
-            (Name.up, [c.ffn, d]), (Name.down, [d, c.ffn]), (Name.norm, [d]),
-        ].map { (Name.of($0.0, c), $0.1) }
-        if c.isEagle3 { s += [(Name.inputNorm, [d]), (Name.hiddenNorm, [d])] }
-        if !c.headTied { s.append((Name.lmHead, [c.vocab, d])) }
-        if c.numQ > 0 {
-            s += [(Name.queries, [c.numQ, d]), (Name.aq, [d, d]), (Name.ak, [d, d]), (Name.av, [d, d]), (Name.ao, [d, d]),
-                  (Name.imgFc, [d, 2 * d])]
-        }
-        return s
-    }
+    /// Every float tensor this config has, with its shape (`DraftConfig.tensors`, the one table).
+    public static func shapes(_ c: DraftConfig) -> [(name: String, shape: [Int])] { c.tensors.map { ($0.name, $0.shape) } }
 
     /// The float tensors by name (those this config has).
     public var tensors: [String: [Float]] {
@@ -116,55 +100,8 @@ public struct DraftWeights: Sendable {
     }
 
     public static func load(_ f: SafeTensorsFile, target: LlamaConfig) throws -> DraftWeights {
-        let file = f.file
-        func err(_ field: String, _ r: String) -> DraftError { DraftError(file: file, field: field, reason: r) }
-        if let fmt = f.metadata["format"], fmt != "specdec-draft" {
-            throw err("__metadata__.format", "is \"\(fmt)\", not \"specdec-draft\"")
-        }
-        if let v = f.metadata["version"], v != "1" { throw err("__metadata__.version", "version \(v) is not supported (1 is)") }
-        guard let cj = f.metadata["config"] else { throw err("__metadata__.config", "missing: not a specdec draft checkpoint") }
-        let c: DraftConfig
-        do { c = try JSONDecoder().decode(DraftConfig.self, from: Data(cj.utf8)) } catch {
-            throw err("__metadata__.config", "not a valid draft config: \(error)")
-        }
-        try c.validate(target: target, file: file)
-
-        var t: [String: [Float]] = [:]
-        for (name, shape) in shapes(c) {
-            guard f.contains(name) else { throw err(name, "missing (the config needs it, shape \(shape))") }
-            let info = try f.info(name)
-            guard info.shape == shape else {
-                throw err(name, "has shape \(info.shape), the config (width \(c.width), ffn \(c.ffn), vocab \(c.vocab)) needs \(shape)")
-            }
-            guard info.dtype == .F32 || info.dtype == .F16 || info.dtype == .BF16 else {
-                throw err(name, "dtype \(info.dtype) is not F32, F16 or BF16")
-            }
-            let v = try f.floats(name)
-            if let bad = v.firstIndex(where: { !$0.isFinite }) {
-                throw err(name, "element \(bad) is \(v[bad]): the checkpoint is broken")
-            }
-            t[name] = v
-        }
-        if c.headTied && f.contains(Name.lmHead) { throw err(Name.lmHead, "present although head_tied is true") }
-        var d2t: [Int32]? = nil
-        if c.vocab != c.targetVocab {
-            guard f.contains(Name.d2t) else { throw err(Name.d2t, "missing (vocab \(c.vocab) < target_vocab \(c.targetVocab))") }
-            let info = try f.info(Name.d2t)
-            guard info.shape == [c.vocab], info.dtype == .I32 || info.dtype == .I64 else {
-                throw err(Name.d2t, "is \(info.dtype) \(info.shape), needs I32 [\(c.vocab)]")
-            }
-            let m = try f.int32s(Name.d2t)
-            if let bad = m.firstIndex(where: { $0 < 0 || Int($0) >= c.targetVocab }) {
-                throw err(Name.d2t, "entry \(bad) = \(m[bad]) is not a target token id (0..<\(c.targetVocab))")
-            }
-            d2t = m
-        } else if f.contains(Name.d2t) {
-            // The identity map may be stored; anything else with the full vocabulary is a mistake.
-            let m = try f.int32s(Name.d2t)
-            guard m.count == c.vocab, m.enumerated().allSatisfy({ Int($1) == $0 }) else {
-                throw err(Name.d2t, "vocab = target_vocab, so d2t must be absent or the identity")
-            }
-        }
+        let ck = try DraftCheckpoint(f, target: target)
+        let c = ck.config, t = ck.tensors, d2t = ck.d2t
         func layer(_ n: String) -> [Float] { t[Name.of(n, c)]! }
         var w = DraftWeights(config: c, fc: t[Name.fc]!, qProj: layer(Name.q), kProj: layer(Name.k), vProj: layer(Name.v),
                              oProj: layer(Name.o), postAttentionNorm: layer(Name.postNorm), gateProj: layer(Name.gate),
@@ -190,12 +127,10 @@ public struct DraftWeights: Sendable {
 
     public func writer(dtype: SafeTensorsDType = .F32, extraTensors: [String: (shape: [Int], values: [Float])] = [:]) throws -> SafeTensorsWriter {
         var meta = metadata
-        meta["format"] = "specdec-draft"
-        meta["version"] = "1"
-        meta["config"] = config.json()
+        meta.merge(DraftCheckpoint.header(config)) { $1 }
         var w = SafeTensorsWriter(metadata: meta)
         let t = tensors
-        for (name, shape) in Self.shapes(config) {
+        for (name, shape) in config.tensors.map({ ($0.name, $0.shape) }) {
             guard let v = t[name] else { throw DraftError(file: "<draft>", field: name, reason: "missing from the weights") }
             guard v.count == shape.reduce(1, *) else {
                 throw DraftError(file: "<draft>", field: name, reason: "\(v.count) values for shape \(shape)")

@@ -55,11 +55,11 @@ public enum Checkpoint {
     /// checkpoints; `dtype`: F32, F16 or BF16 for the weights (moments always F32).
     public static func save(to path: String, params: DraftParameters, d2t: [Int32], meta: CheckpointMeta,
                             optimizer: (m: [Float], v: [Float])?, dtype: SafeTensorsDType = .F32) throws {
-        var md: [String: String] = [
-            "format": "specdec-draft", "version": "1", "config": json(meta.config),
+        var md = DraftCheckpoint.header(meta.config)
+        md.merge([
             "target_sha256": meta.targetSHA256, "step": String(meta.step), "seed": String(meta.seed),
             "data_manifest_sha256": meta.dataManifestSHA256, "train_args": meta.trainArgs,
-        ]
+        ]) { $1 }
         if let t = meta.towerSHA256 { md["tower_sha256"] = t }
         if let r = meta.rngState { md["rng_state"] = r }
         if let c = meta.dataCursor { md["data_cursor"] = json(c) }
@@ -77,24 +77,16 @@ public enum Checkpoint {
         try w.write(to: path)
     }
 
-    /// Reads and checks a checkpoint: format, version, config, every tensor's presence, shape
-    /// and dtype, d2t's range, and (when present) complete optimizer state.
+    /// Reads and checks a checkpoint with the one draft reader (`DraftCheckpoint`: format,
+    /// version, config, every tensor's presence, shape, dtype and values, d2t), then the training
+    /// metadata and, when present, complete optimizer state.
     public static func load(_ path: String) throws -> LoadedCheckpoint {
-        let f = try SafeTensorsFile(path: path)
+        let ck = try DraftCheckpoint(path: path, target: nil)
+        let f = ck.file, config = ck.config
         func fail(_ field: String, _ why: String) -> TrainingError { TrainingError(file: path, field: field, reason: why) }
         func meta(_ k: String) throws -> String {
-            guard let v = f.metadata[k] else { throw fail("__metadata__.\(k)", "missing (not a specdec draft checkpoint?)") }
+            guard let v = f.metadata[k] else { throw fail("__metadata__.\(k)", "missing (not a specdec training checkpoint?)") }
             return v
-        }
-        guard try meta("format") == "specdec-draft" else { throw fail("__metadata__.format", "\"\(f.metadata["format"]!)\", expected \"specdec-draft\"") }
-        guard try meta("version") == "1" else { throw fail("__metadata__.version", "\(f.metadata["version"]!), this specdec reads 1") }
-        let config: DraftConfig
-        do { config = try JSONDecoder().decode(DraftConfig.self, from: Data(try meta("config").utf8)) } catch let e as TrainingError { throw e } catch {
-            throw fail("__metadata__.config", "not a draft config: \(error)")
-        }
-        guard config.width > 0, config.heads > 0, config.kvHeads > 0, config.heads % config.kvHeads == 0, config.headDim > 0,
-              config.ffn > 0, config.vocab > 0, config.vocab <= config.targetVocab, config.numQ >= 0 else {
-            throw fail("__metadata__.config", "inconsistent sizes \(json(config))")
         }
         guard let step = Int(try meta("step")), step >= 0 else { throw fail("__metadata__.step", "not a step count") }
         guard let seed = UInt64(try meta("seed")) else { throw fail("__metadata__.seed", "not an unsigned integer") }
@@ -111,11 +103,7 @@ public enum Checkpoint {
         let hasOptimizer = f.names.contains { $0.hasPrefix("optimizer.") }
         if hasOptimizer { mom = [Float](repeating: 0, count: params.count); vel = mom }
         for s in params.slots {
-            guard f.contains(s.name) else { throw fail(s.name, "tensor missing") }
-            guard try f.shape(s.name) == s.shape else { throw fail(s.name, "shape \(try f.shape(s.name)), expected \(s.shape) for this config") }
-            guard try f.dtype(s.name).isFloat else { throw fail(s.name, "dtype \(try f.dtype(s.name)) is not a float type") }
-            params.set(s.name, try f.floats(s.name))
-            guard params.tensor(s.name)!.allSatisfy({ $0.isFinite }) else { throw fail(s.name, "holds NaN or infinite values") }
+            params.set(s.name, ck.tensors[s.name]!)
             if hasOptimizer && s.trainable {
                 for (prefix, isM) in [("optimizer.m.", true), ("optimizer.v.", false)] {
                     let n = prefix + s.name
@@ -126,17 +114,7 @@ public enum Checkpoint {
                 }
             }
         }
-        var d2t: [Int32]
-        if config.vocab == config.targetVocab {
-            d2t = (0..<config.vocab).map { Int32($0) }
-        } else {
-            guard f.contains("d2t") else { throw fail("d2t", "missing (the draft vocabulary \(config.vocab) is smaller than the target's \(config.targetVocab))") }
-            guard try f.shape("d2t") == [config.vocab] else { throw fail("d2t", "shape \(try f.shape("d2t")), expected [\(config.vocab)]") }
-            d2t = try f.int32s("d2t")
-            if let bad = d2t.first(where: { $0 < 0 || Int($0) >= config.targetVocab }) {
-                throw fail("d2t", "token id \(bad) outside the target vocabulary 0..<\(config.targetVocab)")
-            }
-        }
+        let d2t = ck.d2t ?? (0..<config.vocab).map { Int32($0) }
         return LoadedCheckpoint(params: params, d2t: d2t, meta: m, m: mom, v: vel, names: f.names)
     }
 }

@@ -1,6 +1,9 @@
 import Draft
 import Foundation
 
+/// Tensor names come from the one table (`DraftConfig.tensors`, `DraftWeights.Name`).
+private typealias N = DraftWeights.Name
+
 /// Pointers to the draft's weights (and their gradients) inside the flat parameter vector.
 struct WeightPointers {
     let fc, wq, wk, wv, wo, postNorm, gate, up, down, norm: UnsafePointer<Float>
@@ -13,17 +16,17 @@ struct WeightPointers {
 
     init(params p: UnsafePointer<Float>, layout: DraftParameters, tiedHead: UnsafePointer<Float>?) {
         // Layer tensors are `midlayer.*` in an EAGLE-3 layout.
-        func at(_ n: String) -> UnsafePointer<Float> { p + layout.offset(DraftWeights.Name.of(n, layout.config)) }
+        func at(_ n: String) -> UnsafePointer<Float> { p + layout.offset(N.of(n, layout.config)) }
         func opt(_ n: String) -> UnsafePointer<Float>? { layout.slot(n).map { p + $0.offset } }
-        inputNorm = opt(DraftWeights.Name.inputNorm); hiddenNorm = opt(DraftWeights.Name.hiddenNorm)
-        fc = at("fc.weight"); wq = at("layers.0.self_attn.q_proj.weight"); wk = at("layers.0.self_attn.k_proj.weight")
-        wv = at("layers.0.self_attn.v_proj.weight"); wo = at("layers.0.self_attn.o_proj.weight")
-        postNorm = at("layers.0.post_attention_layernorm.weight")
-        gate = at("layers.0.mlp.gate_proj.weight"); up = at("layers.0.mlp.up_proj.weight"); down = at("layers.0.mlp.down_proj.weight")
-        norm = at("norm.weight")
-        head = opt("lm_head.weight") ?? tiedHead!
-        queries = opt("adapter.queries"); aq = opt("adapter.q_proj.weight"); ak = opt("adapter.k_proj.weight")
-        av = opt("adapter.v_proj.weight"); ao = opt("adapter.o_proj.weight"); imgFc = opt("img_fc.weight")
+        inputNorm = opt(N.inputNorm); hiddenNorm = opt(N.hiddenNorm)
+        fc = at(N.fc); wq = at(N.q); wk = at(N.k)
+        wv = at(N.v); wo = at(N.o)
+        postNorm = at(N.postNorm)
+        gate = at(N.gate); up = at(N.up); down = at(N.down)
+        norm = at(N.norm)
+        head = opt(N.lmHead) ?? tiedHead!
+        queries = opt(N.queries); aq = opt(N.aq); ak = opt(N.ak)
+        av = opt(N.av); ao = opt(N.ao); imgFc = opt(N.imgFc)
     }
 }
 
@@ -36,17 +39,17 @@ struct DraftGrads {
     let norm, inputNorm, hiddenNorm: UnsafeMutablePointer<Float>?
 
     init(grads g: UnsafeMutablePointer<Float>, layout: DraftParameters) {
-        func at(_ n: String) -> UnsafeMutablePointer<Float> { g + layout.offset(DraftWeights.Name.of(n, layout.config)) }
+        func at(_ n: String) -> UnsafeMutablePointer<Float> { g + layout.offset(N.of(n, layout.config)) }
         func opt(_ n: String) -> UnsafeMutablePointer<Float>? { layout.slot(n).map { g + $0.offset } }
-        norm = layout.slot("norm.weight").flatMap { $0.trainable ? g + $0.offset : nil }
-        inputNorm = opt(DraftWeights.Name.inputNorm); hiddenNorm = opt(DraftWeights.Name.hiddenNorm)
-        fc = at("fc.weight"); wq = at("layers.0.self_attn.q_proj.weight"); wk = at("layers.0.self_attn.k_proj.weight")
-        wv = at("layers.0.self_attn.v_proj.weight"); wo = at("layers.0.self_attn.o_proj.weight")
-        postNorm = at("layers.0.post_attention_layernorm.weight")
-        gate = at("layers.0.mlp.gate_proj.weight"); up = at("layers.0.mlp.up_proj.weight"); down = at("layers.0.mlp.down_proj.weight")
-        head = opt("lm_head.weight")
-        queries = opt("adapter.queries"); aq = opt("adapter.q_proj.weight"); ak = opt("adapter.k_proj.weight")
-        av = opt("adapter.v_proj.weight"); ao = opt("adapter.o_proj.weight"); imgFc = opt("img_fc.weight")
+        norm = layout.slot(N.norm).flatMap { $0.trainable ? g + $0.offset : nil }
+        inputNorm = opt(N.inputNorm); hiddenNorm = opt(N.hiddenNorm)
+        fc = at(N.fc); wq = at(N.q); wk = at(N.k)
+        wv = at(N.v); wo = at(N.o)
+        postNorm = at(N.postNorm)
+        gate = at(N.gate); up = at(N.up); down = at(N.down)
+        head = opt(N.lmHead)
+        queries = opt(N.queries); aq = opt(N.aq); ak = opt(N.ak)
+        av = opt(N.av); ao = opt(N.ao); imgFc = opt(N.imgFc)
     }
 }
 

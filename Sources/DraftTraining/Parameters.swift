@@ -21,43 +21,10 @@ public struct DraftParameters: Sendable {
 
     public init(config c: DraftConfig) {
         self.config = c
-        let d = c.width, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
-        if c.isEagle3 {
-            // EAGLE-3: the names and shapes of `DraftWeights.shapes` (midlayer.*, fc over the aux
-            // layers, q/k/v over [norm(e) ; norm(g)]). Every tensor trains, the output norm too:
-            // the state it normalises is the draft's own, not a regression of the target's.
-            var off = 0
-            for (name, shape) in DraftWeights.shapes(c) {
-                let n = shape.reduce(1, *)
-                slots.append(TensorSlot(name: name, shape: shape, offset: off, count: n, trainable: true))
-                off += n
-            }
-            values = [Float](repeating: 0, count: off)
-            return
-        }
-        var list: [(String, [Int], Bool)] = [
-            ("fc.weight", [d, 2 * d], true),
-            ("layers.0.self_attn.q_proj.weight", [q, d], true),
-            ("layers.0.self_attn.k_proj.weight", [kv, d], true),
-            ("layers.0.self_attn.v_proj.weight", [kv, d], true),
-            ("layers.0.self_attn.o_proj.weight", [d, q], true),
-            ("layers.0.post_attention_layernorm.weight", [d], true),
-            ("layers.0.mlp.gate_proj.weight", [c.ffn, d], true),
-            ("layers.0.mlp.up_proj.weight", [c.ffn, d], true),
-            ("layers.0.mlp.down_proj.weight", [d, c.ffn], true),
-            ("norm.weight", [d], false),
-        ]
-        if !c.headTied { list.append(("lm_head.weight", [c.vocab, d], true)) }
-        if c.numQ > 0 {
-            list.append(("adapter.queries", [c.numQ, d], true))
-            for n in ["q_proj", "k_proj", "v_proj", "o_proj"] { list.append(("adapter.\(n).weight", [d, d], true)) }
-            list.append(("img_fc.weight", [d, 2 * d], true))
-        }
         var off = 0
-        for (name, shape, tr) in list {
-            let n = shape.reduce(1, *)
-            slots.append(TensorSlot(name: name, shape: shape, offset: off, count: n, trainable: tr))
-            off += n
+        for t in c.tensors {
+            slots.append(TensorSlot(name: t.name, shape: t.shape, offset: off, count: t.count, trainable: t.trainable))
+            off += t.count
         }
         values = [Float](repeating: 0, count: off)
     }
@@ -80,19 +47,22 @@ public struct DraftParameters: Sendable {
         values.replaceSubrange(s.offset..<(s.offset + s.count), with: v)
     }
 
-    /// Random initialisation as PyTorch's nn.Linear (U(±1/√in)), norms at 1, queries N(0, 0.02)-ish
-    /// uniform, `img_fc` = [I ; 0] so that the adapter starts as the plain EAGLE draft.
+    /// Random initialisation by each tensor's rule in `DraftConfig.tensors`: U(±1/√in) as
+    /// PyTorch's nn.Linear, norms at 1, queries U(±0.02), `img_fc` = [I ; 0] so that the adapter
+    /// starts as the plain EAGLE draft. One stream over the tensors in table order.
     public mutating func initialise(seed: UInt64) {
         var rng = SplitMix64(seed: seed ^ 0x5EED_D4AF7)
-        for s in slots {
-            if s.shape.count == 1 {
+        for (s, t) in zip(slots, config.tensors) {
+            switch t.initialisation {
+            case .ones:
                 for i in 0..<s.count { values[s.offset + i] = 1 }
-            } else if s.name == "img_fc.weight" {
+            case .identityFusion:
                 let d = config.width
                 for i in 0..<s.count { values[s.offset + i] = 0 }
                 for i in 0..<d { values[s.offset + i * 2 * d + i] = 1 }
-            } else {
-                let bound = s.name == "adapter.queries" ? Float(0.02) : 1 / Float(s.shape[1]).squareRoot()
+            case .fanIn, .uniform:
+                let bound: Float
+                if case .uniform(let a) = t.initialisation { bound = a } else { bound = 1 / Float(s.shape[1]).squareRoot() }
                 for i in 0..<s.count { values[s.offset + i] = (rng.nextUnit() * 2 - 1) * bound }
             }
         }

@@ -95,15 +95,15 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     }
     let data = try TrainingData(dirs: rc.dataDirs, allowUnfinished: rc.allowUnfinished)
     // EAGLE-3 reads the states entering its aux layers: every shard must hold exactly those.
-    if opts.arch == "eagle3" {
+    if opts.arch == .eagle3 {
         let want = opts.auxLayers ?? DraftConfig.defaultAuxLayers(layerCount: mc.layerCount)
         for r in data.readers.joined() where r.header.hidden.auxLayers != want {
             throw TrainingError(file: r.path, field: "hidden.aux_layers",
                                 reason: r.header.hidden.auxLayers.map { "the shard holds the inputs of target layers \($0), but the draft reads layers \(want) (--aux-layers; or synthesize with --hidden-layers \(want.map(String.init).joined(separator: ",")))" }
                                     ?? "the shard has no aux layer states (format version 1), but an eagle3 draft reads layers \(want): synthesize with --hidden-layers \(want.map(String.init).joined(separator: ","))")
         }
-    } else if opts.arch != nil {
-        throw TrainingError(file: "--arch", field: "arch", reason: "unknown arch \(opts.arch!) (eagle2, eagle3)")
+    } else if let a = opts.arch, a != .eagle2 {
+        throw TrainingError(file: "--arch", field: "arch", reason: "\(a) is chosen by its options (vispec: --num-q in stage 2); the arch option takes eagle2 or eagle3")
     }
     guard data.width == mc.width else {
         throw TrainingError(file: rc.dataDirs[0], field: "hidden.width", reason: "\(data.width), but the model's width is \(mc.width)")
@@ -152,7 +152,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         let cover = try data.vocabularyCoverage(d2t, sampleIndices: split.validation)
         stderrLine(String(format: "draft vocabulary: %d tokens, covering %.2f%% of the validation answers' tokens\n", d2t.count, 100 * cover))
     }
-    let eagle3 = opts.arch == "eagle3"
+    let eagle3 = opts.arch == .eagle3
     // An EAGLE-3 draft always has its own head (its input is its own state, not the target's).
     let tied = !eagle3 && d2t.count == mc.vocabSize && (resumed?.meta.config.headTied ?? initCk?.meta.config.headTied ?? true)
     var config = DraftConfig(width: mc.width, heads: mc.headCount, kvHeads: mc.kvHeadCount, headDim: mc.headDim, ffn: mc.ffnWidth,

@@ -1,3 +1,4 @@
+import Draft
 import Shards
 import Foundation
 import SafeTensors
@@ -18,9 +19,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var validationFraction = 0.05
     public var numQ = 0
     public var draftVocab = 8192
-    /// "eagle3" for an EAGLE-3 draft (nil: EAGLE-2, or ViSpec with num_q > 0; absent from the
+    /// `.eagle3` for an EAGLE-3 draft (nil: EAGLE-2, or ViSpec with num_q > 0; absent from the
     /// JSON then, so older runs resume unchanged).
-    public var arch: String? = nil
+    public var arch: DraftArch? = nil
     /// EAGLE-3: the target layers whose input states feed `fc` (the data must hold them).
     public var auxLayers: [Int]? = nil
     /// false: a ViSpec draft without the global feature (the ablation); nil: with it, and absent

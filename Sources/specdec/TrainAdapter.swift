@@ -1,4 +1,5 @@
 import ArgumentParser
+import Draft
 import DraftTraining
 import Foundation
 import Kernels
@@ -111,7 +112,7 @@ struct TrainAdapter: ParsableCommand {
     var loss: String = "vispec"
 
     @Option(help: "Draft architecture: eagle2 (EAGLE-2, or ViSpec with --num-q in stage 2) or eagle3.")
-    var arch: String = "eagle2"
+    var arch: DraftArch = .eagle2
 
     @Option(name: .customLong("ttt-steps"), help: "eagle3: training-time-test steps K (EAGLE-3 uses 7).")
     var tttSteps: Int = 3
@@ -160,8 +161,8 @@ struct TrainAdapter: ParsableCommand {
         if numQ < 0 { throw ValidationError("--num-q must be 0 (no adapter) or a positive query count") }
         if noGlobalFeature && (stage != 2 || numQ == 0) { throw ValidationError("--no-global-feature needs stage 2 with an adapter (--num-q ≥ 1)") }
         if stage == 2 && mmproj == nil { throw ValidationError("stage 2 needs the vision tower: --mmproj TOWER.gguf") }
-        guard arch == "eagle2" || arch == "eagle3" else { throw ValidationError("--arch must be eagle2 or eagle3, not \(arch)") }
-        if arch == "eagle3" {
+        guard arch != .vispec else { throw ValidationError("--arch takes eagle2 or eagle3: a ViSpec draft is --arch eagle2 with --num-q in stage 2") }
+        if arch == .eagle3 {
             guard tttSteps >= 1 else { throw ValidationError("--ttt-steps must be ≥ 1") }
             if stage == 2 && numQ != 0 { throw ValidationError("--arch eagle3 has no visual adapter: stage 2 takes --num-q 0") }
         } else if auxLayers != nil {
@@ -246,8 +247,8 @@ struct TrainAdapter: ParsableCommand {
         o.numQ = stage == 2 ? numQ : 0
         if noGlobalFeature { o.globalFeature = false }
         o.draftVocab = draftVocab
-        if arch == "eagle3" {
-            o.arch = "eagle3"
+        if arch == .eagle3 {
+            o.arch = .eagle3
             var ce: Float = 1
             for part in (lossWeights ?? "").split(separator: ",") {
                 let kv = part.split(separator: "=", maxSplits: 1)
@@ -283,3 +284,5 @@ struct TrainAdapter: ParsableCommand {
         }
     }
 }
+
+extension DraftArch: ExpressibleByArgument {}

@@ -13,7 +13,7 @@ extension TinyWorld {
     func eagle3Config(vocab v: Int) -> DraftConfig {
         var c = config(vocab: v, numQ: 0)
         c.headTied = false
-        c.arch = "eagle3"
+        c.arch = .eagle3
         c.auxLayers = [1, 2, 3]
         return c
     }
@@ -296,7 +296,7 @@ final class Eagle3Tests: XCTestCase {
         let data = try TrainingData(dirs: [dir])
         var o = TrainOptions()
         o.totalSteps = 12; o.warmupSteps = 2; o.lr = 1e-2; o.batchTokens = 60; o.draftVocab = 24; o.validationFraction = 0.2
-        o.seed = 7; o.noise = 0.05; o.weightDecay = 0; o.arch = "eagle3"; o.auxLayers = [1, 2, 3]; o.loss = .eagle3(tttSteps: 3)
+        o.seed = 7; o.noise = 0.05; o.weightDecay = 0; o.arch = .eagle3; o.auxLayers = [1, 2, 3]; o.loss = .eagle3(tttSteps: 3)
         let split = data.split(validationFraction: o.validationFraction, stage: 1)
         XCTAssertFalse(split.validation.isEmpty)
         let d2t = try data.draftVocabulary(size: 24, sampleIndices: split.train)
@@ -330,7 +330,7 @@ final class Eagle3Tests: XCTestCase {
         }
         try world.writeDataset(recs, auxLayers: [2, 15], to: dir)
         var rc = TrainRunConfig(modelPath: path, dataDirs: [dir], out: dir + "/d.safetensors")
-        rc.options.arch = "eagle3"
+        rc.options.arch = .eagle3
         rc.progress = false
         XCTAssertThrowsError(try runTraining(rc)) { e in
             let t = e as? TrainingError
