@@ -233,31 +233,22 @@ public final class EagleDraft: Drafter {
         }
         // Which entries exist and what their inputs are.
         var rows: [(t: Int, e: (kind: Int, a: Int, b: Int), g: [Float]?)] = []   // kind 0 token(a), 1 image row (span a, row b), 2 compressed (span a, row b)
-        var global = globalFeature
-        var spanIdx = 0
-        let k = config.numQ
+        let layout = spans.map { (start: $0.start, rows: $0.rows) }
         for i in 0..<n {
             let t = p0 + i, next = t + 1
-            while spanIdx < spans.count, spans[spanIdx].start + spans[spanIdx].rows <= next {
-                if adapter != nil { global = compressed[spanIdx].global }
-                spanIdx += 1
-            }
-            if spanIdx < spans.count, next >= spans[spanIdx].start {
-                let s = spans[spanIdx], o = next - s.start
-                if adapter != nil {
-                    let c = o - s.rows + k - 1
-                    if c < 0 { continue }   // dropped: only the span's last K−1 places keep an entry
-                    rows.append((t, (2, spanIdx, c), injectGlobal ? global : nil))
-                } else {
-                    rows.append((t, (1, spanIdx, o), nil))
+            var global = globalFeature
+            if adapter != nil, let g = DraftEntryLayout.globalSpan(next: next, spans: layout) { global = compressed[g].global }
+            switch DraftEntryLayout.input(next: next, spans: layout, numQ: adapter != nil ? config.numQ : 0) {
+            case .dropped: continue
+            case .compressed(let span, let row): rows.append((t, (2, span, row), injectGlobal ? global : nil))
+            case .imageRow(let span, let row): rows.append((t, (1, span, row), nil))
+            case .token:
+                let tok = nextTokens[i]
+                guard tok >= 0, Int(tok) < config.targetVocab else {
+                    throw err("nextTokens[\(i)]", "\(tok) is not a token id (0..<\(config.targetVocab))")
                 }
-                continue
+                rows.append((t, (0, Int(tok), 0), injectGlobal ? global : nil))
             }
-            let tok = nextTokens[i]
-            guard tok >= 0, Int(tok) < config.targetVocab else {
-                throw err("nextTokens[\(i)]", "\(tok) is not a token id (0..<\(config.targetVocab))")
-            }
-            rows.append((t, (0, Int(tok), 0), injectGlobal ? global : nil))
         }
         let m = rows.count
         // EAGLE-3: the entries' states g = fc(aux states), which take f's place below.
@@ -310,7 +301,7 @@ public final class EagleDraft: Drafter {
         }
         entryPositions += rows.map(\.t)
         acceptedPositions = p0 + n
-        if adapter != nil { globalFeature = global }
+        if adapter != nil, let g = DraftEntryLayout.globalSpan(next: p0 + n, spans: layout) { globalFeature = compressed[g].global }
         rootFhat = Array(out.state[((m - 1) * d)...])
         rootPosition = p0 + n - 1
         return topCandidates(fhat: Array(out.normed[((m - 1) * d)...]), n: 1, topK: topK)[0]

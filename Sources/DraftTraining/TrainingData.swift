@@ -1,3 +1,4 @@
+import Draft
 import Shards
 import Foundation
 import GGUF
@@ -247,19 +248,16 @@ public struct SequenceBuilder {
                                 images: imgs, imageRows: imgRows, targetHidden: [], nextToken: [], lossMask: [])
         var row = [Float](repeating: 0, count: d)
         var rng = rng
+        let layout = spans.map { (start: $0.start, rows: $0.rows) }
         for t in 0..<max(n - 1, 0) {
             let p = t + 1
             var ci = -1, cr = -1
             var imageRow: (span: Int, row: Int)? = nil
-            if let s = spans.firstIndex(where: { p >= $0.start && p < $0.start + $0.rows }) {
-                let o = p - spans[s].start
-                if numQ == 0 {
-                    imageRow = (s, o)
-                } else {
-                    let c = o - spans[s].rows + numQ - 1
-                    if c < 0 { continue }       // dropped: only the span's last K−1 places keep an entry
-                    ci = s; cr = c
-                }
+            switch DraftEntryLayout.input(next: p, spans: layout, numQ: numQ) {
+            case .dropped: continue
+            case .compressed(let span, let row): ci = span; cr = row
+            case .imageRow(let span, let row): imageRow = (span, row)
+            case .token: break
             }
             seq.positions.append(t)
             seq.compImage.append(ci); seq.compRow.append(cr)
@@ -288,7 +286,7 @@ public struct SequenceBuilder {
                     seq.auxFeatures += a
                 }
             }
-            seq.globalOf.append(numQ > 0 && globalFeature ? (spans.lastIndex { $0.start + $0.rows <= p } ?? -1) : -1)
+            seq.globalOf.append(numQ > 0 && globalFeature ? (DraftEntryLayout.globalSpan(next: p, spans: layout) ?? -1) : -1)
             seq.targetHidden += h[(p * d)..<((p + 1) * d)]
             let next = p + 1 < n ? r.tokens[p + 1] : -1
             seq.nextToken.append(next)
