@@ -54,7 +54,7 @@ let package = Package(
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
         .target(name: "Generation", dependencies: ["Checksum", "Kernels", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
         // Speculative against plain decoding over a prompt set: `eval` and `bench --prompts`.
-        .target(name: "Evaluation", dependencies: ["Draft", "Generation", "Shards", "DataSynth", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
+        .target(name: "Evaluation", dependencies: ["Draft", "Generation", "Shards", "DataSynth", "GGUF", "Kernels", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
         // `specdec serve`: the OpenAI-compatible HTTP server over the generation library.
         .target(name: "Serve", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -8,35 +8,34 @@ import Vision
 /// `specdec bench --mmproj TOWER --image FILE`: the cost of an image prompt, split into the
 /// image's encoding (file decoding, preprocessing, ViT and projector) and the language model's
 /// prefill of the whole prompt (chat template, question and image rows, one batched forward).
-struct ImagePrefillBench: Encodable {
-    var tower: String
-    var images: [String]
-    var image_rows: Int
-    var prompt_positions: Int
-    var encode_ms: Double
-    var prefill_ms: Double
-    var total_ms: Double
-    var total_min_ms: Double
-    var total_max_ms: Double
+public struct ImagePrefillBench: Encodable, Sendable {
+    public var tower: String
+    public var images: [String]
+    public var image_rows: Int
+    public var prompt_positions: Int
+    public var encode_ms: Double
+    public var prefill_ms: Double
+    public var total_ms: Double
+    public var total_min_ms: Double
+    public var total_max_ms: Double
 
     static let question = "Describe this image."
 
     /// Median (and min/max of the total) over `reps` runs after one warm-up run.
-    static func measure(_ options: ImageOptions, model: LlamaModel, gguf: GGUFFile, reps: Int,
-                        log: (String) -> Void) throws -> ImagePrefillBench? {
-        guard let towerPath = options.mmproj, !options.images.isEmpty else { return nil }
+    public static func measure(towerPath: String, images: [String], model: LlamaModel, gguf: GGUFFile, reps: Int,
+                               log: (String) -> Void) throws -> ImagePrefillBench {
         let tower = try VisionTower(path: towerPath)
         try tower.check(compatibleWith: model)
         let tokenizer = try BPETokenizer(gguf: gguf)
         let markers = ImageMarkers.forTower(tower, tokenizer: tokenizer)
-        let user = try VisionPrompt.placeImages(in: question, count: options.images.count, markers: markers)
+        let user = try VisionPrompt.placeImages(in: question, count: images.count, markers: markers)
         let rendered = try ChatTemplate(gguf: gguf).render(messages: [.user(user)])
         var session: LlamaSession?
         var encode: [Double] = [], prefill: [Double] = [], total: [Double] = []
         var rows = 0, positions = 0
         for r in 0...reps {
             let t0 = monotonicSeconds()
-            let embeddings = try options.images.map { try tower.encode(ImageDecoder.load(path: $0)) }
+            let embeddings = try images.map { try tower.encode(ImageDecoder.load(path: $0)) }
             let t1 = monotonicSeconds()
             let seq = try VisionPrompt.build(rendered: rendered, images: embeddings, markers: markers,
                                              tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
@@ -50,17 +49,13 @@ struct ImagePrefillBench: Encodable {
             encode.append((t1 - t0) * 1000); prefill.append((t2 - t1) * 1000); total.append((t2 - t0) * 1000)
             log("  image prefill \(r)/\(reps): \(String(format: "%.2f", total.last!)) ms (encode \(String(format: "%.2f", encode.last!)))")
         }
-        func med(_ v: [Double]) -> Double {
-            let s = v.sorted()
-            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        }
-        return ImagePrefillBench(tower: towerPath, images: options.images, image_rows: rows, prompt_positions: positions,
-                                 encode_ms: med(encode), prefill_ms: med(prefill), total_ms: med(total),
+        return ImagePrefillBench(tower: towerPath, images: images, image_rows: rows, prompt_positions: positions,
+                                 encode_ms: median(encode), prefill_ms: median(prefill), total_ms: median(total),
                                  total_min_ms: total.min()!, total_max_ms: total.max()!)
     }
 
     /// One line for the bench table.
-    var tableLine: String {
+    public var tableLine: String {
         String(format: "image prefill: %.2f ms median (%.2f–%.2f): encode %.2f ms (decode, resize, ViT, projector) + LM prefill %.2f ms of %d positions (%d image rows)",
                total_ms, total_min_ms, total_max_ms, encode_ms, prefill_ms, prompt_positions, image_rows)
     }
