@@ -44,27 +44,13 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// Maps and parses `path`.
     public convenience init(path: String) throws {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else {
-            throw GGUFError(file: path, field: "file", reason: "cannot open: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw GGUFError(file: path, field: "file", reason: "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw GGUFError(file: path, field: "file", reason: "not a regular file")
-        }
-        let size = Int(st.st_size)
-        guard size > 0 else { throw GGUFError(file: path, field: "magic", reason: "file is empty") }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw GGUFError(file: path, field: "file", reason: "cannot map: \(String(cString: strerror(errno)))")
-        }
+        let (p, size) = try MappedFile.map(path, minimumSize: 1,
+                                           tooSmall: { _ in GGUFError(file: path, field: "magic", reason: "file is empty") },
+                                           error: { GGUFError(file: path, field: $0, reason: $1) })
         do {
-            try self.init(path: path, base: UnsafeRawPointer(p), size: size, mapped: true)
+            try self.init(path: path, base: p, size: size, mapped: true)
         } catch {
-            munmap(p, size)
+            munmap(UnsafeMutableRawPointer(mutating: p), size)
             throw error
         }
     }

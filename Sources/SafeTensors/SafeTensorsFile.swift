@@ -58,26 +58,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// Opens and checks `path` (memory-mapped read-only).
     public convenience init(path: String) throws {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else {
-            throw SafeTensorsError(file: path, field: "file", reason: "cannot open: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw SafeTensorsError(file: path, field: "file", reason: "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError(file: path, field: "file", reason: "not a regular file")
-        }
-        let size = Int(st.st_size)
-        guard size >= 8 else {
-            throw SafeTensorsError(file: path, field: "header length", reason: "file has \(size) bytes, fewer than the 8-byte header length")
-        }
-        guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
-            throw SafeTensorsError(file: path, field: "file", reason: "cannot map: \(String(cString: strerror(errno)))")
-        }
-        try self.init(storage: SafeTensorsStorage(mapping: UnsafeRawPointer(m), count: size), file: path)
+        let (m, size) = try MappedFile.map(path, minimumSize: 8, tooSmall: {
+            SafeTensorsError(file: path, field: "header length", reason: "file has \($0) bytes, fewer than the 8-byte header length")
+        }, error: { SafeTensorsError(file: path, field: $0, reason: $1) })
+        try self.init(storage: SafeTensorsStorage(mapping: m, count: size), file: path)
     }
 
     /// Checks and reads a file's bytes held in memory (`name` appears in errors).
