@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "--fast" ]]; then
     shift
-    exec swift test -c release --filter 'KernelsTests|GGUFTests|SamplingTests|SourceTests|ChecksumTests|RecordTests|ShardSpecTests|CorruptionTests' "$@"
+    exec swift test -c release --filter 'KernelsTests|GGUFTests|SamplingTests|SourceTests|ChecksumTests|RecordTests|ShardSpecTests|CorruptionTests|TinyTargetTests' "$@"
 fi
 scripts/setup.sh
 swift test -c release "$@"

@@ -52,6 +52,12 @@ public struct MultimodalSequence: Sendable {
 
     public static let imagePlaceholder: Int32 = -1
 
+    /// A sequence laid out by the caller (`VisionPrompt.build` is the usual way).
+    public init(width: Int, tokens: [Int32], embeddings: [Float], imageMask: [Bool], imageRanges: [Range<Int>]) {
+        self.width = width; self.tokens = tokens; self.embeddings = embeddings
+        self.imageMask = imageMask; self.imageRanges = imageRanges
+    }
+
     public var count: Int { tokens.count }
     /// The text tokens alone (e.g. a repetition-penalty history).
     public var textTokens: [Int32] { tokens.filter { $0 != Self.imagePlaceholder } }

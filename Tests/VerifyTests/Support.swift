@@ -128,9 +128,11 @@ func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeSha
 /// A bad draft: seeded random distinct tokens with made-up, decreasing log-probabilities.
 final class RandomDrafter: Drafter {
     private var rng: SeededGenerator
-    private let vocab: Int
+    private let vocab: Int, width: Int
     private(set) var acceptedPositions = 0
-    init(seed: UInt64, vocab: Int = Target.vocab) { rng = SeededGenerator(seed: seed); self.vocab = vocab }
+    init(seed: UInt64, vocab: Int = Target.vocab, width: Int = Target.width) {
+        rng = SeededGenerator(seed: seed); self.vocab = vocab; self.width = width
+    }
 
     private func candidates(_ k: Int) -> [DraftCandidate] {
         var seen = Set<Int32>(), out: [DraftCandidate] = []
@@ -142,7 +144,7 @@ final class RandomDrafter: Drafter {
     }
 
     func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
-        precondition(features.count == nextTokens.count * Target.width, "features must be one target row per accepted position")
+        precondition(features.count == nextTokens.count * width, "features must be one target row per accepted position")
         acceptedPositions += nextTokens.count
         return candidates(topK)
     }
