@@ -482,26 +482,11 @@ public final class EagleDraft: Drafter {
         Kernels.rmsNorm(x, weight: weight, n: n, d: config.width, eps: config.rmsEps, into: &out)
     }
 
-    /// The target's RoPE (adjacent pairs of the first ropeDim dims of each head), angles in
-    /// double as the target computes its table.
+    /// The target's RoPE (the draft's keys and queries sit at the target's positions).
     private func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
         let tc = target.config
-        let half = tc.ropeDim / 2
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(half, 1)) { cs in
-            for i in 0..<half {
-                let invFreq = pow(tc.ropeBase, -2.0 * Double(i) / Double(tc.ropeDim))
-                let theta = Double(position) / tc.ropeScale * invFreq
-                cs[2 * i] = Float(cos(theta)); cs[2 * i + 1] = Float(sin(theta))
-            }
-            for hd in 0..<heads {
-                let p = v + hd * config.headDim
-                for i in 0..<half {
-                    let a = p[2 * i], b = p[2 * i + 1], co = cs[2 * i], sn = cs[2 * i + 1]
-                    p[2 * i] = a * co - b * sn
-                    p[2 * i + 1] = a * sn + b * co
-                }
-            }
-        }
+        RoPE(headDim: config.headDim, ropeDim: tc.ropeDim, base: tc.ropeBase, scale: tc.ropeScale)
+            .apply(v, n: 1, heads: heads, positions: [position])
     }
 
     /// Grouped-query attention of n queries over their visible cache slots, in ascending order.

@@ -1,5 +1,6 @@
 import Draft
 import Foundation
+import Kernels
 
 /// Earlier keys and values (already rotated) that a pass's rows may attend to besides their own.
 typealias PriorKeys = (k: UnsafePointer<Float>, v: UnsafePointer<Float>, count: Int)

@@ -75,9 +75,8 @@ public final class LlamaSession {
     /// keys[l] and values[l]: contextSize × kvWidth floats each.
     private let keys: [UnsafeMutablePointer<Float>]
     private let values: [UnsafeMutablePointer<Float>]
-    /// cos/sin of every (position, frequency) pair: contextSize × ropeDim/2 each.
-    private let ropeCos: UnsafeMutablePointer<Float>
-    private let ropeSin: UnsafeMutablePointer<Float>
+    /// RoPE angles of every position of the context.
+    private let ropeTable: RoPETable
 
     init(model: LlamaModel, contextSize: Int) {
         self.model = model
@@ -86,18 +85,8 @@ public final class LlamaSession {
         let kvCount = self.contextSize * c.kvWidth
         keys = (0..<c.layerCount).map { _ in .allocate(capacity: kvCount) }
         values = (0..<c.layerCount).map { _ in .allocate(capacity: kvCount) }
-        let half = c.ropeDim / 2
-        ropeCos = .allocate(capacity: self.contextSize * half)
-        ropeSin = .allocate(capacity: self.contextSize * half)
-        for p in 0..<self.contextSize {
-            for i in 0..<half {
-                // Angles in double: at long positions float32 angles drift visibly.
-                let invFreq = pow(c.ropeBase, -2.0 * Double(i) / Double(c.ropeDim))
-                let theta = Double(p) / c.ropeScale * invFreq
-                ropeCos[p * half + i] = Float(cos(theta))
-                ropeSin[p * half + i] = Float(sin(theta))
-            }
-        }
+        ropeTable = RoPETable(RoPE(headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase, scale: c.ropeScale),
+                              positions: self.contextSize)
     }
 
     /// Batches at least this large use OpenBLAS when batch invariance is not required.
@@ -117,7 +106,6 @@ public final class LlamaSession {
         scratch?.deallocate()
         keys.forEach { $0.deallocate() }
         values.forEach { $0.deallocate() }
-        ropeCos.deallocate(); ropeSin.deallocate()
     }
 
     /// Forgets every position from `length` on.
@@ -338,16 +326,7 @@ public final class LlamaSession {
     /// Rotates adjacent pairs (llama.cpp "normal" RoPE) of the first ropeDim dims of each head.
     @inline(__always)
     private func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        let half = c.ropeDim / 2
-        let cs = ropeCos + position * half, sn = ropeSin + position * half
-        for hd in 0..<heads {
-            let p = v + hd * c.headDim
-            for i in 0..<half {
-                let a = p[2 * i], b = p[2 * i + 1]
-                p[2 * i] = a * cs[i] - b * sn[i]
-                p[2 * i + 1] = a * sn[i] + b * cs[i]
-            }
-        }
+        ropeTable.rotate(v, heads: heads, position: position)
     }
 
     /// Grouped-query attention of the n new queries over the cached prefix (slots 0..<start) and

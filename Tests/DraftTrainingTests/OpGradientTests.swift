@@ -1,4 +1,5 @@
 import Draft
+import Kernels
 import XCTest
 @testable import DraftTraining
 
