@@ -54,11 +54,9 @@ public final class EagleDraft: Drafter {
     /// The visual adapter, through its seam (ViSpec's cross-attention one when the checkpoint has it).
     private let adapter: (any VisualAdapter)?
 
-    // Cache: `capacity` slots of kvWidth floats; accepted slots 0..<entryPositions.count, then the
+    // Keys and values (one layer; grows): accepted slots 0..<entryPositions.count, then the
     // round's nodes.
-    private var keys: UnsafeMutablePointer<Float>
-    private var values: UnsafeMutablePointer<Float>
-    private var capacity: Int
+    private let cache: KVCache
 
     /// State passed on by the last accepted entry (the tree's root: f̂, or EAGLE-3's pre-norm
     /// output) and its position.
@@ -145,9 +143,7 @@ public final class EagleDraft: Drafter {
             adapter = nil
             imgFc = nil
         }
-        capacity = max(16, contextSize)
-        keys = .allocate(capacity: capacity * c.kvWidth)
-        values = .allocate(capacity: capacity * c.kvWidth)
+        cache = KVCache(layers: 1, width: c.kvWidth, capacity: max(16, contextSize))
     }
 
     /// Loads and packs a checkpoint.
@@ -169,11 +165,6 @@ public final class EagleDraft: Drafter {
         }
     }()
 
-    deinit {
-        keys.deallocate()
-        values.deallocate()
-    }
-
     public func reset() {
         acceptedPositions = 0
         entryPositions = []
@@ -185,17 +176,7 @@ public final class EagleDraft: Drafter {
 
     private func err(_ field: String, _ reason: String) -> DraftError { DraftError(file: "<draft>", field: field, reason: reason) }
 
-    private func ensureCapacity(_ slots: Int) {
-        guard slots > capacity else { return }
-        let kvw = config.kvWidth
-        let newCap = max(slots, capacity * 2)
-        let nk = UnsafeMutablePointer<Float>.allocate(capacity: newCap * kvw)
-        let nv = UnsafeMutablePointer<Float>.allocate(capacity: newCap * kvw)
-        nk.update(from: keys, count: capacity * kvw)
-        nv.update(from: values, count: capacity * kvw)
-        keys.deallocate(); values.deallocate()
-        keys = nk; values = nv; capacity = newCap
-    }
+    private func ensureCapacity(_ slots: Int) { cache.grow(toHold: slots) }
 
     private func embed(_ token: Int32, into dst: UnsafeMutablePointer<Float>) {
         target.weights.tokenEmbedding.dequantize(row: Int(token), into: dst)
@@ -448,12 +429,12 @@ public final class EagleDraft: Drafter {
                 for i in 0..<n {
                     rope(qb.baseAddress! + i * qw, heads: c.heads, position: positions[i])
                     rope(kb.baseAddress! + i * kvw, heads: c.kvHeads, position: positions[i])
-                    (keys + slots[i] * kvw).update(from: kb.baseAddress! + i * kvw, count: kvw)
+                    (cache.keys(0) + slots[i] * kvw).update(from: kb.baseAddress! + i * kvw, count: kvw)
                 }
             }
         }
         vNew.withUnsafeBufferPointer { vb in
-            for i in 0..<n { (values + slots[i] * kvw).update(from: vb.baseAddress! + i * kvw, count: kvw) }
+            for i in 0..<n { (cache.values(0) + slots[i] * kvw).update(from: vb.baseAddress! + i * kvw, count: kvw) }
         }
         let vis = (0..<n).map(visible)
         attention(q: q, n: n, visible: vis, into: &att)
@@ -495,7 +476,7 @@ public final class EagleDraft: Drafter {
         q.withUnsafeBufferPointer { qb in
             out.withUnsafeMutableBufferPointer { ob in
                 groupedQueryAttention(q: qb.baseAddress!, qStride: c.qWidth, n: n, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                      keys: keys, values: values, maxSlots: visible.map(\.count).max() ?? 0, threads: threads,
+                                      keys: cache.keys(0), values: cache.values(0), maxSlots: visible.map(\.count).max() ?? 0, threads: threads,
                                       out: ob.baseAddress!) { i, rows in
                     for (k, j) in visible[i].enumerated() { rows[k] = j }
                     return visible[i].count

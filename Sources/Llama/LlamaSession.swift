@@ -72,9 +72,8 @@ public final class LlamaSession {
     public private(set) var length = 0
 
     private let c: LlamaConfig
-    /// keys[l] and values[l]: contextSize × kvWidth floats each.
-    private let keys: [UnsafeMutablePointer<Float>]
-    private let values: [UnsafeMutablePointer<Float>]
+    /// Every layer's keys and values: contextSize slots.
+    private let cache: KVCache
     /// RoPE angles of every position of the context.
     private let ropeTable: RoPETable
 
@@ -82,9 +81,7 @@ public final class LlamaSession {
         self.model = model
         self.c = model.config
         self.contextSize = max(1, contextSize)
-        let kvCount = self.contextSize * c.kvWidth
-        keys = (0..<c.layerCount).map { _ in .allocate(capacity: kvCount) }
-        values = (0..<c.layerCount).map { _ in .allocate(capacity: kvCount) }
+        cache = KVCache(layers: c.layerCount, width: c.kvWidth, capacity: self.contextSize)
         ropeTable = RoPETable(RoPE(headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase, scale: c.ropeScale),
                               positions: self.contextSize)
     }
@@ -104,8 +101,6 @@ public final class LlamaSession {
 
     deinit {
         scratch?.deallocate()
-        keys.forEach { $0.deallocate() }
-        values.forEach { $0.deallocate() }
     }
 
     /// Forgets every position from `length` on.
@@ -245,12 +240,12 @@ public final class LlamaSession {
                         let s = segments[owner[i]].session
                         s.rope(qp.baseAddress! + i * d, heads: c.headCount, position: position[i])
                         s.rope(kp.baseAddress! + i * kvw, heads: c.kvHeadCount, position: position[i])
-                        (s.keys[l] + slot[i] * kvw).update(from: kp.baseAddress! + i * kvw, count: kvw)
+                        (s.cache.keys(l) + slot[i] * kvw).update(from: kp.baseAddress! + i * kvw, count: kvw)
                     }
                 }
             }
             v.withUnsafeBufferPointer { vp in
-                for i in 0..<n { (segments[owner[i]].session.values[l] + slot[i] * kvw).update(from: vp.baseAddress! + i * kvw, count: kvw) }
+                for i in 0..<n { (segments[owner[i]].session.cache.values(l) + slot[i] * kvw).update(from: vp.baseAddress! + i * kvw, count: kvw) }
             }
             q.withUnsafeBufferPointer { qp in
                 attn.withUnsafeMutableBufferPointer { ap in
@@ -335,7 +330,7 @@ public final class LlamaSession {
     /// that of the same tokens decoded one by one.
     private func attention(layer l: Int, q: UnsafePointer<Float>, n: Int, start: Int, visible: [[Int]]?, into out: UnsafeMutablePointer<Float>) {
         groupedQueryAttention(q: q, qStride: c.width, n: n, heads: c.headCount, kvHeads: c.kvHeadCount,
-                              headDim: c.headDim, keys: keys[l], values: values[l], maxSlots: start + n,
+                              headDim: c.headDim, keys: cache.keys(l), values: cache.values(l), maxSlots: start + n,
                               threads: model.threads, out: out) { i, rows in
             var count = 0
             for j in 0..<start { rows[count] = j; count += 1 }
@@ -353,14 +348,7 @@ public final class LlamaSession {
     /// slots right after the prefix `batchStart`. Their RoPE positions are already right when each
     /// kept entry's depth equals its index in `kept`, as on a tree path.
     public func compact(batchStart: Int, keeping kept: [Int]) {
-        let kvw = c.kvWidth
-        for (dst, src) in kept.enumerated() where dst != src {
-            precondition(src > dst && batchStart + src < length, "compact: kept entries must be ascending batch indices")
-            for l in 0..<c.layerCount {
-                (keys[l] + (batchStart + dst) * kvw).update(from: keys[l] + (batchStart + src) * kvw, count: kvw)
-                (values[l] + (batchStart + dst) * kvw).update(from: values[l] + (batchStart + src) * kvw, count: kvw)
-            }
-        }
+        cache.compact(batchStart: batchStart, keeping: kept, filled: length)
         length = batchStart + kept.count
     }
 }
