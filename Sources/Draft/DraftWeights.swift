@@ -130,7 +130,7 @@ public struct DraftWeights: Sendable {
         meta.merge(DraftCheckpoint.header(config)) { $1 }
         var w = SafeTensorsWriter(metadata: meta)
         let t = tensors
-        for (name, shape) in config.tensors.map({ ($0.name, $0.shape) }) {
+        for (name, shape) in Self.shapes(config) {
             guard let v = t[name] else { throw DraftError(file: "<draft>", field: name, reason: "missing from the weights") }
             guard v.count == shape.reduce(1, *) else {
                 throw DraftError(file: "<draft>", field: name, reason: "\(v.count) values for shape \(shape)")

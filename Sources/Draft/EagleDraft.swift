@@ -57,6 +57,8 @@ public final class EagleDraft: Drafter {
     // Keys and values (one layer; grows): accepted slots 0..<entryPositions.count, then the
     // round's nodes.
     private let cache: KVCache
+    /// The target's RoPE: the draft's keys and queries sit at the target's positions.
+    private let rope: RoPE
 
     /// State passed on by the last accepted entry (the tree's root: f̂, or EAGLE-3's pre-norm
     /// output) and its position.
@@ -76,6 +78,7 @@ public final class EagleDraft: Drafter {
         }
         self.config = c
         self.target = target
+        rope = RoPE(headDim: c.headDim, ropeDim: target.config.ropeDim, base: target.config.ropeBase, scale: target.config.ropeScale)
         self.matrixType = matrixType
         self.threads = target.threads
         let d = c.width
@@ -426,11 +429,9 @@ public final class EagleDraft: Drafter {
         }
         q.withUnsafeMutableBufferPointer { qb in
             kNew.withUnsafeMutableBufferPointer { kb in
-                for i in 0..<n {
-                    rope(qb.baseAddress! + i * qw, heads: c.heads, position: positions[i])
-                    rope(kb.baseAddress! + i * kvw, heads: c.kvHeads, position: positions[i])
-                    (cache.keys(0) + slots[i] * kvw).update(from: kb.baseAddress! + i * kvw, count: kvw)
-                }
+                rope.apply(qb.baseAddress!, n: n, heads: c.heads, positions: positions)
+                rope.apply(kb.baseAddress!, n: n, heads: c.kvHeads, positions: positions)
+                for i in 0..<n { (cache.keys(0) + slots[i] * kvw).update(from: kb.baseAddress! + i * kvw, count: kvw) }
             }
         }
         vNew.withUnsafeBufferPointer { vb in
@@ -461,13 +462,6 @@ public final class EagleDraft: Drafter {
 
     private func rmsNorm(_ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
         Kernels.rmsNorm(x, weight: weight, n: n, d: config.width, eps: config.rmsEps, into: &out)
-    }
-
-    /// The target's RoPE (the draft's keys and queries sit at the target's positions).
-    private func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        let tc = target.config
-        RoPE(headDim: config.headDim, ropeDim: tc.ropeDim, base: tc.ropeBase, scale: tc.ropeScale)
-            .apply(v, n: 1, heads: heads, positions: [position])
     }
 
     /// Grouped-query attention of n queries over their visible cache slots, in ascending order.

@@ -53,20 +53,20 @@ public struct DraftParameters: Sendable {
     public mutating func initialise(seed: UInt64) {
         var rng = SplitMix64(seed: seed ^ 0x5EED_D4AF7)
         for (s, t) in zip(slots, config.tensors) {
+            let bound: Float
             switch t.initialisation {
             case .ones:
                 for i in 0..<s.count { values[s.offset + i] = 1 }
+                continue
             case .identityFusion:
                 let d = config.width
                 for i in 0..<s.count { values[s.offset + i] = 0 }
                 for i in 0..<d { values[s.offset + i * 2 * d + i] = 1 }
-            case .fanIn, .uniform:
-                let bound: Float
-                if case .uniform(let a) = t.initialisation { bound = a } else { bound = 1 / Float(s.shape[1]).squareRoot() }
-                for i in 0..<s.count { values[s.offset + i] = (rng.nextUnit() * 2 - 1) * bound }
+                continue
+            case .fanIn: bound = 1 / Float(s.shape[1]).squareRoot()
+            case .uniform(let a): bound = a
             }
+            for i in 0..<s.count { values[s.offset + i] = (rng.nextUnit() * 2 - 1) * bound }
         }
     }
 }
-
-

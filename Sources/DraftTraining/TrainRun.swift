@@ -80,7 +80,6 @@ public struct TrainReport: Codable, Sendable {
     }
 }
 
-
 func stderrLine(_ s: String) { FileHandle.standardError.write(Data((s).utf8)) }
 
 /// Runs a whole training (or its continuation): loads the target and data, builds or restores

@@ -248,12 +248,11 @@ public struct SequenceBuilder {
                                 images: imgs, imageRows: imgRows, targetHidden: [], nextToken: [], lossMask: [])
         var row = [Float](repeating: 0, count: d)
         var rng = rng
-        let layout = spans.map { (start: $0.start, rows: $0.rows) }
         for t in 0..<max(n - 1, 0) {
             let p = t + 1
             var ci = -1, cr = -1
             var imageRow: (span: Int, row: Int)? = nil
-            switch DraftEntryLayout.input(next: p, spans: layout, numQ: numQ) {
+            switch DraftEntryLayout.input(next: p, spans: spans, numQ: numQ) {
             case .dropped: continue
             case .compressed(let span, let row): ci = span; cr = row
             case .imageRow(let span, let row): imageRow = (span, row)
@@ -286,7 +285,7 @@ public struct SequenceBuilder {
                     seq.auxFeatures += a
                 }
             }
-            seq.globalOf.append(numQ > 0 && globalFeature ? (DraftEntryLayout.globalSpan(next: p, spans: layout) ?? -1) : -1)
+            seq.globalOf.append(numQ > 0 && globalFeature ? (DraftEntryLayout.globalSpan(next: p, spans: spans) ?? -1) : -1)
             seq.targetHidden += h[(p * d)..<((p + 1) * d)]
             let next = p + 1 < n ? r.tokens[p + 1] : -1
             seq.nextToken.append(next)
