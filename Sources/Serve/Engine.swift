@@ -18,6 +18,8 @@ struct GenerationRequest: Sendable {
     /// nil: until the context is full.
     var maxTokens: Int?
     var stops: [String]
+    /// Generate past end-of-generation tokens (`ignore_eos`).
+    var ignoreEOS = false
 }
 
 /// What the engine tells a request's handler, in order: `started` or `failed`, then `text`
@@ -246,7 +248,7 @@ final class Engine: @unchecked Sendable {
 
     /// Prepares the prompt and prefills it; a request that cannot run is answered here.
     private func admit(_ job: Job, speculative: Bool) {
-        guard !job.cancelled else { job.events.finish(); release(); return }
+        guard !job.cancelled else { job.events.finish(); release(); metrics.cancelled.increment(); return }
         do {
             let input: LMInput
             switch job.request.prompt {
@@ -265,7 +267,7 @@ final class Engine: @unchecked Sendable {
             let maxTokens = job.request.maxTokens ?? room
             let spec: (drafter: Drafter, shape: TreeShape)? = speculative ? (config.drafter!, config.shape!) : nil
             job.iterator = try TokenIterator(model: model, prompt: input, contextSize: config.contextSize, params: job.request.params,
-                                             maxTokens: maxTokens, eog: eog, speculative: spec, budget: config.budget,
+                                             maxTokens: maxTokens, eog: job.request.ignoreEOS ? [] : eog, speculative: spec, budget: config.budget,
                                              fallback: config.fallback)
             job.promptTokens = input.count
             job.streamDecoder = StreamingDecoder(tokenizer: tokenizer)

@@ -86,6 +86,9 @@ struct GenerationFields: Decodable {
     var max_tokens: Int?
     /// The chat endpoint's newer name for `max_tokens`.
     var max_completion_tokens: Int?
+    /// vLLM's and llama-server's extension: generate past end-of-generation tokens (benchmarks,
+    /// fixed-length answers); `max_tokens` or the context still ends the request.
+    var ignore_eos: Bool?
     var requestedMaxTokens: Int? { max_completion_tokens ?? max_tokens }
 }
 

@@ -31,7 +31,8 @@ struct API: Sendable {
             let (body, fields): (CompletionRequest, GenerationFields) = try await decodeBody(request)
             guard !body.prompt.isEmpty else { throw APIError.invalid("prompt is empty", param: "prompt") }
             let gen = GenerationRequest(prompt: .raw(body.prompt), params: try sampling(fields),
-                                        maxTokens: try maxTokens(fields, default: 16), stops: fields.stop?.values ?? [])
+                                        maxTokens: try maxTokens(fields, default: 16), stops: fields.stop?.values ?? [],
+                                        ignoreEOS: fields.ignore_eos ?? false)
             return try await respond(to: gen, fields: fields, context: context, chat: false)
         }
     }
@@ -113,7 +114,7 @@ struct API: Sendable {
             }
         }
         return GenerationRequest(prompt: .chat(messages), params: try sampling(fields), maxTokens: try maxTokens(fields, default: nil),
-                                 stops: fields.stop?.values ?? [])
+                                 stops: fields.stop?.values ?? [], ignoreEOS: fields.ignore_eos ?? false)
     }
 
     /// A `data:` URL with a base64 PNG/JPEG/PPM; remote URLs are not fetched.

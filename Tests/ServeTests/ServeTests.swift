@@ -65,6 +65,15 @@ struct Reply {
 
 let client = HTTPClient(eventLoopGroupProvider: .singleton)
 
+/// A sample's value in Prometheus text (a gauge may print as `0` or `0.0`, whichever the library writes).
+func metric(_ name: String, in text: String) -> Double? {
+    for line in text.split(separator: "\n") {
+        let parts = line.split(separator: " ")
+        if parts.count == 2, parts[0] == name { return Double(parts[1]) }
+    }
+    return nil
+}
+
 func call(_ server: ServerProcess, _ method: HTTPMethod = .POST, _ path: String, body: String? = nil,
           headers: [(String, String)] = []) async throws -> Reply {
     var req = HTTPClientRequest(url: server.url + path)
@@ -211,44 +220,56 @@ struct ServeTests {
         try await expectError(nil, 404, "no route", path: "/v1/nothing-here", method: .GET)
         #expect(try await call(server, .GET, "/health").status == 200)
 
-        // A client that drops mid-stream: its request is cancelled, and the server goes on.
+        // `ignore_eos` generates to max_tokens whatever the model would say.
+        let fixed = try await call(server, .POST, "/v1/completions",
+                                   body: json(["prompt": "The capital of France is", "max_tokens": 48, "temperature": 0, "ignore_eos": true]))
+        #expect((fixed.json["usage"] as? [String: Any])?["completion_tokens"] as? Int == 48, "\(fixed.body)")
+        #expect((fixed.json["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String == "length")
+
+        // A client that drops mid-stream: its request is cancelled, and the server goes on. The
+        // requests below are long whatever the model says (`ignore_eos`, most of the context), so
+        // none can finish before the server sees the client go, on any machine's kernels.
+        let long: [String: Any] = ["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 480, "temperature": 1, "seed": 5, "ignore_eos": true]
         let dropped = Task {
             var req = HTTPClientRequest(url: server.url + "/v1/completions")
             req.method = .POST
-            req.body = .bytes(ByteBuffer(string: json(["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 400, "temperature": 0, "stream": true])))
+            req.body = .bytes(ByteBuffer(string: json(long.merging(["stream": true]) { $1 })))
             let resp = try await client.execute(req, timeout: .seconds(120))
             for try await _ in resp.body { break }   // first chunk, then hang up
         }
-        try await dropped.value
-        var cancelled = false
-        for _ in 0..<100 where !cancelled {
-            try await Task.sleep(for: .milliseconds(100))
-            let m = try await call(server, .GET, "/metrics").body
-            cancelled = m.contains("specdec_requests_cancelled_total 1") && m.contains("specdec_active_requests 0")
+        /// Waits up to 10 s for `count` cancelled requests and none running; the metrics as seen last.
+        func awaitCancelled(_ count: Int) async throws -> (Bool, String) {
+            var m = ""
+            for _ in 0..<100 {
+                m = try await call(server, .GET, "/metrics").body
+                if metric("specdec_requests_cancelled_total", in: m) == Double(count) && metric("specdec_active_requests", in: m) == 0 { return (true, m) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return (false, m)
         }
-        #expect(cancelled, "the dropped request was not cancelled")
+        try await dropped.value
+        var (cancelled, seen) = try await awaitCancelled(1)
+        #expect(cancelled, "the dropped request was not cancelled; metrics:\n\(seen)")
         // The same for a non-streaming request whose client gives up.
         let impatient = Task {
             var req = HTTPClientRequest(url: server.url + "/v1/completions")
             req.method = .POST
-            req.body = .bytes(ByteBuffer(string: json(["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 400, "temperature": 0])))
+            req.body = .bytes(ByteBuffer(string: json(long)))
             _ = try await client.execute(req, timeout: .seconds(120))
         }
-        try await Task.sleep(for: .milliseconds(500))
+        // Give up once the server is generating for it.
+        for _ in 0..<500 where metric("specdec_active_requests", in: try await call(server, .GET, "/metrics").body) != 1 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
         impatient.cancel()
         _ = await impatient.result
-        cancelled = false
-        for _ in 0..<100 where !cancelled {
-            try await Task.sleep(for: .milliseconds(100))
-            let m = try await call(server, .GET, "/metrics").body
-            cancelled = m.contains("specdec_requests_cancelled_total 2") && m.contains("specdec_active_requests 0")
-        }
-        #expect(cancelled, "the abandoned non-streaming request was not cancelled")
+        (cancelled, seen) = try await awaitCancelled(2)
+        #expect(cancelled, "the abandoned non-streaming request was not cancelled; metrics:\n\(seen)")
         let after = try await call(server, .POST, "/v1/chat/completions", body: chatBody(prompt, maxTokens: 40))
         #expect(after.status == 200)
         let metrics = try await call(server, .GET, "/metrics").body
         #expect(metrics.contains("specdec_completion_tokens_total"))
-        #expect(metrics.contains("specdec_queue_depth 0"))
+        #expect(metric("specdec_queue_depth", in: metrics) == 0)
 
         #expect(server.stop() == 0, "SIGTERM must exit 0")
     }
