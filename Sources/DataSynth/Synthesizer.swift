@@ -14,19 +14,19 @@ import Shards
 
 /// The vision tower that turns a sample's images into the target's input embeddings.
 public struct SynthVision {
-    public var tower: VisionTower
+    public var tower: any VisionEncoder
     public var markers: ImageMarkers
     /// Store each image's bytes in its record (generated images are always stored).
     public var embedImages: Bool
     public var limits: ImageLimits
-    public init(tower: VisionTower, markers: ImageMarkers, embedImages: Bool = false, limits: ImageLimits = .default) {
+    public init(tower: any VisionEncoder, markers: ImageMarkers, embedImages: Bool = false, limits: ImageLimits = .default) {
         self.tower = tower; self.markers = markers; self.embedImages = embedImages; self.limits = limits
     }
 }
 
 /// The target answering prompts: each sample's token ids, loss mask and final-norm hidden states.
 public final class Synthesizer {
-    public let model: LlamaModel
+    public let model: any TargetModel
     public let tokenizer: BPETokenizer
     public let template: ChatTemplate
     public let settings: GenerationSettings
@@ -39,9 +39,9 @@ public final class Synthesizer {
     /// layer j − 1's output.
     let captureLayers: [Int]
     /// Sessions of finished samples, reused by the next ones.
-    private var freeSessions: [LlamaSession] = []
+    private var freeSessions: [any TargetSession] = []
 
-    public init(model: LlamaModel, tokenizer: BPETokenizer, template: ChatTemplate, settings: GenerationSettings,
+    public init(model: any TargetModel, tokenizer: BPETokenizer, template: ChatTemplate, settings: GenerationSettings,
                 hidden: HiddenEncoding, vision: SynthVision? = nil, auxLayers: [Int] = []) throws {
         self.model = model; self.tokenizer = tokenizer; self.template = template
         self.settings = settings; self.hiddenEncoding = hidden; self.vision = vision; self.auxLayers = auxLayers
@@ -50,15 +50,15 @@ public final class Synthesizer {
             guard hidden != .none else {
                 throw DataError(file: "--hidden-layers", field: "hidden", reason: "auxiliary layer states need --hidden fp16 or int8, not none")
             }
-            if let bad = auxLayers.first(where: { $0 < 1 || $0 >= model.config.layerCount }) {
+            if let bad = auxLayers.first(where: { $0 < 1 || $0 >= model.layerCount }) {
                 throw DataError(file: "--hidden-layers", field: "aux_layers",
-                                reason: "layer \(bad) is not the input of one of the model's layers 1..<\(model.config.layerCount) (id j = the output of layer j − 1)")
+                                reason: "layer \(bad) is not the input of one of the model's layers 1..<\(model.layerCount) (id j = the output of layer j − 1)")
             }
         }
         if let v = vision {
-            guard v.tower.outputWidth == model.config.width else {
+            guard v.tower.outputWidth == model.width else {
                 throw DataError(file: v.tower.path, field: "projector output",
-                                reason: "image embeddings of width \(v.tower.outputWidth) do not fit the model's width \(model.config.width)")
+                                reason: "image embeddings of width \(v.tower.outputWidth) do not fit the model's width \(model.width)")
             }
         }
         guard settings.maxNew >= 0 else { throw DataError(file: "--max-new", field: "generation", reason: "must be ≥ 0") }
@@ -97,7 +97,7 @@ public final class Synthesizer {
             // Fill the batch; a new sample's prefill runs at once on its own session.
             while active.count < width, next < count {
                 let (p, index) = try prompt(next)
-                let session = freeSessions.popLast() ?? model.makeSession(contextSize: settings.contextSize)
+                let session = freeSessions.popLast() ?? model.makeTargetSession(contextSize: settings.contextSize)
                 let run = try SampleRun(synthesizer: self, prompt: p, index: index, session: session)
                 try run.start()
                 active.append((next, run))
@@ -109,8 +109,8 @@ public final class Synthesizer {
                 if case .step(let t, let l) = a.run.need { stepping.append(a.run); tokens.append(t); wantLogits.append(l) }
             }
             if !stepping.isEmpty {
-                let outs = try LlamaSession.step(stepping.map(\.session), tokens: tokens, logits: wantLogits,
-                                                 captureLayers: captureLayers)
+                let outs = try model.step(stepping.map(\.session), tokens: tokens, logits: wantLogits,
+                                      captureLayers: captureLayers)
                 for (run, o) in zip(stepping, outs) { try run.received(o) }
             }
             // Finished samples leave the batch; records go out in order.
@@ -161,7 +161,7 @@ final class SampleRun {
     let synth: Synthesizer
     let prompt: SynthPrompt
     let index: Int
-    let session: LlamaSession
+    let session: any TargetSession
     private(set) var need: Need = .done
 
     private var sampler: Sampler
@@ -180,7 +180,7 @@ final class SampleRun {
     private var finishing = false
     private static let sentinel = "\u{E000}specdec-answer\u{E001}"
 
-    init(synthesizer: Synthesizer, prompt: SynthPrompt, index: Int, session: LlamaSession) throws {
+    init(synthesizer: Synthesizer, prompt: SynthPrompt, index: Int, session: any TargetSession) throws {
         guard !prompt.userTurns.isEmpty else { throw DataError(file: prompt.id, field: "turns", reason: "the prompt has no user turn") }
         synth = synthesizer; self.prompt = prompt; self.index = index; self.session = session
         (images, refs) = try synthesizer.loadImages(prompt)
@@ -267,7 +267,7 @@ final class SampleRun {
             } else {
                 do {
                     multimodal = try VisionPrompt.build(rendered: rendered, images: images, markers: synth.vision!.markers,
-                                                        tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
+                                                        tokenizer: tokenizer, target: model)
                 } catch { throw DataError(file: prompt.id, field: "image", reason: "\(error)") }
                 input = multimodal!.tokens
             }
@@ -310,7 +310,7 @@ final class SampleRun {
     }
 
     func record() throws -> SampleRecord {
-        let width = synth.model.config.width, enc = synth.hiddenEncoding
+        let width = synth.model.width, enc = synth.hiddenEncoding
         precondition(hidden.count == tokens.count * width, "hidden states out of step with tokens")
         let n = tokens.count
         return SampleRecord(index: index, id: prompt.id, messages: chat.map { Message(role: $0.role, content: $0.content) },

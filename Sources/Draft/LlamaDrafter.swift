@@ -1,12 +1,13 @@
 import Llama
 
-/// A LLaMA-family language model used as the draft (classic speculative decoding: it must share
-/// the target's vocabulary). It reads tokens, not the target's features. With the target model
+/// A language model used as the draft (classic speculative decoding: it must share the target's
+/// vocabulary): any `TargetModel`, such as a small GGUF LLaMA, the target's early-exit layers or
+/// the target itself. It reads tokens, not the target's features. With the target model
 /// itself it is a perfect greedy draft: every top-1 is the target's argmax (its prompt goes
 /// through the same batch as the target's prefill, everything after batch-invariantly).
 public final class LlamaDrafter: SequenceStartDrafter {
-    public let model: LlamaModel
-    private let session: LlamaSession
+    public let model: any TargetModel
+    private let session: any TargetSession
     private let prefillBatchInvariant: Bool
     public private(set) var acceptedPositions = 0
     private var firstInput: [Float]?
@@ -14,9 +15,9 @@ public final class LlamaDrafter: SequenceStartDrafter {
     private var roundParents: [Int] = []
 
     /// `prefillBatchInvariant` should be what the target's prefill used.
-    public init(model: LlamaModel, contextSize: Int, prefillBatchInvariant: Bool) {
+    public init(model: any TargetModel, contextSize: Int, prefillBatchInvariant: Bool) {
         self.model = model
-        self.session = model.makeSession(contextSize: contextSize)
+        self.session = model.makeTargetSession(contextSize: contextSize)
         self.prefillBatchInvariant = prefillBatchInvariant
     }
 
@@ -32,7 +33,7 @@ public final class LlamaDrafter: SequenceStartDrafter {
     }
 
     public func accept(features: [Float], nextTokens: [Int32], images: [DraftImageSpan], topK: Int) throws -> [DraftCandidate] {
-        let n = nextTokens.count, d = model.config.width
+        let n = nextTokens.count, d = model.width
         guard n >= 1 else { throw DraftError(file: "<draft>", field: "accept", reason: "needs at least one token") }
         var x = [Float](repeating: 0, count: n * d)
         try x.withUnsafeMutableBufferPointer { xb in
@@ -43,8 +44,8 @@ public final class LlamaDrafter: SequenceStartDrafter {
                     let r = (pos - span.start) * d
                     for j in 0..<d { xb[i * d + j] = span.embeddings[r + j] }
                 } else {
-                    guard t >= 0, Int(t) < model.config.vocabSize else { throw DraftError(file: "<draft>", field: "nextTokens", reason: "token \(t) is outside the draft's vocabulary") }
-                    model.weights.tokenEmbedding.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
+                    guard t >= 0, Int(t) < model.vocabSize else { throw DraftError(file: "<draft>", field: "nextTokens", reason: "token \(t) is outside the draft's vocabulary") }
+                    model.embed(token: t, into: xb.baseAddress! + i * d)
                 }
             }
         }
@@ -73,7 +74,7 @@ public final class LlamaDrafter: SequenceStartDrafter {
         // (cheap enough for a draft model and exact).
         session.truncate(to: acceptedPositions + 1)
         let out = try session.forward(tokens: roundTokens, logits: .all, mask: .tree(parents: roundParents))
-        let v = model.config.vocabSize
+        let v = model.vocabSize
         return (roundTokens.count - tokens.count ..< roundTokens.count).map {
             DraftCandidate.top(topK, logits: out.logits[$0 * v ..< ($0 + 1) * v])
         }

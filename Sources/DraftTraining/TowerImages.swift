@@ -6,10 +6,10 @@ import Vision
 /// memory: a sample's picture is decoded, resized and encoded exactly as `specdec decode
 /// --mmproj --image` does, so the rows match the span the target saw.
 public final class TowerImageEmbedder: ImageEmbedder {
-    let tower: VisionTower
+    let tower: any VisionEncoder
     private var cache: [String: (rows: Int, data: [Float])] = [:]
 
-    public init(tower: VisionTower) { self.tower = tower }
+    public init(tower: any VisionEncoder) { self.tower = tower }
 
     public func embeddings(for image: ImageRef, datasetDir: String) throws -> (rows: Int, data: [Float]) {
         if let c = cache[image.sha256] { return c }

@@ -27,7 +27,7 @@ public struct ImagePrefillBench: Encodable, Sendable {
         let tower = try VisionTower(path: towerPath)
         try tower.check(compatibleWith: model)
         let tokenizer = try BPETokenizer(gguf: gguf)
-        let markers = ImageMarkers.forTower(tower, tokenizer: tokenizer)
+        let markers = tower.markers(tokenizer: tokenizer)
         let user = try VisionPrompt.placeImages(in: question, count: images.count, markers: markers)
         let rendered = try ChatTemplate(gguf: gguf).render(messages: [.user(user)])
         var session: LlamaSession?
@@ -38,7 +38,7 @@ public struct ImagePrefillBench: Encodable, Sendable {
             let embeddings = try images.map { try tower.encode(ImageDecoder.load(path: $0)) }
             let t1 = monotonicSeconds()
             let seq = try VisionPrompt.build(rendered: rendered, images: embeddings, markers: markers,
-                                             tokenizer: tokenizer, tokenEmbedding: model.weights.tokenEmbedding)
+                                             tokenizer: tokenizer, target: model)
             if session == nil { session = model.makeSession(contextSize: seq.count + 1) }
             session!.truncate(to: 0)
             _ = try session!.forward(embeddings: seq.embeddings, logits: .last, batchInvariant: false)

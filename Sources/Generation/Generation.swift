@@ -37,7 +37,7 @@ public enum Generation {
     public static let prefillBatchInvariant = false
 
     /// Plain autoregressive decoding. `onToken` sees each token but an end-of-generation one.
-    public static func plain(model: LlamaModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
+    public static func plain(model: any TargetModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
                              maxTokens n: Int, eog: Set<Int32>, onToken: (Int32) -> Void = { _ in }) throws -> GenerationResult {
         let it = try TokenIterator(model: model, prompt: prompt, contextSize: contextSize, params: params, maxTokens: n, eog: eog)
         return try run(it, onToken: onToken)
@@ -46,7 +46,7 @@ public enum Generation {
     /// Speculative decoding: the same tokens as `plain` at temperature 0, the same distribution
     /// above. `budget` picks the tree size on the first step when `shape` came from
     /// `--tree-tokens auto`; `fallback` pauses drafting while it does not pay.
-    public static func speculative(model: LlamaModel, drafter: Drafter, prompt: LMInput, contextSize: Int,
+    public static func speculative(model: any TargetModel, drafter: Drafter, prompt: LMInput, contextSize: Int,
                                    params: SamplingParameters, shape: TreeShape, maxTokens n: Int, eog: Set<Int32>,
                                    budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil,
                                    onToken: (Int32) -> Void = { _ in }) throws -> GenerationResult {

@@ -22,7 +22,7 @@ public struct LMInput {
     public var imageTokenCount: Int { sequence?.imageMask.filter { $0 }.count ?? 0 }
 
     /// The whole prompt in one batched forward.
-    public func prefill(_ session: LlamaSession, batchInvariant: Bool = Generation.prefillBatchInvariant,
+    public func prefill(_ session: any TargetSession, batchInvariant: Bool = Generation.prefillBatchInvariant,
                         captureLayers: [Int] = []) throws -> ForwardOutput {
         if let s = sequence {
             return try session.forward(embeddings: s.embeddings, captureLayers: captureLayers, batchInvariant: batchInvariant)

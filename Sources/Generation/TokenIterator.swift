@@ -17,7 +17,7 @@ public final class TokenIterator {
     /// Time spent in `step` (and, speculative, the draft's read of the prompt).
     public private(set) var decodeSeconds = 0.0
 
-    public let session: LlamaSession
+    public let session: any TargetSession
     public let maxTokens: Int
     public let contextSize: Int
     private let eog: Set<Int32>
@@ -36,13 +36,13 @@ public final class TokenIterator {
     /// Prefills `prompt` into a new session. With `speculative`, decoding is speculative (the same
     /// tokens as plain at temperature 0, the same distribution above); `budget` picks the tree
     /// size on the first step, `fallback` pauses drafting while it does not pay.
-    public init(model: LlamaModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
+    public init(model: any TargetModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
                 maxTokens: Int, eog: Set<Int32>, speculative: (drafter: Drafter, shape: TreeShape)? = nil,
                 budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil) throws {
         self.maxTokens = maxTokens
         self.contextSize = contextSize
         self.eog = eog
-        session = model.makeSession(contextSize: contextSize)
+        session = model.makeTargetSession(contextSize: contextSize)
         sampler = try Sampler(params)
         history = prompt.history
         let t0 = monotonicSeconds()
@@ -95,8 +95,8 @@ public final class TokenIterator {
         let t0 = monotonicSeconds()
         let evaluating = iterators.filter { $0.stop == nil && $0.toEvaluate != nil }
         if !evaluating.isEmpty {
-            let outs = try LlamaSession.step(evaluating.map(\.session), tokens: evaluating.map { $0.toEvaluate! },
-                                             logits: Array(repeating: true, count: evaluating.count))
+            let outs = try evaluating[0].session.target.step(evaluating.map(\.session), tokens: evaluating.map { $0.toEvaluate! },
+                                                             logits: Array(repeating: true, count: evaluating.count))
             for (it, out) in zip(evaluating, outs) { it.logits = out.logits; it.toEvaluate = nil }
         }
         let shared = monotonicSeconds() - t0
@@ -110,7 +110,7 @@ public final class TokenIterator {
     }
 
     private func sampleFromLogits() -> [Int32] {
-        let vocab = session.model.config.vocabSize
+        let vocab = session.target.vocabSize
         let next = logits[(logits.count - vocab)...].withUnsafeBufferPointer { sampler.sample($0, history: history) }
         history.append(next)
         let out = emit([next])

@@ -41,15 +41,15 @@ public struct UserInputError: Error, CustomStringConvertible, Equatable, Sendabl
 /// `decode`, `bench`, `eval` and `serve` all prepare prompts here, which is what makes a server
 /// answer equal `decode`'s for the same messages.
 public final class UserInputProcessor {
-    public let model: LlamaModel
+    public let model: any TargetModel
     public let tokenizer: BPETokenizer
     /// The model's chat template (nil: it has none; only raw prompts can be prepared).
     public let template: ChatTemplate?
     public let templateError: String?
-    public let tower: VisionTower?
+    public let tower: (any VisionEncoder)?
     private let markers: ImageMarkers?
 
-    public init(model: LlamaModel, tokenizer: BPETokenizer, gguf: GGUFFile, tower: VisionTower? = nil) throws {
+    public init(model: any TargetModel, tokenizer: BPETokenizer, gguf: GGUFFile, tower: (any VisionEncoder)? = nil) throws {
         self.model = model
         self.tokenizer = tokenizer
         do { template = try ChatTemplate(gguf: gguf); templateError = nil } catch {
@@ -57,7 +57,7 @@ public final class UserInputProcessor {
         }
         if let tower { try tower.check(compatibleWith: model) }
         self.tower = tower
-        markers = tower.map { ImageMarkers.forTower($0, tokenizer: tokenizer) }
+        markers = tower?.markers(tokenizer: tokenizer)
     }
 
     /// A conversation through the chat template, ending with the assistant's turn to speak.
@@ -92,7 +92,7 @@ public final class UserInputProcessor {
         let embeddings = try images.map { try tower.encode($0) }
         let seconds = monotonicSeconds() - t0
         let seq = try VisionPrompt.build(rendered: rendered, images: embeddings, markers: markers, tokenizer: tokenizer,
-                                         tokenEmbedding: model.weights.tokenEmbedding)
+                                         target: model)
         return LMInput(tokens: seq.tokens, sequence: seq, imageSeconds: seconds)
     }
 

@@ -82,12 +82,28 @@ public final class LlamaSession {
         self.c = model.config
         self.contextSize = max(1, contextSize)
         cache = KVCache(layers: c.layerCount, width: c.kvWidth, capacity: self.contextSize)
+        retainedWorkspace = Workspace(config: c, rows: 1)
         ropeTable = RoPETable(RoPE(headDim: c.headDim, ropeDim: c.ropeDim, base: c.ropeBase, scale: c.ropeScale),
                               positions: self.contextSize)
     }
 
     /// Batches at least this large use OpenBLAS when batch invariance is not required.
     public static let blasMinimumBatch = 16
+    /// This session's forward buffers, kept for batches up to `retainedWorkspaceRows`.
+    private var retainedWorkspace: Workspace
+
+    /// Decode, verify and batched steps stay under this; a prompt's larger batch gets a workspace
+    /// for the call only, so a long prefill does not pin megabytes in every session.
+    static let retainedWorkspaceRows = 64
+
+    /// A workspace of at least `n` rows.
+    private func workspace(rows n: Int) -> Workspace {
+        if n <= retainedWorkspace.rows { return retainedWorkspace }
+        let w = Workspace(config: c, rows: n)
+        if n <= Self.retainedWorkspaceRows { retainedWorkspace = w }
+        return w
+    }
+
     private var scratch: UnsafeMutablePointer<Float>?
     private var scratchCount = 0
 
@@ -112,21 +128,8 @@ public final class LlamaSession {
     public func forward(tokens: [Int32], logits: LogitRows = .last, mask: BatchMask = .causal,
                         captureLayers: [Int] = [], batchInvariant: Bool = true) throws -> ForwardOutput {
         guard !tokens.isEmpty else { throw LlamaError.emptyInput }
-        return try forward(embeddings: Self.embeddings(of: tokens, model: model), logits: logits, mask: mask,
+        return try forward(embeddings: model.embeddings(of: tokens), logits: logits, mask: mask,
                            captureLayers: captureLayers, batchInvariant: batchInvariant)
-    }
-
-    /// The token embeddings of `tokens` (tokens.count × width), refusing ids outside the vocabulary.
-    private static func embeddings(of tokens: [Int32], model: LlamaModel) throws -> [Float] {
-        let c = model.config, d = c.width, emb = model.weights.tokenEmbedding
-        var x = [Float](repeating: 0, count: tokens.count * d)
-        try x.withUnsafeMutableBufferPointer { xb in
-            for (i, t) in tokens.enumerated() {
-                guard t >= 0, Int(t) < c.vocabSize else { throw LlamaError.tokenOutOfRange(t, vocabSize: c.vocabSize) }
-                emb.dequantize(row: Int(t), into: xb.baseAddress! + i * d)
-            }
-        }
-        return x
     }
 
     /// Appends `embeddings` (n × width input vectors, e.g. token embeddings mixed with projected
@@ -159,7 +162,7 @@ public final class LlamaSession {
         guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count, sessions.allSatisfy({ $0.model === model }) else {
             throw LlamaError.badMask("a batched step needs distinct sessions of one model")
         }
-        let x = try embeddings(of: tokens, model: model)
+        let x = try model.embeddings(of: tokens)
         var segments: [Segment] = []
         for (i, s) in sessions.enumerated() {
             guard s.length < s.contextSize else { throw LlamaError.contextFull(needed: s.length + 1, capacity: s.contextSize) }
@@ -213,75 +216,39 @@ public final class LlamaSession {
             }
         }
 
-        var x = embeddings
-        var h = [Float](repeating: 0, count: n * d)
-        var q = [Float](repeating: 0, count: n * d)
-        var k = [Float](repeating: 0, count: n * kvw), v = k
-        var attn = [Float](repeating: 0, count: n * d)
-        var proj = [Float](repeating: 0, count: n * d)
-        var g = [Float](repeating: 0, count: n * ff)
-        var u = [Float](repeating: 0, count: n * ff)
+        let ws = scratchOwner.workspace(rows: n)
+        let x = ws.x, h = ws.h, q = ws.q, k = ws.k, v = ws.v, attn = ws.attn, proj = ws.proj, g = ws.gate, u = ws.up
+        x.update(from: embeddings, count: n * d)
         var states: [Int: [Float]] = [:]
 
         for (l, w) in model.weights.layers.enumerated() {
-            rmsNorm(c, x, w.attnNorm, into: &h, n: n)
-            h.withUnsafeBufferPointer { hp in
-                q.withUnsafeMutableBufferPointer { qp in
-                    k.withUnsafeMutableBufferPointer { kp in
-                        v.withUnsafeMutableBufferPointer { vp in
-                            mul([(w.wq, qp.baseAddress!), (w.wk, kp.baseAddress!), (w.wv, vp.baseAddress!)], hp.baseAddress!, n)
-                        }
-                    }
-                }
+            Kernels.rmsNorm(x, weight: w.attnNorm, n: n, d: d, eps: c.rmsEpsilon, into: h)
+            mul([(w.wq, q), (w.wk, k), (w.wv, v)], h, n)
+            for i in 0..<n {
+                let s = segments[owner[i]].session
+                s.rope(q + i * d, heads: c.headCount, position: position[i])
+                s.rope(k + i * kvw, heads: c.kvHeadCount, position: position[i])
+                (s.cache.keys(l) + slot[i] * kvw).update(from: k + i * kvw, count: kvw)
+                (s.cache.values(l) + slot[i] * kvw).update(from: v + i * kvw, count: kvw)
             }
-            q.withUnsafeMutableBufferPointer { qp in
-                k.withUnsafeMutableBufferPointer { kp in
-                    for i in 0..<n {
-                        let s = segments[owner[i]].session
-                        s.rope(qp.baseAddress! + i * d, heads: c.headCount, position: position[i])
-                        s.rope(kp.baseAddress! + i * kvw, heads: c.kvHeadCount, position: position[i])
-                        (s.cache.keys(l) + slot[i] * kvw).update(from: kp.baseAddress! + i * kvw, count: kvw)
-                    }
-                }
+            for s in segments {
+                s.session.attention(layer: l, q: q + s.rows.lowerBound * d, n: s.rows.count, start: s.start,
+                                    visible: s.tree?.visible, into: attn + s.rows.lowerBound * d)
             }
-            v.withUnsafeBufferPointer { vp in
-                for i in 0..<n { (segments[owner[i]].session.cache.values(l) + slot[i] * kvw).update(from: vp.baseAddress! + i * kvw, count: kvw) }
-            }
-            q.withUnsafeBufferPointer { qp in
-                attn.withUnsafeMutableBufferPointer { ap in
-                    for s in segments {
-                        s.session.attention(layer: l, q: qp.baseAddress! + s.rows.lowerBound * d, n: s.rows.count, start: s.start,
-                                            visible: s.tree?.visible, into: ap.baseAddress! + s.rows.lowerBound * d)
-                    }
-                }
-            }
-            attn.withUnsafeBufferPointer { ap in
-                proj.withUnsafeMutableBufferPointer { pp in
-                    mul(w.wo, ap.baseAddress!, n, pp.baseAddress!)
-                }
-            }
-            addInPlace(&x, proj, count: n * d)
+            mul(w.wo, attn, n, proj)
+            addInPlace(x, proj, count: n * d)
 
-            rmsNorm(c, x, w.ffnNorm, into: &h, n: n)
-            h.withUnsafeBufferPointer { hp in
-                g.withUnsafeMutableBufferPointer { gp in
-                    u.withUnsafeMutableBufferPointer { up in
-                        mul([(w.gate, gp.baseAddress!), (w.up, up.baseAddress!)], hp.baseAddress!, n)
-                    }
-                }
-            }
-            swiGLU(gate: &g, up: u, count: n * ff)
-            g.withUnsafeBufferPointer { gp in
-                proj.withUnsafeMutableBufferPointer { pp in
-                    mul(w.down, gp.baseAddress!, n, pp.baseAddress!)
-                }
-            }
-            addInPlace(&x, proj, count: n * d)
-            if captureLayers.contains(l) { states[l] = x }
+            Kernels.rmsNorm(x, weight: w.ffnNorm, n: n, d: d, eps: c.rmsEpsilon, into: h)
+            mul([(w.gate, g), (w.up, u)], h, n)
+            swiGLU(gate: g, up: u, count: n * ff)
+            mul(w.down, g, n, proj)
+            addInPlace(x, proj, count: n * d)
+            if captureLayers.contains(l) { states[l] = Array(UnsafeBufferPointer(start: x, count: n * d)) }
         }
         for s in segments { s.session.length = s.start + s.rows.count }
 
-        rmsNorm(c, x, model.weights.outputNorm, into: &h, n: n)
+        Kernels.rmsNorm(x, weight: model.weights.outputNorm, n: n, d: d, eps: c.rmsEpsilon, into: h)
+        let hidden = Array(UnsafeBufferPointer(start: h, count: n * d))
         // The head over every segment's requested rows at once.
         var rows: [Int] = []
         for s in segments {
@@ -293,12 +260,13 @@ public final class LlamaSession {
         }
         var out = [Float](repeating: 0, count: rows.count * c.vocabSize)
         if !rows.isEmpty {
-            let selected = rows.count == n ? h : rows.flatMap { h[$0 * d ..< ($0 + 1) * d] }
-            selected.withUnsafeBufferPointer { sp in
-                out.withUnsafeMutableBufferPointer { op in
-                    mul(model.weights.output, sp.baseAddress!, rows.count, op.baseAddress!)
-                }
+            // The head's input: every row as it is, or the requested rows gathered (into `proj`, free now).
+            let selected: UnsafeMutablePointer<Float>
+            if rows.count == n { selected = h } else {
+                selected = proj
+                for (j, i) in rows.enumerated() { (proj + j * d).update(from: h + i * d, count: d) }
             }
+            out.withUnsafeMutableBufferPointer { mul(model.weights.output, selected, rows.count, $0.baseAddress!) }
         }
         var r = 0
         return segments.map { s in
@@ -308,14 +276,9 @@ public final class LlamaSession {
             r += mine.count
             let wholeBatch = segments.count == 1
             return ForwardOutput(logits: logits, logitRowIndices: mine.map { $0 - lo },
-                                 hidden: wholeBatch ? h : Array(h[(lo * d)..<(hi * d)]),
+                                 hidden: wholeBatch ? hidden : Array(hidden[(lo * d)..<(hi * d)]),
                                  layerStates: wholeBatch ? states : states.mapValues { Array($0[(lo * d)..<(hi * d)]) })
         }
-    }
-
-    /// RMSNorm of each of the n rows of `x`, scaled by `weight`.
-    private static func rmsNorm(_ c: LlamaConfig, _ x: [Float], _ weight: [Float], into out: inout [Float], n: Int) {
-        Kernels.rmsNorm(x, weight: weight, n: n, d: c.width, eps: c.rmsEpsilon, into: &out)
     }
 
     /// Rotates adjacent pairs (llama.cpp "normal" RoPE) of the first ropeDim dims of each head.

@@ -129,7 +129,7 @@ public struct EngineConfiguration {
 /// gives more tokens/s; the speculative stream keeps its own steps. Every path is batch-invariant,
 /// so a greedy answer is the same in any mix.
 final class Engine: @unchecked Sendable {
-    let model: LlamaModel
+    let model: any TargetModel
     let tokenizer: BPETokenizer
     let processor: UserInputProcessor
     let config: EngineConfiguration
@@ -146,7 +146,7 @@ final class Engine: @unchecked Sendable {
     private var thread: Thread?
     private var finishedSignal: (() -> Void)?
 
-    init(model: LlamaModel, tokenizer: BPETokenizer, processor: UserInputProcessor, config: EngineConfiguration,
+    init(model: any TargetModel, tokenizer: BPETokenizer, processor: UserInputProcessor, config: EngineConfiguration,
          metrics: ServeMetrics) {
         self.model = model; self.tokenizer = tokenizer; self.processor = processor; self.config = config
         self.metrics = metrics

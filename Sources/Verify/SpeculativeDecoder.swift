@@ -139,19 +139,19 @@ public final class SpeculativeDecoder {
     private var rootCandidates: [DraftCandidate] = []
     private var pending: (features: [Float], next: [Int32], images: [DraftImageSpan], isPrompt: Bool)?
 
-    public var session: LlamaSession { verifier.session }
+    public var session: any TargetSession { verifier.session }
 
     /// `prefill` is the target's forward over the whole prompt (its hidden rows, the layers of
     /// `drafter.featureLayers` captured, and last logits);
     /// `prompt` the prompt's tokens (−1 at image rows), `images` its image spans, `history` its
     /// text tokens. Chooses the first token from the prefill's logits exactly as plain decoding does.
-    public init(session: LlamaSession, drafter: Drafter, sampler: Sampler, shape: TreeShape,
+    public init(session: any TargetSession, drafter: Drafter, sampler: Sampler, shape: TreeShape,
                 prefill: ForwardOutput, prompt: [Int32], images: [DraftImageSpan], history: [Int32]) throws {
         guard !prompt.isEmpty, session.length == prompt.count else {
             throw VerifyError.drafter("the session must hold exactly the prefilled prompt")
         }
         var s = sampler
-        let vocab = session.model.config.vocabSize
+        let vocab = session.target.vocabSize
         let last = prefill.logits.count - vocab
         let first = prefill.logits[last...].withUnsafeBufferPointer { s.sample($0, history: history) }
         verifier = TargetVerifier(session: session, sampler: s, history: history + [first], root: first)
@@ -160,19 +160,19 @@ public final class SpeculativeDecoder {
         contextMatch = (drafter as? ContextMatchDrafter)?.match
         drafter.reset()
         if let d = drafter as? SequenceStartDrafter {
-            let width = session.model.config.width
+            let width = session.target.width
             if let span = images.first(where: { $0.start == 0 }) {
                 d.begin(firstInput: Array(span.embeddings[0 ..< width]))
             } else {
                 var row = [Float](repeating: 0, count: width)
                 guard prompt[0] >= 0, Int(prompt[0]) < vocab else { throw VerifyError.drafter("position 0 is neither a token nor an image row") }
-                row.withUnsafeMutableBufferPointer { session.model.weights.tokenEmbedding.dequantize(row: Int(prompt[0]), into: $0.baseAddress!) }
+                row.withUnsafeMutableBufferPointer { session.target.embed(token: prompt[0], into: $0.baseAddress!) }
                 d.begin(firstInput: row)
             }
         }
         verifier.featureLayers = drafter.featureLayers
         guard let features = prefill.features(rows: Array(0..<prompt.count), layers: drafter.featureLayers,
-                                              width: session.model.config.width) else {
+                                              width: session.target.width) else {
             throw VerifyError.drafter("the prefill did not capture target layers \(drafter.featureLayers), which the drafter reads")
         }
         pending = (features, Array(prompt.dropFirst()) + [first], images, true)

@@ -26,13 +26,13 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     }
 
     /// Times each size (median of `reps` after one warm-up) over `context` cached random tokens.
-    public static func measure(model: LlamaModel, context: Int = 128, sizes: [Int] = sizes, reps: Int = 3) throws -> VerifyCostCurve {
+    public static func measure(model: any TargetModel, context: Int = 128, sizes: [Int] = sizes, reps: Int = 3) throws -> VerifyCostCurve {
         let maxN = sizes.max() ?? 1
-        let session = model.makeSession(contextSize: context + maxN)
+        let session = model.makeTargetSession(contextSize: context + maxN)
         var state: UInt64 = 0x5EED
         func token() -> Int32 {
             state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int32((state >> 33) % UInt64(model.config.vocabSize))
+            return Int32((state >> 33) % UInt64(model.vocabSize))
         }
         _ = try session.forward(tokens: (0..<context).map { _ in token() }, logits: .none, batchInvariant: false)
         var points: [Point] = []
@@ -49,7 +49,7 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
             points.append(Point(n: n, seconds: times[times.count / 2]))
         }
         let hidden = try session.forward(tokens: [token()], logits: .none).hidden
-        var logits = [Float](repeating: 0, count: model.config.vocabSize)
+        var logits = [Float](repeating: 0, count: model.vocabSize)
         var head: [Double] = []
         for r in 0...max(reps, 5) {
             let t0 = monotonicSeconds()

@@ -40,7 +40,7 @@ public enum AcceptanceRule: Sendable, Equatable {
 /// the tree mask, walks the tree, compacts the cache to root + accepted path and makes the
 /// extra token the next root.
 public final class TargetVerifier {
-    public let session: LlamaSession
+    public let session: any TargetSession
     public private(set) var sampler: Sampler
     /// Text so far (prompt text tokens and everything emitted), for the repetition penalty.
     public private(set) var history: [Int32]
@@ -49,7 +49,7 @@ public final class TargetVerifier {
     /// Target layers whose states the drafter reads (`Drafter.featureLayers`); empty: final norm.
     public var featureLayers: [Int] = []
 
-    public init(session: LlamaSession, sampler: Sampler, history: [Int32], root: Int32) {
+    public init(session: any TargetSession, sampler: Sampler, history: [Int32], root: Int32) {
         self.session = session; self.sampler = sampler; self.history = history; self.root = root
     }
 
@@ -69,8 +69,8 @@ public final class TargetVerifier {
         var children = [[Int]](repeating: [], count: batch.count)
         for (i, p) in batchParents.enumerated() where p >= 0 { children[p].append(i) }
 
-        let model = session.model
-        let vocab = model.config.vocabSize, width = model.config.width
+        let model = session.target
+        let vocab = model.vocabSize, width = model.width
         var bestPath = [0]
         while let c = children[bestPath.last!].first { bestPath.append(c) }
         var bestLogits = [Float](repeating: 0, count: bestPath.count * vocab)
@@ -107,7 +107,7 @@ public final class TargetVerifier {
 
         let kept = [0] + path
         session.compact(batchStart: start, keeping: kept)
-        let features = out.features(rows: kept, layers: featureLayers, width: session.model.config.width) ?? []
+        let features = out.features(rows: kept, layers: featureLayers, width: model.width) ?? []
         let emitted = pathTokens + [extra]
         history += emitted
         root = extra

@@ -93,8 +93,8 @@ public enum VisionPrompt {
     /// Splits `rendered` at its `<image>` markers and lays out the sequence: text segments
     /// tokenized separately (no BOS after the first), each image wrapped in `markers`.
     public static func build(rendered: String, images: [ImageEmbedding], markers: ImageMarkers,
-                             tokenizer: BPETokenizer, tokenEmbedding: PackedMatrix) throws -> MultimodalSequence {
-        let d = tokenEmbedding.cols
+                             tokenizer: BPETokenizer, target: any TargetModel) throws -> MultimodalSequence {
+        let d = target.width
         let pieces = rendered.components(separatedBy: marker)
         guard pieces.count - 1 == images.count else {
             throw VisionPromptError("the prompt has \(pieces.count - 1) \(marker) markers but \(images.count) image(s) were given")
@@ -108,10 +108,10 @@ public enum VisionPrompt {
             let ids = first ? tokenizer.encode(s) : tokenizer.encode(s, addBos: false)
             var row = [Float](repeating: 0, count: d)
             for t in ids {
-                guard t >= 0, Int(t) < tokenEmbedding.rows else {
-                    throw VisionPromptError("token id \(t) is outside the model's vocabulary (0..<\(tokenEmbedding.rows))")
+                guard t >= 0, Int(t) < target.vocabSize else {
+                    throw VisionPromptError("token id \(t) is outside the model's vocabulary (0..<\(target.vocabSize))")
                 }
-                row.withUnsafeMutableBufferPointer { tokenEmbedding.dequantize(row: Int(t), into: $0.baseAddress!) }
+                row.withUnsafeMutableBufferPointer { target.embed(token: t, into: $0.baseAddress!) }
                 emb += row
                 tokens.append(t)
                 mask.append(false)
@@ -133,15 +133,5 @@ public enum VisionPrompt {
             try addText(markers.suffix, first: false)
         }
         return MultimodalSequence(width: d, tokens: tokens, embeddings: emb, imageMask: mask, imageRanges: ranges)
-    }
-}
-
-extension VisionTower {
-    /// Checks that this tower's embeddings fit `model` (same width).
-    public func check(compatibleWith model: LlamaModel) throws {
-        guard outputWidth == model.config.width else {
-            throw GGUFError(file: path, field: "projector output",
-                            reason: "embeddings of width \(outputWidth) do not fit the language model \(model.file.path) of width \(model.config.width)")
-        }
     }
 }

@@ -74,7 +74,7 @@ struct TestPrompt {
         let user = try VisionPrompt.placeImages(in: question, count: 1, markers: markers)
         let rendered = Target.template.render(messages: [.user(user)])
         let seq = try VisionPrompt.build(rendered: rendered, images: [emb], markers: markers, tokenizer: Target.tokenizer,
-                                         tokenEmbedding: Target.model.weights.tokenEmbedding)
+                                         target: Target.model)
         return TestPrompt(name: "\(file): \(question)", tokens: seq.tokens, sequence: seq)
     }
 

@@ -49,7 +49,7 @@ enum DemoSetup {
         let user = try VisionPrompt.placeImages(in: question, count: images.count, markers: markers)
         let rendered = try ChatTemplate(gguf: s.gguf).render(messages: [.user(user)])
         let seq = try VisionPrompt.build(rendered: rendered, images: embeddings, markers: markers,
-                                         tokenizer: s.tokenizer, tokenEmbedding: s.model.weights.tokenEmbedding)
+                                         tokenizer: s.tokenizer, target: s.model)
         let session = s.model.makeSession(contextSize: seq.count + maxTokens + 1)
         var out = try session.forward(embeddings: seq.embeddings)
         var generated: [Int32] = []
