@@ -1,6 +1,7 @@
 import Draft
 import COpenBLAS
 import Foundation
+import Kernels
 
 /// One training sequence in the draft's own indexing (docs/draft-design.md): entry j stands for a
 /// target position t whose next input exists; dropped image entries are already gone.
@@ -286,7 +287,7 @@ public struct DraftModel {
         let dz = Buf(l * v), dx = Buf(l * d), scratch = Buf(v)
         for i in 0..<l {
             let zi = z.p + i * v, pi = p.p + i * v, dzi = dz.p + i * v
-            Losses.softmax(pi, count: v, into: pi)
+            softmax(pi, count: v, into: pi)
             var rowLoss: Double = 0
             if lc.l1 != 0 {
                 let a = Losses.l1(z: zi, p: pi, count: v, weight: lc.l1 * scale, dz: dzi, scratch: scratch.p)

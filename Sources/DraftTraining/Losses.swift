@@ -1,18 +1,10 @@
 import Foundation
+import Kernels
 
 /// Per-position losses between the draft's logits `z` (over the V draft rows) and the target's
 /// probabilities `p` over the same rows (renormalised there). Each returns the loss and
 /// *accumulates* `weight · ∂loss/∂z` into `dz`.
 enum Losses {
-    /// Softmax in place (max-shifted).
-    static func softmax(_ z: UnsafePointer<Float>, count n: Int, into q: UnsafeMutablePointer<Float>) {
-        var mx = -Float.infinity
-        for i in 0..<n { mx = max(mx, z[i]) }
-        var s: Float = 0
-        for i in 0..<n { let e = expf(z[i] - mx); q[i] = e; s += e }
-        let inv = 1 / s
-        for i in 0..<n { q[i] *= inv }
-    }
 
     /// ViSpec's probability L1: Σ|q − p| with q = softmax(z).
     /// ∂/∂z_j = q_j (s_j − Σ_i q_i s_i), s = sign(q − p).

@@ -125,31 +125,14 @@ struct DecodingReport: Encodable {
     var acceptance_by_depth: [Double]?
 }
 
-struct ChatCompletionResponse: Encodable {
-    struct Choice: Encodable {
-        struct Message: Encodable { var role = "assistant"; var content: String }
-        var index = 0
-        var message: Message
-        var finish_reason: String
-    }
-    var id: String
-    var object = "chat.completion"
-    var created: Int
-    var model: String
-    var choices: [Choice]
-    var usage: Usage
-    var specdec: DecodingReport
-}
+/// A choice of one of the three answer shapes; `object` names the shape.
+protocol CompletionChoice: Encodable { static var object: String { get } }
 
-struct ChatCompletionChunk: Encodable {
-    struct Choice: Encodable {
-        struct Delta: Encodable { var role: String?; var content: String? }
-        var index = 0
-        var delta: Delta
-        var finish_reason: String?
-    }
+/// The envelope OpenAI's chat answers, chat stream chunks and text completions (whole or
+/// streamed) share.
+struct CompletionBody<Choice: CompletionChoice>: Encodable {
     var id: String
-    var object = "chat.completion.chunk"
+    var object = Choice.object
     var created: Int
     var model: String
     var choices: [Choice]
@@ -157,21 +140,33 @@ struct ChatCompletionChunk: Encodable {
     var specdec: DecodingReport?
 }
 
-struct CompletionResponse: Encodable {
-    struct Choice: Encodable {
-        var text: String
-        var index = 0
-        var logprobs: String? = nil
-        var finish_reason: String?
-    }
-    var id: String
-    var object = "text_completion"
-    var created: Int
-    var model: String
-    var choices: [Choice]
-    var usage: Usage?
-    var specdec: DecodingReport?
+struct ChatChoice: CompletionChoice {
+    static let object = "chat.completion"
+    struct Message: Encodable { var role = "assistant"; var content: String }
+    var index = 0
+    var message: Message
+    var finish_reason: String
 }
+
+struct ChatChunkChoice: CompletionChoice {
+    static let object = "chat.completion.chunk"
+    struct Delta: Encodable { var role: String?; var content: String? }
+    var index = 0
+    var delta: Delta
+    var finish_reason: String?
+}
+
+struct TextChoice: CompletionChoice {
+    static let object = "text_completion"
+    var text: String
+    var index = 0
+    var logprobs: String? = nil
+    var finish_reason: String?
+}
+
+typealias ChatCompletionResponse = CompletionBody<ChatChoice>
+typealias ChatCompletionChunk = CompletionBody<ChatChunkChoice>
+typealias CompletionResponse = CompletionBody<TextChoice>
 
 struct ModelList: Encodable {
     struct Model: Encodable { var id: String; var object = "model"; var created: Int; var owned_by = "specdec" }

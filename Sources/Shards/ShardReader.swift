@@ -245,10 +245,7 @@ enum ShardParser {
 /// The complete, intact records at the start of an unfinished shard's bytes (a `.tmp` being
 /// written): what a resumed run keeps. Throws if the prologue or header is damaged.
 public func unfinishedShardEntries(_ bytes: [UInt8], file: String = "<memory>") throws -> [IndexEntry] {
-    let dctx = Zstd.Decompressor()
-    try ShardParser.checkPrologue(bytes, file: file)
-    let (h, _, hs) = try ShardParser.header(bytes, file: file, dctx: dctx)
-    return ShardParser.scan(bytes, from: ShardLayout.prologueSize + hs, header: h, file: file, dctx: dctx).entries
+    try ShardReader(unfinishedBytes: bytes, path: file).entries
 }
 
 /// Random access to a finished shard: prologue, header, trailer and index are checked on open;
@@ -271,10 +268,8 @@ public final class ShardReader {
         self.path = path
         bytes = b
         fileSize = b.count
-        try ShardParser.checkPrologue(b, file: path)
-        let (h, json, hsize) = try ShardParser.header(b, file: path, dctx: dctx)
+        let (h, json, headerEnd) = try Self.head(b, path: path, dctx: dctx)
         header = h; headerJSON = json
-        let headerEnd = ShardLayout.prologueSize + hsize
         let t = try ShardParser.trailer(b, file: path)
         guard t.headerCRC == CRC32.checksum(b[ShardLayout.prologueSize..<headerEnd]) else {
             throw DataError(file: path, field: "header.crc", offset: ShardLayout.prologueSize, reason: "CRC-32 of the header frame does not match the trailer")
@@ -324,10 +319,16 @@ public final class ShardReader {
         self.path = path
         bytes = b
         fileSize = b.count
-        try ShardParser.checkPrologue(b, file: path)
-        let (h, json, hsize) = try ShardParser.header(b, file: path, dctx: dctx)
+        let (h, json, headerEnd) = try Self.head(b, path: path, dctx: dctx)
         header = h; headerJSON = json
-        entries = ShardParser.scan(b, from: ShardLayout.prologueSize + hsize, header: h, file: path, dctx: dctx).entries
+        entries = ShardParser.scan(b, from: headerEnd, header: h, file: path, dctx: dctx).entries
+    }
+
+    /// The checked prologue and header of a shard's bytes: the header, its JSON, and where it ends.
+    private static func head(_ b: [UInt8], path: String, dctx: Zstd.Decompressor) throws -> (ShardHeader, [UInt8], Int) {
+        try ShardParser.checkPrologue(b, file: path)
+        let (h, json, size) = try ShardParser.header(b, file: path, dctx: dctx)
+        return (h, json, ShardLayout.prologueSize + size)
     }
 
     public var recordCount: Int { entries.count }

@@ -348,15 +348,7 @@ public final class VisionTower: @unchecked Sendable {
                                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(hd),
                                             scale, qp.baseAddress! + off, Int32(d), kp.baseAddress! + off, Int32(d),
                                             0, sp.baseAddress, Int32(n))
-                                for i in 0..<n {
-                                    let row = sp.baseAddress! + i * n
-                                    var m = -Float.infinity
-                                    for j in 0..<n { m = max(m, row[j]) }
-                                    var sum: Float = 0
-                                    for j in 0..<n { let e = expf(row[j] - m); row[j] = e; sum += e }
-                                    let inv = 1 / sum
-                                    for j in 0..<n { row[j] *= inv }
-                                }
+                                for i in 0..<n { softmax(sp.baseAddress! + i * n, count: n, into: sp.baseAddress! + i * n) }
                                 // out_h = P V_h
                                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(n),
                                             1, sp.baseAddress, Int32(n), vp.baseAddress! + off, Int32(d),
