@@ -33,7 +33,7 @@ final class DecoderLayer {
     let out: Buf, rstdOut: Buf  // normed output (the head's input)   n × d
 
     var attention: Attention { Attention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim) }
-    var rope: RoPE { RoPE(headDim: c.headDim, ropeDim: c.headDim, base: c.ropeBase, scale: 1) }
+    var rope: RoPE { c.rope }
 
     /// `input`: the attention input (n × inputWidth), kept for the backward pass rather than
     /// copied. `residual`: n × d, read during init only.
