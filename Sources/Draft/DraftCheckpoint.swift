@@ -43,7 +43,9 @@ public struct DraftCheckpoint {
         }
         guard let cj = f.metadata["config"] else { throw err("__metadata__.config", "missing: not a specdec draft checkpoint") }
         let c: DraftConfig
-        do { c = try JSONDecoder().decode(DraftConfig.self, from: Data(cj.utf8)) } catch {
+        let decoder = JSONDecoder()
+        decoder.userInfo[DraftConfig.legacyTarget] = target
+        do { c = try decoder.decode(DraftConfig.self, from: Data(cj.utf8)) } catch {
             throw err("__metadata__.config", "not a valid draft config: \(error)")
         }
         if let t = target { try c.validate(target: t, file: file) } else { try c.validate(file: file) }

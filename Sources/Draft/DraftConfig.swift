@@ -1,5 +1,6 @@
 import Diagnostics
 import Foundation
+import Kernels
 import Llama
 
 /// A fault in a draft checkpoint or in a request to the draft; `file` is the checkpoint path (or
@@ -38,7 +39,12 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     public var headDim: Int
     public var ffn: Int
     public var rmsEps: Float
+    /// RoPE of the draft's queries and keys (`rope`): the base, the rotated dimensions of each
+    /// head and the linear position scale. The draft's keys sit at the target's positions, so a
+    /// draft has its target's.
     public var ropeBase: Double
+    public var ropeDim: Int
+    public var ropeScale: Double
     /// Draft head rows V (= targetVocab for the full vocabulary).
     public var vocab: Int
     public var targetVocab: Int
@@ -56,10 +62,12 @@ public struct DraftConfig: Codable, Equatable, Sendable {
     /// i − 1, so every id is at least 1). Nil for the other archs.
     public var auxLayers: [Int]?
 
+    /// RoPE over whole heads, unscaled (`init(target:)` takes the target's).
     public init(width: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, rmsEps: Float, ropeBase: Double,
                 vocab: Int, targetVocab: Int, headTied: Bool, numQ: Int) {
         self.width = width; self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.ffn = ffn
-        self.rmsEps = rmsEps; self.ropeBase = ropeBase; self.vocab = vocab; self.targetVocab = targetVocab
+        self.rmsEps = rmsEps; self.ropeBase = ropeBase; ropeDim = headDim; ropeScale = 1
+        self.vocab = vocab; self.targetVocab = targetVocab
         self.headTied = headTied; self.numQ = numQ; arch = numQ > 0 ? .vispec : .eagle2
     }
 
@@ -89,13 +97,46 @@ public struct DraftConfig: Codable, Equatable, Sendable {
         self.init(width: t.width, heads: t.headCount, kvHeads: t.kvHeadCount, headDim: t.headDim, ffn: t.ffnWidth,
                   rmsEps: t.rmsEpsilon, ropeBase: t.ropeBase, vocab: vocab ?? t.vocabSize, targetVocab: t.vocabSize,
                   headTied: headTied, numQ: numQ)
+        ropeDim = t.ropeDim; ropeScale = t.ropeScale
     }
 
     enum CodingKeys: String, CodingKey {
-        case width, heads, kvHeads = "kv_heads", headDim = "head_dim", ffn, rmsEps = "rms_eps", ropeBase = "rope_base"
+        case width, heads, kvHeads = "kv_heads", headDim = "head_dim", ffn, rmsEps = "rms_eps"
+        case ropeBase = "rope_base", ropeDim = "rope_dim", ropeScale = "rope_scale"
         case vocab, targetVocab = "target_vocab", headTied = "head_tied", numQ = "num_q", arch, auxLayers = "aux_layers"
         case globalFeature = "global_feature"
     }
+
+    /// The key under which a reader passes the target (`LlamaConfig`) to the decoder: a config
+    /// written before `rope_dim` and `rope_scale` were recorded ran with the target's.
+    static let legacyTarget = CodingUserInfoKey(rawValue: "specdec.draft.target")!
+
+    /// The synthesized reader, except that `rope_dim` and `rope_scale` may be absent (`legacyTarget`).
+    public init(from decoder: Decoder) throws {
+        let k = try decoder.container(keyedBy: CodingKeys.self)
+        width = try k.decode(Int.self, forKey: .width)
+        heads = try k.decode(Int.self, forKey: .heads)
+        kvHeads = try k.decode(Int.self, forKey: .kvHeads)
+        headDim = try k.decode(Int.self, forKey: .headDim)
+        ffn = try k.decode(Int.self, forKey: .ffn)
+        rmsEps = try k.decode(Float.self, forKey: .rmsEps)
+        ropeBase = try k.decode(Double.self, forKey: .ropeBase)
+        // Without a target (training reads checkpoints before it loads one), the RoPE the
+        // trainer has always run: whole heads, unscaled.
+        let target = decoder.userInfo[Self.legacyTarget] as? LlamaConfig
+        ropeDim = try k.decodeIfPresent(Int.self, forKey: .ropeDim) ?? target?.ropeDim ?? headDim
+        ropeScale = try k.decodeIfPresent(Double.self, forKey: .ropeScale) ?? target?.ropeScale ?? 1
+        vocab = try k.decode(Int.self, forKey: .vocab)
+        targetVocab = try k.decode(Int.self, forKey: .targetVocab)
+        headTied = try k.decode(Bool.self, forKey: .headTied)
+        numQ = try k.decode(Int.self, forKey: .numQ)
+        globalFeature = try k.decodeIfPresent(Bool.self, forKey: .globalFeature)
+        arch = try k.decode(DraftArch.self, forKey: .arch)
+        auxLayers = try k.decodeIfPresent([Int].self, forKey: .auxLayers)
+    }
+
+    /// The rotation of the draft's queries and keys.
+    public var rope: RoPE { RoPE(headDim: headDim, ropeDim: ropeDim, base: ropeBase, scale: ropeScale) }
 
     /// Whether text entries after an image get img_fc([f ; global feature]).
     public var usesGlobalFeature: Bool { numQ > 0 && globalFeature != false }
@@ -126,6 +167,8 @@ public struct DraftConfig: Codable, Equatable, Sendable {
             throw err(name, "the draft has \(mine), the target model has \(theirs): the checkpoint was made for another model")
         }
         guard ropeBase == t.ropeBase else { throw err("rope_base", "the draft has \(ropeBase), the target model has \(t.ropeBase)") }
+        guard ropeDim == t.ropeDim else { throw err("rope_dim", "the draft has \(ropeDim), the target model has \(t.ropeDim)") }
+        guard ropeScale == t.ropeScale else { throw err("rope_scale", "the draft has \(ropeScale), the target model has \(t.ropeScale)") }
     }
 
     /// Checks the config on its own (sizes, arch against num_q, aux layers, the adapter's shape):
@@ -139,6 +182,11 @@ public struct DraftConfig: Codable, Equatable, Sendable {
         guard numQ >= 0 else { throw err("num_q", "must not be negative, found \(numQ)") }
         guard heads % kvHeads == 0 else { throw err("kv_heads", "\(kvHeads) does not divide heads \(heads)") }
         guard rmsEps > 0, rmsEps.isFinite else { throw err("rms_eps", "must be positive, found \(rmsEps)") }
+        guard ropeBase > 0, ropeBase.isFinite else { throw err("rope_base", "must be positive, found \(ropeBase)") }
+        guard ropeDim > 0, ropeDim <= headDim, ropeDim % 2 == 0 else {
+            throw err("rope_dim", "must be even and at most head_dim \(headDim), found \(ropeDim)")
+        }
+        guard ropeScale > 0, ropeScale.isFinite else { throw err("rope_scale", "must be positive, found \(ropeScale)") }
         guard vocab <= targetVocab else { throw err("vocab", "\(vocab) is larger than target_vocab \(targetVocab)") }
         guard !headTied || vocab == targetVocab else { throw err("head_tied", "a tied head needs vocab = target_vocab (\(vocab) ≠ \(targetVocab))") }
         guard (arch == .vispec) == (numQ > 0) else { throw err("arch", "\"\(arch)\" does not match num_q = \(numQ)") }

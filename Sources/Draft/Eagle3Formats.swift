@@ -78,7 +78,7 @@ public enum Eagle3Formats {
         g.set("\(a).attention.value_length", .uint32(UInt32(c.headDim)))
         g.set("\(a).attention.layer_norm_rms_epsilon", .float32(c.rmsEps))
         g.set("\(a).rope.freq_base", .float32(Float(c.ropeBase)))
-        g.set("\(a).rope.dimension_count", .uint32(UInt32(t.ropeDim)))
+        g.set("\(a).rope.dimension_count", .uint32(UInt32(c.ropeDim)))
         g.set("\(a).target_layers", .array(elementType: .int32, aux.map { .int32(Int32($0)) }))
         g.set("\(a).target_hidden_size", .uint32(UInt32(t.width)))
         g.set("\(a).vocab_size", .uint32(UInt32(c.targetVocab)))

@@ -57,7 +57,8 @@ public final class EagleDraft: Drafter {
     // Keys and values (one layer; grows): accepted slots 0..<entryPositions.count, then the
     // round's nodes.
     private let cache: KVCache
-    /// The target's RoPE: the draft's keys and queries sit at the target's positions.
+    /// The draft's RoPE (its config's, checked against the target's: the draft's keys and
+    /// queries sit at the target's positions).
     private let rope: RoPE
 
     /// State passed on by the last accepted entry (the tree's root: f̂, or EAGLE-3's pre-norm
@@ -78,7 +79,7 @@ public final class EagleDraft: Drafter {
         }
         self.config = c
         self.target = target
-        rope = RoPE(headDim: c.headDim, ropeDim: target.config.ropeDim, base: target.config.ropeBase, scale: target.config.ropeScale)
+        rope = c.rope
         self.matrixType = matrixType
         self.threads = target.threads
         let d = c.width

@@ -37,10 +37,10 @@ extension DraftModel {
         }
     }
 
-    func argmaxRow(_ w: WeightPointers, _ x: UnsafePointer<Float>) -> Int {
+    func argmaxRow(_ w: DraftWeightViews, _ x: UnsafePointer<Float>) -> Int {
         let v = config.vocab
         let z = Buf(v)
-        Linear.forward(x, w.head, n: 1, inDim: config.width, outDim: v, into: z.p)
+        Linear.forward(x, w.head!, n: 1, inDim: config.width, outDim: v, into: z.p)
         var best = 0
         for k in 1..<v where z.p[k] > z.p[best] { best = k }
         return best
@@ -79,7 +79,7 @@ extension DraftModel {
     /// whole sequence) predicts the next token, nodes at entries j+1, j+2, … while they keep
     /// agreeing, each made by `node` from its entry, its parent's `state` row and the keys it
     /// sees (`first`'s entries 0...j, then the earlier nodes').
-    func walkChains(_ s: DraftSequence, _ w: WeightPointers, depth: Int, maxStarts: Int, first: DecoderLayer,
+    func walkChains(_ s: DraftSequence, _ w: DraftWeightViews, depth: Int, maxStarts: Int, first: DecoderLayer,
                     state: KeyPath<DecoderLayer, Buf>,
                     node: (_ at: Int, _ state: UnsafePointer<Float>, _ prior: PriorKeys) -> DecoderLayer) -> ChainResult {
         var res = ChainResult(depth: depth)
@@ -126,7 +126,7 @@ extension DraftModel {
             let w = weights(pp.baseAddress!)
             let pass = firstPass(s, w).pass
             let z = Buf(n * v)
-            Linear.forward(pass.fhat.p, w.head, n: n, inDim: d, outDim: v, into: z.p)
+            Linear.forward(pass.fhat.p, w.head!, n: n, inDim: d, outDim: v, into: z.p)
             return z.array
         }
     }

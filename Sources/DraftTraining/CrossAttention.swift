@@ -9,7 +9,7 @@ final class AdapterPass {
     let e: Buf, qa: Buf, ka: Buf, va: Buf, probs: Buf, att: Buf, out: Buf
     var attention: Attention { Attention(heads: heads, kvHeads: heads, headDim: d / heads) }
 
-    init(config c: DraftConfig, weights w: WeightPointers, embeddings: UnsafePointer<Float>, rows m: Int) {
+    init(config c: DraftConfig, weights w: DraftWeightViews, embeddings: UnsafePointer<Float>, rows m: Int) {
         k = c.numQ; self.m = m; d = c.width; heads = c.heads
         e = Buf(m * d); e.p.update(from: embeddings, count: m * d)
         qa = Buf(k * d); ka = Buf(m * d); va = Buf(m * d); probs = Buf(heads * k * m); att = Buf(k * d); out = Buf(k * d)
@@ -25,7 +25,7 @@ final class AdapterPass {
     var global: UnsafePointer<Float> { UnsafePointer(out.p + (k - 1) * d) }
 
     /// dOut: K × d (compressed tokens' and global feature's gradients).
-    func backward(weights w: WeightPointers, grads g: DraftGrads, dOut: UnsafePointer<Float>) {
+    func backward(weights w: DraftWeightViews, grads g: DraftGradViews, dOut: UnsafePointer<Float>) {
         let datt = Buf(k * d)
         Linear.backward(dy: dOut, x: att.p, w: w.ao!, n: k, inDim: d, outDim: d, dx: datt.p, dw: g.ao)
         let dq = Buf(k * d), dk = Buf(m * d), dv = Buf(m * d)

@@ -33,11 +33,11 @@ final class DecoderLayer {
     let out: Buf, rstdOut: Buf  // normed output (the head's input)   n × d
 
     var attention: Attention { Attention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim) }
-    var rope: RoPE { RoPE(headDim: c.headDim, ropeDim: c.headDim, base: c.ropeBase, scale: 1) }
+    var rope: RoPE { c.rope }
 
     /// `input`: the attention input (n × inputWidth), kept for the backward pass rather than
     /// copied. `residual`: n × d, read during init only.
-    init(config: DraftConfig, weights w: WeightPointers, input: Buf, inputWidth: Int, residual: UnsafePointer<Float>, n: Int,
+    init(config: DraftConfig, weights w: DraftWeightViews, input: Buf, inputWidth: Int, residual: UnsafePointer<Float>, n: Int,
          positions: [Int], prior: PriorKeys?, visible: Visibility) {
         c = config
         self.n = n; nPrior = prior?.count ?? 0
@@ -68,7 +68,7 @@ final class DecoderLayer {
         SwiGLU.forward(gate: gate.p, up: up.p, count: n * ff, into: hh.p)
         Linear.forward(hh.p, w.down, n: n, inDim: ff, outDim: d, into: s.p)
         for i in 0..<(n * d) { s.p[i] += r1.p[i] }
-        RMSNorm.forward(s.p, weight: w.norm, n: n, d: d, eps: c.rmsEps, into: out.p, rstd: rstdOut.p)
+        RMSNorm.forward(s.p, weight: w.norm!, n: n, d: d, eps: c.rmsEps, into: out.p, rstd: rstdOut.p)
     }
 
     /// Own rotated keys/values (n rows), for later passes to attend to.
@@ -82,7 +82,7 @@ final class DecoderLayer {
     /// (EAGLE-2), the sum then comes out in the same order of additions as a single gradient.
     /// `dOwnKV` holds gradient already flowing into this layer's own keys/values from later
     /// passes (rotated space); `dPrior` receives the prior keys'/values' gradient (accumulated).
-    func backward(weights w: WeightPointers, grads gr: DraftGrads, dOut: UnsafePointer<Float>?, dS: UnsafePointer<Float>?,
+    func backward(weights w: DraftWeightViews, grads gr: DraftGradViews, dOut: UnsafePointer<Float>?, dS: UnsafePointer<Float>?,
                   dOwnKV: (k: UnsafePointer<Float>, v: UnsafePointer<Float>)?,
                   dPrior: (k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)?,
                   dResidual: UnsafeMutablePointer<Float>, dInput: UnsafeMutablePointer<Float>) {
@@ -91,7 +91,7 @@ final class DecoderLayer {
         // s = r1 + down(hh);  out = rms(s)·norm (gr.norm is nil where the norm is frozen)
         let ds = Buf(n * d)
         if let x = dS { ds.p.update(from: x, count: n * d) }
-        if let x = dOut { RMSNorm.backward(dy: x, x: s.p, weight: w.norm, rstd: rstdOut.p, n: n, d: d, dx: ds.p, dw: gr.norm) }
+        if let x = dOut { RMSNorm.backward(dy: x, x: s.p, weight: w.norm!, rstd: rstdOut.p, n: n, d: d, dx: ds.p, dw: gr.norm) }
         let dr1 = Buf(ds.array)
         let dhh = Buf(n * ff)
         Linear.backward(dy: ds.p, x: hh.p, w: w.down, n: n, inDim: ff, outDim: d, dx: dhh.p, dw: gr.down)

@@ -1,58 +1,6 @@
 import Draft
 import Foundation
 
-/// Tensor names come from the one table (`DraftConfig.tensors`, `DraftWeights.Name`).
-private typealias N = DraftWeights.Name
-
-/// Pointers to the draft's weights (and their gradients) inside the flat parameter vector.
-struct WeightPointers {
-    let fc, wq, wk, wv, wo, postNorm, gate, up, down, norm: UnsafePointer<Float>
-    /// Draft head rows (V × d): `lm_head.weight`, or the target's head rows when tied.
-    let head: UnsafePointer<Float>
-    let queries, aq, ak, av, ao, imgFc: UnsafePointer<Float>?
-
-    /// EAGLE-3 only: the norms of the embedding and state halves of the attention input.
-    let inputNorm, hiddenNorm: UnsafePointer<Float>?
-
-    init(params p: UnsafePointer<Float>, layout: DraftParameters, tiedHead: UnsafePointer<Float>?) {
-        // Layer tensors are `midlayer.*` in an EAGLE-3 layout.
-        func at(_ n: String) -> UnsafePointer<Float> { p + layout.offset(N.of(n, layout.config)) }
-        func opt(_ n: String) -> UnsafePointer<Float>? { layout.slot(n).map { p + $0.offset } }
-        inputNorm = opt(N.inputNorm); hiddenNorm = opt(N.hiddenNorm)
-        fc = at(N.fc); wq = at(N.q); wk = at(N.k)
-        wv = at(N.v); wo = at(N.o)
-        postNorm = at(N.postNorm)
-        gate = at(N.gate); up = at(N.up); down = at(N.down)
-        norm = at(N.norm)
-        head = opt(N.lmHead) ?? tiedHead!
-        queries = opt(N.queries); aq = opt(N.aq); ak = opt(N.ak)
-        av = opt(N.av); ao = opt(N.ao); imgFc = opt(N.imgFc)
-    }
-}
-
-/// Gradient pointers, same layout; nil for tensors without gradient (frozen or tied).
-struct DraftGrads {
-    let fc, wq, wk, wv, wo, postNorm, gate, up, down: UnsafeMutablePointer<Float>
-    let head: UnsafeMutablePointer<Float>?
-    let queries, aq, ak, av, ao, imgFc: UnsafeMutablePointer<Float>?
-    /// EAGLE-3 only (its output norm trains; the other archs keep the target's frozen).
-    let norm, inputNorm, hiddenNorm: UnsafeMutablePointer<Float>?
-
-    init(grads g: UnsafeMutablePointer<Float>, layout: DraftParameters) {
-        func at(_ n: String) -> UnsafeMutablePointer<Float> { g + layout.offset(N.of(n, layout.config)) }
-        func opt(_ n: String) -> UnsafeMutablePointer<Float>? { layout.slot(n).map { g + $0.offset } }
-        norm = layout.slot(N.norm).flatMap { $0.trainable ? g + $0.offset : nil }
-        inputNorm = opt(N.inputNorm); hiddenNorm = opt(N.hiddenNorm)
-        fc = at(N.fc); wq = at(N.q); wk = at(N.k)
-        wv = at(N.v); wo = at(N.o)
-        postNorm = at(N.postNorm)
-        gate = at(N.gate); up = at(N.up); down = at(N.down)
-        head = opt(N.lmHead)
-        queries = opt(N.queries); aq = opt(N.aq); ak = opt(N.ak)
-        av = opt(N.av); ao = opt(N.ao); imgFc = opt(N.imgFc)
-    }
-}
-
 /// One application of the draft's decoder over `n` entries whose fused inputs are
 /// `fc([E ; F])`, with optional earlier keys/values (`prior`, already rotated) that the entries
 /// may also attend to (the self-correction pass and chain drafting see the first pass's entries).
@@ -63,7 +11,7 @@ final class DecoderPass {
     let layer: DecoderLayer
 
     /// `e`, `f`: n × d each. `prior`: nPrior rows of rotated keys and values.
-    init(config c: DraftConfig, weights w: WeightPointers, e: UnsafePointer<Float>, f: UnsafePointer<Float>, n: Int,
+    init(config c: DraftConfig, weights w: DraftWeightViews, e: UnsafePointer<Float>, f: UnsafePointer<Float>, n: Int,
          positions: [Int], prior: PriorKeys?, visible: Visibility) {
         self.n = n
         let d = c.width
@@ -86,7 +34,7 @@ final class DecoderPass {
     /// Backward from `dFhat` (n × d). Writes dE and dF (n × d, overwritten); `dOwnKV` (n rows
     /// each) holds gradient already flowing into this pass's own keys/values from later passes
     /// (rotated space); `dPrior` receives the prior keys'/values' gradient (accumulated).
-    func backward(weights w: WeightPointers, grads gr: DraftGrads, dFhat: UnsafePointer<Float>,
+    func backward(weights w: DraftWeightViews, grads gr: DraftGradViews, dFhat: UnsafePointer<Float>,
                   dOwnKV: (k: UnsafePointer<Float>, v: UnsafePointer<Float>)?,
                   dPrior: (k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)?,
                   dE: UnsafeMutablePointer<Float>, dF: UnsafeMutablePointer<Float>) {

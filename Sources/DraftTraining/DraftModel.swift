@@ -115,8 +115,8 @@ public struct DraftModel {
         self.layout = layout; self.head = head
     }
 
-    func weights(_ p: UnsafePointer<Float>) -> WeightPointers {
-        WeightPointers(params: p, layout: layout, tiedHead: config.headTied ? UnsafePointer(head.weights.p) : nil)
+    func weights(_ p: UnsafePointer<Float>) -> DraftWeightViews {
+        DraftWeightViews(params: p, layout: layout, tiedHead: config.headTied ? UnsafePointer(head.weights.p) : nil)
     }
 
     /// The first pass every use of the draft over a whole sequence starts with (training,
@@ -131,7 +131,7 @@ public struct DraftModel {
         let pass: DecoderPass
     }
 
-    func firstPass(_ s: DraftSequence, _ w: WeightPointers) -> FirstPass {
+    func firstPass(_ s: DraftSequence, _ w: DraftWeightViews) -> FirstPass {
         let c = config, d = c.width, n = s.count
         let useAdapter = c.numQ > 0 && !s.images.isEmpty
         let adapters: [AdapterPass] = useAdapter ? (0..<s.images.count).map { i in
@@ -165,7 +165,7 @@ public struct DraftModel {
         stats.tokens = n
         guard n > 0 else { return stats }
         let w = weights(params)
-        let gr = grads.map { DraftGrads(grads: $0, layout: layout) }
+        let gr = grads.map { DraftGradViews(grads: $0, layout: layout) }
 
         // Pass 1: the target's features.
         let first = firstPass(s, w)
@@ -233,7 +233,7 @@ public struct DraftModel {
     }
 
     /// f = base, or img_fc([base ; g]) at rows with a global feature. Returns f and the img_fc inputs.
-    func imgFcForward(w: WeightPointers, base: UnsafePointer<Float>, globalOf: [Int], adapters: [AdapterPass], n: Int)
+    func imgFcForward(w: DraftWeightViews, base: UnsafePointer<Float>, globalOf: [Int], adapters: [AdapterPass], n: Int)
         -> (Buf, (rows: [Int], x: Buf)) {
         let d = config.width
         let f = Buf(n * d)
@@ -252,7 +252,7 @@ public struct DraftModel {
     }
 
     /// Backward of `imgFcForward`: the base's gradient is added to dBase (nil: not needed).
-    func imgFcBackward(w: WeightPointers, gr: DraftGrads, dF: UnsafePointer<Float>, inputs: (rows: [Int], x: Buf), globalOf: [Int],
+    func imgFcBackward(w: DraftWeightViews, gr: DraftGradViews, dF: UnsafePointer<Float>, inputs: (rows: [Int], x: Buf), globalOf: [Int],
                        dOut: [Buf], n: Int, dBase: UnsafeMutablePointer<Float>?) {
         let d = config.width, k = config.numQ
         let set = Set(inputs.rows)
@@ -273,7 +273,7 @@ public struct DraftModel {
     }
 
     /// The draft head and the losses at `rows` of `fhat` (targets at `targetRows` of the sequence).
-    func headLoss(w: WeightPointers, gr: DraftGrads?, fhat: UnsafePointer<Float>, rows: [Int], targetRows: [Int],
+    func headLoss(w: DraftWeightViews, gr: DraftGradViews?, fhat: UnsafePointer<Float>, rows: [Int], targetRows: [Int],
                   targetHidden: UnsafePointer<Float>, nextToken: [Int32], lc: LossConfig, scale: Float,
                   dFhat: UnsafeMutablePointer<Float>, stats: inout LossStats, second: Bool) {
         let d = config.width, v = config.vocab, l = rows.count
@@ -282,7 +282,7 @@ public struct DraftModel {
         gatherRows(fhat, rows: rows, width: d, into: x.p)
         gatherRows(targetHidden, rows: targetRows, width: d, into: th.p)
         let z = Buf(l * v), p = Buf(l * v)
-        Linear.forward(x.p, w.head, n: l, inDim: d, outDim: v, into: z.p)
+        Linear.forward(x.p, w.head!, n: l, inDim: d, outDim: v, into: z.p)
         Linear.forward(th.p, head.weights.p, n: l, inDim: d, outDim: v, into: p.p)
         let dz = Buf(l * v), dx = Buf(l * d), scratch = Buf(v)
         for i in 0..<l {
@@ -313,7 +313,7 @@ public struct DraftModel {
             if second { stats.rows2 += 1; if ok { stats.correct2 += 1 } } else { stats.rows += 1; if ok { stats.correct += 1 } }
         }
         guard gr != nil else { return }
-        Linear.backward(dy: dz.p, x: x.p, w: w.head, n: l, inDim: d, outDim: v, dx: dx.p, dw: gr?.head)
+        Linear.backward(dy: dz.p, x: x.p, w: w.head!, n: l, inDim: d, outDim: v, dx: dx.p, dw: gr?.head)
         scatterAddRows(dx.p, rows: rows, width: d, into: dFhat)
     }
 }

@@ -17,7 +17,7 @@ final class Eagle3Pass {
     let rstdE: Buf, rstdG: Buf
     let layer: DecoderLayer
 
-    init(config c: DraftConfig, weights w: WeightPointers, e ep: UnsafePointer<Float>, g gp: UnsafePointer<Float>, n: Int,
+    init(config c: DraftConfig, weights w: DraftWeightViews, e ep: UnsafePointer<Float>, g gp: UnsafePointer<Float>, n: Int,
          positions: [Int], prior: PriorKeys?, visible: Visibility) {
         self.n = n
         let d = c.width
@@ -47,7 +47,7 @@ final class Eagle3Pass {
     /// overwritten); `dOwnKV` holds gradient already flowing into this pass's own keys/values
     /// from later passes (rotated space); `dPrior` receives the prior keys'/values' gradient
     /// (accumulated). The embeddings are the frozen target's: no gradient.
-    func backward(weights w: WeightPointers, grads gr: DraftGrads, dOut: UnsafePointer<Float>?, dS: UnsafePointer<Float>?,
+    func backward(weights w: DraftWeightViews, grads gr: DraftGradViews, dOut: UnsafePointer<Float>?, dS: UnsafePointer<Float>?,
                   dOwnKV: (k: UnsafePointer<Float>, v: UnsafePointer<Float>)?,
                   dPrior: (k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)?,
                   dG: UnsafeMutablePointer<Float>) {
@@ -96,7 +96,7 @@ extension DraftModel {
         let offsets: [Int]
     }
 
-    func tttForward(_ s: DraftSequence, _ w: WeightPointers, steps: Int) -> TTTPasses {
+    func tttForward(_ s: DraftSequence, _ w: DraftWeightViews, steps: Int) -> TTTPasses {
         let c = config, d = c.width, n = s.count, fw = c.featureWidth, kvw = c.kvHeads * c.headDim
         precondition(s.auxFeatures.count == n * fw, "an EAGLE-3 sequence needs the aux layers' states (n × \(fw))")
         let g0 = Buf(n * d)
@@ -138,7 +138,7 @@ extension DraftModel {
         stats.tokens = n
         guard n > 0 else { return stats }
         let w = weights(params)
-        let gr = grads.map { DraftGrads(grads: $0, layout: layout) }
+        let gr = grads.map { DraftGradViews(grads: $0, layout: layout) }
         let ttt = tttForward(s, w, steps: lc.tttSteps ?? 1)
         var dOuts: [Buf] = []
         let ce = LossConfig(l1: 0, rank: 0, reg: 0, ce: lc.ce, selfCorrect: 0)
@@ -196,7 +196,7 @@ extension DraftModel {
             let w = weights(pp.baseAddress!)
             return tttForward(s, w, steps: steps).passes.map { pass in
                 let z = Buf(pass.n * v)
-                Linear.forward(pass.out.p, w.head, n: pass.n, inDim: d, outDim: v, into: z.p)
+                Linear.forward(pass.out.p, w.head!, n: pass.n, inDim: d, outDim: v, into: z.p)
                 return z.array
             }
         }

@@ -70,3 +70,51 @@ public struct DraftParameters: Sendable {
         }
     }
 }
+
+/// Every tensor of the draft as a pointer into one flat vector laid out by `DraftParameters`
+/// (so by `DraftConfig.tensors`, the one table): the weights or their gradients. `fc`, the
+/// layer's projections and its FFN norm are in every layout and always train; the rest are nil
+/// where the view has none: the other arch's and the adapter's, and among the gradients those
+/// of frozen tensors (the EAGLE-2/ViSpec output norm) and of a tied head.
+struct DraftTensorViews<Pointer> {
+    let fc, wq, wk, wv, wo, postNorm, gate, up, down: Pointer
+    /// The output norm and the head rows (V × d): the weights always have both, a tied head
+    /// being the target's rows.
+    let norm, head: Pointer?
+    /// EAGLE-3 only: the norms of the embedding and state halves of the attention input.
+    let inputNorm, hiddenNorm: Pointer?
+    /// ViSpec only: the adapter and img_fc.
+    let queries, aq, ak, av, ao, imgFc: Pointer?
+
+    /// `view` answers for a checkpoint name of `config`'s table (layer tensors are `midlayer.*`
+    /// in an EAGLE-3 layout), nil where the view has no such tensor.
+    init(config c: DraftConfig, _ view: (String) -> Pointer?) {
+        typealias N = DraftWeights.Name
+        func at(_ name: String) -> Pointer? { view(N.of(name, c)) }
+        fc = at(N.fc)!; wq = at(N.q)!; wk = at(N.k)!; wv = at(N.v)!; wo = at(N.o)!
+        postNorm = at(N.postNorm)!
+        gate = at(N.gate)!; up = at(N.up)!; down = at(N.down)!
+        norm = at(N.norm); head = at(N.lmHead)
+        inputNorm = at(N.inputNorm); hiddenNorm = at(N.hiddenNorm)
+        queries = at(N.queries); aq = at(N.aq); ak = at(N.ak); av = at(N.av); ao = at(N.ao); imgFc = at(N.imgFc)
+    }
+}
+
+typealias DraftWeightViews = DraftTensorViews<UnsafePointer<Float>>
+typealias DraftGradViews = DraftTensorViews<UnsafeMutablePointer<Float>>
+
+extension DraftTensorViews<UnsafePointer<Float>> {
+    /// The weights inside `params`; `tiedHead`: the target's head rows, for a draft whose head is tied.
+    init(params p: UnsafePointer<Float>, layout: DraftParameters, tiedHead: UnsafePointer<Float>?) {
+        self.init(config: layout.config) { name in
+            layout.slot(name).map { p + $0.offset } ?? (name == DraftWeights.Name.lmHead ? tiedHead : nil)
+        }
+    }
+}
+
+extension DraftTensorViews<UnsafeMutablePointer<Float>> {
+    /// The gradients inside `grads`: the trainable tensors'.
+    init(grads g: UnsafeMutablePointer<Float>, layout: DraftParameters) {
+        self.init(config: layout.config) { name in layout.slot(name).flatMap { $0.trainable ? g + $0.offset : nil } }
+    }
+}

@@ -154,9 +154,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     let eagle3 = opts.arch == .eagle3
     // An EAGLE-3 draft always has its own head (its input is its own state, not the target's).
     let tied = !eagle3 && d2t.count == mc.vocabSize && (resumed?.meta.config.headTied ?? initCk?.meta.config.headTied ?? true)
-    var config = DraftConfig(width: mc.width, heads: mc.headCount, kvHeads: mc.kvHeadCount, headDim: mc.headDim, ffn: mc.ffnWidth,
-                             rmsEps: mc.rmsEpsilon, ropeBase: mc.ropeBase, vocab: d2t.count, targetVocab: mc.vocabSize,
-                             headTied: tied, numQ: opts.numQ)
+    var config = DraftConfig(target: mc, vocab: d2t.count, headTied: tied, numQ: opts.numQ)
     if opts.globalFeature == false { config.globalFeature = false }
     if eagle3 {
         config = DraftConfig.eagle3(target: mc, vocab: d2t.count, auxLayers: opts.auxLayers)

@@ -162,11 +162,36 @@ final class EagleDraftTests: XCTestCase {
         XCTAssertEqual(try accept(td, 0..<5).count, 4)
     }
 
+    /// A checkpoint written before the config recorded the RoPE dimensions and scale loads with
+    /// the target's; one recorded for another RoPE names the field.
+    func testCheckpointRoPEFields() throws {
+        let w = try weights()
+        let path = tmpPath("rope.safetensors")
+        let full = try SafeTensorsFile(bytes: try w.writer().serialize())
+        func write(config: String) throws {
+            var meta = full.metadata
+            meta["config"] = config
+            var wr = SafeTensorsWriter(metadata: meta)
+            for n in full.names { let i = try full.info(n); try wr.add(n, dtype: i.dtype, shape: i.shape, bytes: try full.bytes(n)) }
+            try wr.write(to: path)
+        }
+        let json = w.config.json()
+        XCTAssertTrue(json.contains("\"rope_dim\":\(Target.model.config.ropeDim)") && json.contains("\"rope_scale\":1"), json)
+        try write(config: json.replacingOccurrences(of: #""rope_(dim|scale)":[^,}]*,"#, with: "", options: .regularExpression))
+        XCTAssertFalse(try SafeTensorsFile(path: path).metadata["config"]!.contains("rope_dim"))
+        XCTAssertEqual(try DraftWeights.load(path: path, target: Target.model.config).config, w.config)
+        try write(config: json.replacingOccurrences(of: "\"rope_dim\":\(Target.model.config.ropeDim)", with: "\"rope_dim\":32"))
+        XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in
+            let s = "\(e)"
+            XCTAssertTrue(s.contains(path) && s.contains("config.rope_dim") && s.contains("32"), s)
+        }
+    }
+
     func testBadCheckpointsAreClearErrors() throws {
         let path = tmpPath("bad.safetensors")
         // Another width.
         var c = DraftConfig(target: Target.model.config, vocab: 512)
-        c.width = 64; c.heads = 4; c.kvHeads = 2; c.headDim = 16; c.ffn = 128
+        c.width = 64; c.heads = 4; c.kvHeads = 2; c.headDim = 16; c.ropeDim = 16; c.ffn = 128
         let other = try DraftWeights.random(config: c, seed: 1)
         try other.save(to: path)
         XCTAssertThrowsError(try DraftWeights.load(path: path, target: Target.model.config)) { e in

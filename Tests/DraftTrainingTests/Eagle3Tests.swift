@@ -102,7 +102,7 @@ final class Eagle3Tests: XCTestCase {
                     rV.withUnsafeBufferPointer { vp in
                         dPk.withUnsafeMutableBufferPointer { dk in
                             dPv.withUnsafeMutableBufferPointer { dv in
-                                x.backward(weights: model.weights(pp.baseAddress!), grads: DraftGrads(grads: gp.baseAddress!, layout: model.layout),
+                                x.backward(weights: model.weights(pp.baseAddress!), grads: DraftGradViews(grads: gp.baseAddress!, layout: model.layout),
                                            dOut: rOut, dS: rS, dOwnKV: (kp.baseAddress!, vp.baseAddress!), dPrior: (dk.baseAddress!, dv.baseAddress!),
                                            dG: &dG)
                             }
@@ -185,7 +185,7 @@ final class Eagle3Tests: XCTestCase {
                         }
                     }
                     var z = [Float](repeating: 0, count: v)
-                    Linear.forward(node.out.p, w.head, n: 1, inDim: d, outDim: v, into: &z)
+                    Linear.forward(node.out.p, w.head!, n: 1, inDim: d, outDim: v, into: &z)
                     for i in 0..<v { XCTAssertEqual(z[i], steps[k][j * v + i], accuracy: 1e-4, "root \(j) step \(k) row \(i)") }
                     keys += UnsafeBufferPointer(start: node.ownK, count: kvw); vals += UnsafeBufferPointer(start: node.ownV, count: kvw)
                     state = node.s.array

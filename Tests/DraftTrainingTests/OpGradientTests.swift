@@ -148,17 +148,17 @@ final class OpGradientTests: XCTestCase {
         let dOut = r.uniform(3 * 8)
         func f(_ values: [Float]) -> Double {
             values.withUnsafeBufferPointer { vp in
-                let w = WeightPointers(params: vp.baseAddress!, layout: params, tiedHead: nil)
+                let w = DraftWeightViews(params: vp.baseAddress!, layout: params, tiedHead: nil)
                 let a = emb.withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: m) }
                 return dot(a.out.array, dOut)
             }
         }
         var grads = [Float](repeating: 0, count: params.count)
         params.values.withUnsafeBufferPointer { vp in
-            let w = WeightPointers(params: vp.baseAddress!, layout: params, tiedHead: nil)
+            let w = DraftWeightViews(params: vp.baseAddress!, layout: params, tiedHead: nil)
             let a = emb.withUnsafeBufferPointer { AdapterPass(config: c, weights: w, embeddings: $0.baseAddress!, rows: m) }
             grads.withUnsafeMutableBufferPointer { g in
-                a.backward(weights: w, grads: DraftGrads(grads: g.baseAddress!, layout: params), dOut: dOut)
+                a.backward(weights: w, grads: DraftGradViews(grads: g.baseAddress!, layout: params), dOut: dOut)
             }
         }
         var coords: [Int] = []
