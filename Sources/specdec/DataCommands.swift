@@ -26,8 +26,7 @@ struct DataInspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        let s: DatasetSummary
-        do { s = try summarizeDataset(dir: dir, sample: sample) } catch let e as DataError { throw CLIError(e.description) }
+        let s = try summarizeDataset(dir: dir, sample: sample)
         if json { try printJSON(s, snakeCase: true) } else { s.lines(dir: dir).forEach { print($0) } }
     }
 }
@@ -66,8 +65,7 @@ struct DataMerge: ParsableCommand {
     var json = false
 
     func run() throws {
-        let m: MergeSummary
-        do { m = try mergeDatasets(dirs, out: out) } catch let e as DataError { throw CLIError(e.description) }
+        let m = try mergeDatasets(dirs, out: out)
         if json { try printJSON(m, snakeCase: true) } else {
             print("\(out): \(m.shards.count) shards, \(m.samples) samples (\(m.linked) linked, \(m.copied) copied)")
         }
@@ -94,8 +92,7 @@ struct DataSnapshot: ParsableCommand {
 
     func run() throws {
         if let r = records, r < 1 { throw ValidationError("--records must be ≥ 1") }
-        let s: SnapshotSummary
-        do { s = try snapshotDataset(dir, out: out, records: records) } catch let e as DataError { throw CLIError(e.description) }
+        let s = try snapshotDataset(dir, out: out, records: records)
         if json { try printJSON(s, snakeCase: true) } else { print("\(out): \(s.records) records of samples 0..<\(s.samples) from \(s.source)") }
     }
 }
