@@ -49,12 +49,12 @@ let package = Package(
 
         // ViSpec pieces (protocols now; filled by later issues).
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
-        .target(name: "Draft", dependencies: ["Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
+        .target(name: "Draft", dependencies: ["Diagnostics", "Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
         .target(name: "Verify", dependencies: ["Draft", "Kernels", "Llama", "Sampling"]),
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
-        .target(name: "Generation", dependencies: ["Checksum", "Kernels", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
+        .target(name: "Generation", dependencies: ["Diagnostics", "Checksum", "Kernels", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),
         // Speculative against plain decoding over a prompt set: `eval` and `bench --prompts`.
-        .target(name: "Evaluation", dependencies: ["Draft", "Generation", "Shards", "DataSynth", "GGUF", "Kernels", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
+        .target(name: "Evaluation", dependencies: ["Diagnostics", "Draft", "Generation", "Shards", "DataSynth", "GGUF", "Kernels", "Llama", "Sampling", "Tokenizer", "Verify", "Vision"]),
         // `specdec serve`: the OpenAI-compatible HTTP server over the generation library.
         .target(name: "Serve", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -67,14 +67,14 @@ let package = Package(
         .target(name: "Shards", dependencies: ["Checksum", "CZstd", "GGUF", "Kernels"]),
         // Where training data comes from: prompt sources and generators, the synthesizer that runs
         // the target and writes shards, the evaluation set.
-        .target(name: "DataSynth", dependencies: ["Shards", "Checksum", "Llama", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
+        .target(name: "DataSynth", dependencies: ["Diagnostics", "Generation", "Shards", "Checksum", "Llama", "GGUF", "Kernels", "Tokenizer", "Sampling", "Vision"]),
         .target(name: "Vision", dependencies: ["Checksum", "GGUF", "Kernels", "COpenBLAS", "CPNG", "CJPEG", "Llama", "Tokenizer"]), // images, mmproj towers, VLM prompts
-        .target(name: "DraftTraining", dependencies: ["Draft", "Sampling", "SafeTensors", "Shards", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
+        .target(name: "DraftTraining", dependencies: ["Diagnostics", "Draft", "Sampling", "SafeTensors", "Shards", "Llama", "Kernels", "COpenBLAS", "CZstd", "Vision"]), // draft + adapter training on the CPU
 
         .executableTarget(name: "specdec", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             "GGUF", "Kernels", "Tokenizer", "Llama", "Sampling", "Draft", "Verify", "VisualAdapter", "Shards", "DataSynth", "Vision", "DraftTraining", "SafeTensors",
-            "Generation", "Evaluation", "Serve",
+            "Generation", "Evaluation", "Serve", "Diagnostics",
         ]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], resources: [.copy("Fixtures")]),

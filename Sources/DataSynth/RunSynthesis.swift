@@ -40,6 +40,8 @@ extension ModelInfo {
 
 /// Progress after each record.
 public struct SynthProgress: Sendable {
+    /// This worker's part of the dataset.
+    public var shard: ShardSpec
     /// Records in the shard (including those kept from an interrupted run).
     public var done: Int
     public var total: Int
@@ -117,7 +119,7 @@ public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: S
     let writer = try ShardWriter(path: shardPath, header: header)
     summary.resumedRecords = writer.resumedRecords
     summary.discardedBytes = writer.discardedBytes
-    var p = SynthProgress(done: writer.entries.count, total: total, generatedSamples: 0, generatedTokens: 0, positions: 0, seconds: 0)
+    var p = SynthProgress(shard: header.shard, done: writer.entries.count, total: total, generatedSamples: 0, generatedTokens: 0, positions: 0, seconds: 0)
     progress(p)
     let todo = Array(header.shard.indices(samples: header.samples).dropFirst(writer.entries.count))
     try synthesizer.generate(count: todo.count, batch: batch, prompt: { k in (try source.prompt(at: todo[k]), todo[k]) }) { record in

@@ -101,3 +101,44 @@ public final class UserInputProcessor {
         return markers
     }
 }
+
+extension UserInputProcessor {
+    /// One user prompt as `decode` and `tokenize` take it, without pictures: the chat template
+    /// (with `system`) unless `raw`. Needs no model, only its file's template and tokenizer.
+    public static func tokens(prompt: String, raw: Bool, system: String?, gguf: GGUFFile, tokenizer: BPETokenizer) throws -> [Int32] {
+        guard !prompt.isEmpty else { throw UserInputError("the prompt is empty") }
+        guard !raw else { return tokenizer.encode(prompt) }
+        let template: ChatTemplate
+        do { template = try ChatTemplate(gguf: gguf) } catch {
+            throw UserInputError("\(error) — pass --raw to use the prompt without a template")
+        }
+        let messages = (system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: prompt)]
+        return tokenizer.encode(template.render(messages: messages, addGenerationPrompt: true))
+    }
+
+    /// `decode`'s prompt: text alone, or with the pictures in `imagePaths` (in prompt order) through
+    /// the tower at `towerPath`; the time spent reading the image files counts as image time.
+    public static func input(prompt: String, raw: Bool, system: String?, towerPath: String?, imagePaths: [String],
+                             target: LoadedTarget) throws -> LMInput {
+        guard let towerPath, !imagePaths.isEmpty else {
+            return LMInput(tokens: try tokens(prompt: prompt, raw: raw, system: system, gguf: target.gguf, tokenizer: target.tokenizer))
+        }
+        let processor = try UserInputProcessor(model: target.model, tokenizer: target.tokenizer, gguf: target.gguf,
+                                               tower: try VisionTower(path: towerPath))
+        let t0 = monotonicSeconds()
+        let pictures = try imagePaths.map { try ImageDecoder.load(path: $0) }
+        let decodeSeconds = monotonicSeconds() - t0
+        let user = UserMessage(role: "user", text: prompt, images: pictures)
+        var input: LMInput
+        if raw {
+            input = try processor.prepare(raw: user.text, images: pictures)
+        } else {
+            guard processor.template != nil else {
+                throw UserInputError("\(processor.templateError ?? "the model has no chat template") — pass --raw to use the prompt without a template")
+            }
+            input = try processor.prepare(messages: (system.map { [UserMessage(role: "system", text: $0)] } ?? []) + [user])
+        }
+        input.imageSeconds += decodeSeconds
+        return input
+    }
+}

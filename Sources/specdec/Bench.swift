@@ -2,9 +2,7 @@ import ArgumentParser
 import Evaluation
 import Foundation
 import GGUF
-import Kernels
 import Llama
-import Sampling
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,8 +30,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var precisionOption: PrecisionOption
     @OptionGroup var imageOptions: ImageOptions
 
-    @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
-    var threads: Int = defaultThreadCount
+    @OptionGroup var threadsOption: ThreadsOption
 
     @Option(help: "Timed runs per measurement (after one warm-up run).")
     var reps = 5
@@ -88,7 +85,6 @@ struct Bench: ParsableCommand {
                 throw ValidationError("\(name) '\(list)' is not a comma-separated list of positive integers")
             }
         }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
         guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1") }
         guard tgPrompt >= 1 else { throw ValidationError("--tg-prompt must be ≥ 1") }
         guard let vc = parseList(verifyCtxList), !vc.isEmpty, vc.allSatisfy({ $0 >= 1 }) else {
@@ -98,13 +94,14 @@ struct Bench: ParsableCommand {
         guard bandwidthPasses >= 1 else { throw ValidationError("--bandwidth-passes must be ≥ 1") }
     }
 
-    // MARK: Run
-
     func run() throws {
+        let threads = threadsOption.threads
         if draftOptions.draft != nil || prompts != nil {
-            guard let p = prompts, draftOptions.draft != nil else { throw CLIError("the speculative bench needs both --draft and --prompts") }
-            try SpeculativeBench(draftOptions: draftOptions, promptsPath: p, towerPath: visionTower, maxTokens: nPredict,
-                                 threads: threads, json: json, activations: precisionOption.activations).run(modelPath: try modelOption.resolvedPath())
+            guard let p = prompts, let draft = draftOptions.draft else { throw CLIError("the speculative bench needs both --draft and --prompts") }
+            let target = try modelOption.load(threads: threads, precision: precisionOption)
+            let out = try SpeculativeBench.run(target: target, draft: draft, promptsPath: p, towerPath: visionTower, maxTokens: nPredict,
+                                               tree: draftOptions.tree.request(), threads: threads, log: printErr)
+            if json { try printJSON(out) } else { print(out.table) }
             return
         }
         let path = try modelOption.resolvedPath()
@@ -120,43 +117,7 @@ struct Bench: ParsableCommand {
             return try ImagePrefillBench.measure(towerPath: tower, images: imageOptions.images, model: model, gguf: gguf,
                                                  reps: reps, log: printErr)
         }, log: printErr)
-        if json {
-            try printJSON(out)
-        } else {
-            print(table(out))
-        }
-    }
-
-    func table(_ o: ModelBench.Report) -> String {
-        var s = "specdec bench: \(o.model), \(o.threads) thread\(o.threads == 1 ? "" : "s"), \(o.cpu) (\(o.cores) cores), \(o.date)\n"
-        s += "\n" + "test".padding(8) + "  " + "tok/s median".leftPad(12) + "  " + "min".leftPad(9) + "  " + "max".leftPad(9) + "\n"
-        for (name, t) in o.throughput {
-            s += name.padding(8) + "  " + fmt(t.median_tokens_per_s, 1).leftPad(12) + "  " + fmt(t.min_tokens_per_s, 1).leftPad(9)
-                + "  " + fmt(t.max_tokens_per_s, 1).leftPad(9)
-            if let p = t.percent_of_floor { s += "   \(fmt(p, 1))% of floor" }
-            s += "\n"
-        }
-        s += "(median of \(o.reps) after 1 warm-up; pp on the \(ppExact ? "batch-invariant" : "OpenBLAS") path)\n"
-        for v in o.verify_costs {
-            s += "\nverify cost at context \(v.context) (batch-invariant, logits for the last row):\n"
-            s += "N".leftPad(4) + "  " + "ms".leftPad(9) + "  " + "×N=\(v.points.first?.n ?? 1)".leftPad(7) + "  " + "ms/token".leftPad(9) + "\n"
-            for p in v.points {
-                s += String(p.n).leftPad(4) + "  " + fmt(p.median_ms, 2).leftPad(9) + "  " + fmt(p.ratio, 2).leftPad(7)
-                    + "  " + fmt(p.ms_per_token, 3).leftPad(9) + "\n"
-            }
-        }
-        s += "\n"
-        if let bw = o.bandwidth_gbs {
-            s += "memory read bandwidth: \(fmt(bw, 2)) GB/s best, \(fmt(o.bandwidth_median_gbs ?? 0, 2)) median (\(o.bandwidth_passes) passes over \(o.bandwidth_buffer_mib) MiB, \(o.threads) threads)\n"
-        }
-        s += "weights per token: \(fmt(Double(o.weight_bytes_per_token) / 1e6, 1)) MB"
-        if let f = o.floor_tokens_per_s { s += " -> bandwidth floor \(fmt(f, 1)) tok/s" }
-        s += "\npeak RSS: \(fmt(o.peak_rss_mb, 1)) MiB"
-        if let a = o.load_average_start, let b = o.load_average_end {
-            s += "\nload average (1 min): \(fmt(a, 2)) at start, \(fmt(b, 2)) at end"
-        }
-        if let i = o.image_prefill { s += "\n" + i.tableLine }
-        return s
+        if json { try printJSON(out) } else { print(out.table(ppExact: ppExact)) }
     }
 }
 
@@ -170,11 +131,3 @@ private func parseList(_ s: String) -> [Int]? {
     }
     return out
 }
-
-private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
-
-extension String {
-    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-}
-
-

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Diagnostics
 import Foundation
 import Generation
 import GGUF
@@ -20,13 +21,9 @@ struct ModelOption: ParsableArguments {
 
     static var defaultPath: String { CacheDirectory.defaultModel }
 
-    /// The target as every generating command loads it: file, model (in `precision`), tokenizer.
-    func load(threads: Int, precision: PrecisionOption) throws -> (path: String, gguf: GGUFFile, model: LlamaModel, tokenizer: BPETokenizer) {
-        let path = try resolvedPath()
-        let gguf = try GGUFFile(path: path)
-        let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = precision.activations
-        return (path, gguf, model, try BPETokenizer(gguf: gguf))
+    /// The target as every generating command loads it.
+    func load(threads: Int, precision: PrecisionOption) throws -> LoadedTarget {
+        try LoadedTarget(path: try resolvedPath(), threads: threads, activations: precision.activations)
     }
 
     func resolvedPath() throws -> String {
@@ -76,22 +73,17 @@ struct PromptOptions: ParsableArguments {
 
     /// The prompt's token ids: templated for chat unless `--raw`.
     func tokens(gguf: GGUFFile, tokenizer: BPETokenizer) throws -> [Int32] {
-        let user = try text()
-        guard !user.isEmpty else { throw CLIError("the prompt is empty") }
-        let rendered: String
-        if raw {
-            rendered = user
-        } else {
-            let template: ChatTemplate
-            do { template = try ChatTemplate(gguf: gguf) } catch {
-                throw CLIError("\(error) — pass --raw to use the prompt without a template")
-            }
-            var messages: [ChatMessage] = []
-            if let s = system { messages.append(ChatMessage(role: "system", content: s)) }
-            messages.append(ChatMessage(role: "user", content: user))
-            rendered = template.render(messages: messages, addGenerationPrompt: true)
-        }
-        return tokenizer.encode(rendered)
+        try UserInputProcessor.tokens(prompt: try text(), raw: raw, system: system, gguf: gguf, tokenizer: tokenizer)
+    }
+}
+
+/// `-t`: the worker threads of the commands that run the model's forward pass.
+struct ThreadsOption: ParsableArguments {
+    @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
+    var threads: Int = defaultThreadCount
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
     }
 }
 
@@ -117,12 +109,12 @@ struct SamplingOptions: ParsableArguments {
     }
 }
 
-/// Writes one JSON value to stdout.
-func printJSON<T: Encodable>(_ value: T) throws {
+/// Writes one JSON value to stdout (`snakeCase`: for the data commands' camelCase summaries).
+func printJSON<T: Encodable>(_ value: T, snakeCase: Bool = false) throws {
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    let data = try enc.encode(value)
-    FileHandle.standardOutput.write(data)
+    if snakeCase { enc.keyEncodingStrategy = .convertToSnakeCase }
+    FileHandle.standardOutput.write(try enc.encode(value))
     FileHandle.standardOutput.write("\n".data(using: .utf8)!)
 }
 
@@ -130,5 +122,10 @@ func printErr(_ s: String) {
     FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
 }
 
-
 extension Precision: ExpressibleByArgument {}
+
+/// A library's check of the options, run in `validate()`: its `SettingError` becomes the parser's
+/// `ValidationError` (printed with the usage, exit status 64), as the command line's own checks.
+func asValidation(_ check: () throws -> Void) throws {
+    do { try check() } catch let e as SettingError { throw ValidationError(e.description) }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import GGUF
 
 struct Inspect: ParsableCommand {
@@ -36,8 +37,4 @@ struct Inspect: ParsableCommand {
 
 extension ModelOption {
     init(model: String?) { self.init(); self.model = model }
-}
-
-extension String {
-    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

@@ -1,12 +1,6 @@
 import ArgumentParser
-import Dispatch
 import Foundation
-import Generation
-import GGUF
-import Llama
 import Serve
-import Tokenizer
-import Vision
 
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,8 +55,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' (default: $SPECDEC_API_KEY, else no key).")
     var apiKey: String?
 
-    @Option(name: [.short, .customLong("threads")], help: "Worker threads (default: all cores).")
-    var threads: Int = defaultThreadCount
+    @OptionGroup var threadsOption: ThreadsOption
 
     @Option(help: "Context size per request in tokens (default: the model's, at most 4096; as decode).")
     var ctx: Int?
@@ -77,66 +70,21 @@ struct ServeCommand: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard parallel >= 1 else { throw ValidationError("--parallel must be ≥ 1") }
         guard queue >= 0 else { throw ValidationError("--queue must be ≥ 0") }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
         guard maxBodyMB >= 1 else { throw ValidationError("--max-body-mb must be ≥ 1") }
         if let c = ctx, c < 2 { throw ValidationError("--ctx must be ≥ 2") }
     }
 
     func run() throws {
-        let (path, gguf, model, tokenizer) = try modelOption.load(threads: threads, precision: precisionOption)
-        let tower = try mmproj.map { try VisionTower(path: $0) }
-        let processor = try UserInputProcessor(model: model, tokenizer: tokenizer, gguf: gguf, tower: tower)
-        let contextSize = min(ctx ?? min(model.config.contextLength, 4096), model.config.contextLength)
-
-        var engine = EngineConfiguration(contextSize: contextSize, maxParallel: parallel, maxQueue: queue)
-        var draftKind = "none"
-        if let draftPath = draftOptions.draft {
-            let loaded = try LoadedDraft.load(path: draftPath, target: model, targetPath: path, contextSize: contextSize, threads: threads)
-            let shape = try draftOptions.shape()
-            engine.drafter = loaded.drafter
-            engine.shape = shape
-            // The budget is chosen again for every speculative request; say it once, not per request.
-            let said = LockedBox(false)
-            engine.budget = try draftOptions.budgetChooser(model: model, modelPath: path, metadata: loaded.metadata, shape: shape) { line in
-                if !said.value { said.value = true; printErr(line + " (first request; chosen per request)") }
-            }
-            engine.fallback = draftOptions.tree.fallback
-            draftKind = loaded.kind
+        var r = ServeRequest()
+        r.host = host; r.port = port; r.parallel = parallel; r.queue = queue; r.apiKey = apiKey; r.ctx = ctx
+        r.maxTokens = maxTokens; r.maxBodyMB = maxBodyMB; r.towerPath = mmproj
+        r.draft = draftOptions.draft; r.tree = draftOptions.tree.request(); r.threads = threadsOption.threads
+        try r.run(target: try modelOption.load(threads: r.threads, precision: precisionOption), log: printErr) { line in
+            // The one line a user (and the tests) read: where the server listens.
+            print(line)
+            fflush(stdout)
         }
-        var config = ServerConfiguration(modelID: ((path as NSString).lastPathComponent as NSString).deletingPathExtension, engine: engine)
-        config.host = host
-        config.port = port
-        config.apiKey = apiKey ?? ProcessInfo.processInfo.environment["SPECDEC_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-        config.maxTokensLimit = maxTokens
-        config.maxBodyBytes = maxBodyMB << 20
-
-        let summary = "model \(config.modelID), tower \(mmproj ?? "none"), draft \(draftKind), context \(contextSize), parallel \(parallel), queue \(queue), \(threads) threads"
-        let done = DispatchSemaphore(value: 0)
-        let failure = LockedBox<Error?>(nil)
-        Task {
-            do {
-                try await SpecdecServer.run(model: model, tokenizer: tokenizer, processor: processor, configuration: config) { url in
-                    // The one line a user (and the tests) read: where the server listens.
-                    print("specdec serve: listening on \(url) (\(summary))")
-                    fflush(stdout)
-                }
-            } catch { failure.value = error }
-            done.signal()
-        }
-        done.wait()
-        if let e = failure.value { throw CLIError("serve: \(e)") }
         printErr("specdec serve: stopped")
-    }
-}
-
-/// A value shared between the serving task and the main thread.
-final class LockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _value: T
-    init(_ v: T) { _value = v }
-    var value: T {
-        get { lock.lock(); defer { lock.unlock() }; return _value }
-        set { lock.lock(); _value = newValue; lock.unlock() }
     }
 }

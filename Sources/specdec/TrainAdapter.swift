@@ -144,143 +144,27 @@ struct TrainAdapter: ParsableCommand {
     @Flag(help: "Print the final report as one JSON object on stdout.")
     var json = false
 
-    func validate() throws {
-        guard !data.isEmpty else { throw ValidationError("--data DIR is required") }
-        guard stage == 1 || stage == 2 else { throw ValidationError("--stage must be 1 or 2") }
-        if epochs != nil && steps != nil { throw ValidationError("give --epochs or --steps, not both") }
-        if let e = epochs, !(e > 0) { throw ValidationError("--epochs must be > 0") }
-        if let s = steps, s < 1 { throw ValidationError("--steps must be ≥ 1") }
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be > 0") }
-        guard batchTokens >= 1 else { throw ValidationError("--batch-tokens must be ≥ 1") }
-        guard maxLen >= 3 else { throw ValidationError("--max-len must be ≥ 3") }
-        guard draftVocab >= 0 else { throw ValidationError("--draft-vocab must be ≥ 0") }
-        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
-        guard saveEvery >= 0, evalEvery >= 0 else { throw ValidationError("--save-every and --eval-every must be ≥ 0") }
-        guard valFraction >= 0 && valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
-        guard noise >= 0, clip >= 0, weightDecay >= 0 else { throw ValidationError("--noise, --clip and --weight-decay must be ≥ 0") }
-        if numQ < 0 { throw ValidationError("--num-q must be 0 (no adapter) or a positive query count") }
-        if noGlobalFeature && (stage != 2 || numQ == 0) { throw ValidationError("--no-global-feature needs stage 2 with an adapter (--num-q ≥ 1)") }
-        if stage == 2 && mmproj == nil { throw ValidationError("stage 2 needs the vision tower: --mmproj TOWER.gguf") }
-        guard arch != .vispec else { throw ValidationError("--arch takes eagle2 or eagle3: a ViSpec draft is --arch eagle2 with --num-q in stage 2") }
-        if arch == .eagle3 {
-            guard tttSteps >= 1 else { throw ValidationError("--ttt-steps must be ≥ 1") }
-            if stage == 2 && numQ != 0 { throw ValidationError("--arch eagle3 has no visual adapter: stage 2 takes --num-q 0") }
-        } else if auxLayers != nil {
-            throw ValidationError("--aux-layers goes with --arch eagle3")
-        }
-        if resume && initPath != nil { throw ValidationError("--resume continues its own checkpoint; --init starts a new run: give one") }
+    /// The options as the library takes them; `validate` checks them before the model is resolved.
+    func request(modelPath: String = "") -> TrainRequest {
+        var r = TrainRequest(modelPath: modelPath, dataDirs: data, out: out)
+        r.towerPath = mmproj; r.stage = stage; r.initPath = initPath; r.initFromTargetLayer = initFromTargetLayer
+        r.epochs = epochs; r.steps = steps; r.lr = lr; r.warmup = warmup; r.weightDecay = weightDecay; r.clip = clip; r.noise = noise
+        r.batchTokens = batchTokens; r.maxLen = maxLen; r.numQ = numQ; r.globalFeature = !noGlobalFeature; r.draftVocab = draftVocab
+        r.saveEvery = saveEvery; r.allowUnfinished = allowUnfinished; r.resume = resume; r.seed = seed; r.loss = loss; r.arch = arch
+        r.tttSteps = tttSteps; r.auxLayers = auxLayers; r.lossWeights = lossWeights; r.selfCorrect = selfCorrect; r.saveDType = saveDType
+        r.valFraction = valFraction; r.valSamples = valSamples; r.evalEvery = evalEvery; r.threads = threads
+        return r
     }
 
-    /// Parses `--loss-weights l1=10,rank=0.1,...` over the chosen preset.
-    static func lossConfig(_ name: String, weights: String?, selfCorrect: Bool) throws -> LossConfig {
-        var c: LossConfig
-        switch name {
-        case "vispec": c = .vispec
-        case "eagle": c = .eagle
-        default: throw CLIError("--loss must be vispec or eagle, not \(name)")
-        }
-        if !selfCorrect { c.selfCorrect = 0 }
-        for part in (weights ?? "").split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard kv.count == 2, let v = Float(kv[1]), v >= 0, v.isFinite else {
-                throw CLIError("--loss-weights: \"\(part)\" is not name=value with a value ≥ 0")
-            }
-            switch kv[0] {
-            case "l1": c.l1 = v
-            case "rank": c.rank = v
-            case "reg": c.reg = v
-            case "ce": c.ce = v
-            case "sc": c.selfCorrect = v
-            default: throw CLIError("--loss-weights: unknown weight \(kv[0]) (l1, rank, reg, ce, sc)")
-            }
-        }
-        guard c.l1 + c.rank + c.reg + c.ce > 0 else { throw CLIError("--loss-weights: every loss weight is 0") }
-        return c
-    }
+    func validate() throws { try asValidation(request().validate) }
 
     func run() throws {
-        let dtype: SafeTensorsDType
-        switch saveDType.lowercased() {
-        case "f32": dtype = .F32
-        case "f16": dtype = .F16
-        case "bf16": dtype = .BF16
-        default: throw CLIError("--save-dtype must be f32, f16 or bf16, not \(saveDType)")
-        }
-        // The outputs' folder must exist before hours of training, not after.
-        let outDir = (out as NSString).deletingLastPathComponent
-        var isDir: ObjCBool = false
-        if !outDir.isEmpty && !(FileManager.default.fileExists(atPath: outDir, isDirectory: &isDir) && isDir.boolValue) {
-            do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
-                throw CLIError("--out \(out): cannot create the folder \(outDir): \(error.localizedDescription)")
-            }
-        }
-        var rc = TrainRunConfig(modelPath: try modelOption.resolvedPath(), dataDirs: data, out: out)
-        rc.towerPath = mmproj
-        rc.initPath = initPath
-        if let l = initFromTargetLayer {
-            // "last" because "-1" would read as an option to the parser.
-            guard let layer = l == "last" ? -1 : Int(l) else {
-                throw ValidationError("--init-from-target-layer \(l): a layer index or last")
-            }
-            rc.initFromTargetLayer = layer
-        }
-        rc.epochs = epochs; rc.steps = steps
-        rc.resume = resume
-        rc.allowUnfinished = allowUnfinished
-        rc.saveEvery = saveEvery
-        rc.saveDType = dtype
-        rc.threads = threads
-        rc.evalEvery = evalEvery
-        rc.validationSamples = valSamples
-        var o = TrainOptions()
-        o.stage = stage
-        o.lr = lr
-        o.warmupSteps = warmup ?? -1
-        o.batchTokens = batchTokens
-        o.weightDecay = weightDecay
-        o.clipNorm = clip
-        o.noise = noise
-        o.seed = seed
-        o.loss = try Self.lossConfig(loss, weights: lossWeights, selfCorrect: selfCorrect)
-        o.maxLength = maxLen
-        o.validationFraction = valFraction
-        o.numQ = stage == 2 ? numQ : 0
-        if noGlobalFeature { o.globalFeature = false }
-        o.draftVocab = draftVocab
-        if arch == .eagle3 {
-            o.arch = .eagle3
-            var ce: Float = 1
-            for part in (lossWeights ?? "").split(separator: ",") {
-                let kv = part.split(separator: "=", maxSplits: 1)
-                guard kv.count == 2, kv[0] == "ce", let v = Float(kv[1]), v > 0, v.isFinite else {
-                    throw CLIError("--loss-weights with --arch eagle3: only ce=… (> 0) applies, not \"\(part)\"")
-                }
-                ce = v
-            }
-            o.loss = .eagle3(tttSteps: tttSteps)
-            o.loss.ce = ce
-            if let a = auxLayers {
-                let ids = a.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else { throw CLIError("--aux-layers must be comma-separated layer ids (e.g. 2,15,27), not \(a)") }
-                o.auxLayers = ids.map { $0! }
-            }
-        }
-        rc.options = o
-        let report: TrainReport
-        do { report = try runTraining(rc) } catch let e as TrainingError { throw CLIError(e.description) }
+        let report = try request(modelPath: try modelOption.resolvedPath()).run()
         if json {
             let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
             print(String(decoding: try e.encode(report), as: UTF8.self))
         } else {
-            let v = report.validation
-            print(String(format: "stage %d: %d steps in %.1f s (%.2f steps/s, %.0f tokens/s, %d threads)", report.stage, report.steps - report.resumedFrom,
-                         report.seconds, report.stepsPerSecond, report.tokensPerSecond, report.threads))
-            print(String(format: "validation (%d samples, %d positions): loss %.4f, top-1 agreement %.3f, τ %.3f (depth %d chains over %d starts)",
-                         v.samples, v.positions, v.loss, v.top1, v.tau, 5, v.chainStarts))
-            if let st = v.stepTop1 {
-                print("top-1 per training-time-test step: " + st.enumerated().map { String(format: "step %d %.3f", $0.offset, $0.element) }.joined(separator: ", "))
-            }
-            print("draft: \(report.out) (\(report.outBytes) bytes); resumable: \(report.checkpoint); metrics: \(report.metrics); plot: \(report.plot)")
+            report.lines.forEach { print($0) }
         }
     }
 }

@@ -2,18 +2,19 @@ import Foundation
 
 /// A small SVG line chart (axes, ticks, one polyline with dots per series, a legend): enough for
 /// the README's evaluation plots without a plotting dependency.
-enum LinePlot {
-    struct Series {
-        var name: String
-        var points: [(x: Double, y: Double)]
+public enum LinePlot {
+    public struct Series {
+        public var name: String
+        public var points: [(x: Double, y: Double)]
+        public init(name: String, points: [(x: Double, y: Double)]) { self.name = name; self.points = points }
     }
 
     static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
     /// `xTicks`: the x values to label (default: every x of the data); `yRange`: fixed limits
     /// (default: 0 to the data's maximum, with a little room). `logX` spaces x as log2.
-    static func svg(title: String, xLabel: String, yLabel: String, series: [Series], xTicks: [Double]? = nil,
-                    yRange: (Double, Double)? = nil, logX: Bool = false, referenceY: Double? = nil) -> String {
+    public static func svg(title: String, xLabel: String, yLabel: String, series: [Series], xTicks: [Double]? = nil,
+                           yRange: (Double, Double)? = nil, logX: Bool = false, referenceY: Double? = nil) -> String {
         let w = 640.0, h = 400.0, left = 64.0, right = 170.0, top = 40.0, bottom = 52.0
         let all = series.flatMap(\.points)
         func tx(_ x: Double) -> Double { logX ? log2(max(x, 1e-9)) : x }
