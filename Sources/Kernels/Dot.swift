@@ -249,6 +249,14 @@ func dotQ4(_ row: UnsafeRawPointer, _ xp: UnsafeRawPointer, _ sx: UnsafePointer<
     return (h[0] + h[1]) + macc
 }
 
+/// A Q4_0/Q4_1 block's scale and offset: y = d·q + m (Q4_0 has no stored minimum: m = −8d).
+@inline(__always)
+func q4Scales(_ p: UnsafeRawPointer, hasMin: Bool) -> (d: Float, m: Float) {
+    if hasMin { return ldHalfPair(p) }
+    let d = ldHalf(p, 0)
+    return (d, -8 * d)
+}
+
 /// The block loop of `dotQ4`, continuing from (`acc`, `macc`): running it over consecutive
 /// runs of blocks gives bit-for-bit the same state as one run over all of them.
 @inline(__always)
@@ -259,13 +267,7 @@ func dotQ4(_ row: UnsafeRawPointer, _ xp: UnsafeRawPointer, _ sx: UnsafePointer<
     let m15 = SIMD4<UInt32>(repeating: 15)
     let qsOffset = hasMin ? 4 : 2
     for b in 0..<blocks {
-        let d: Float, m: Float
-        if hasMin {
-            (d, m) = ldHalfPair(p)
-        } else {
-            d = ldHalf(p, 0)
-            m = -8 * d
-        }
+        let (d, m) = q4Scales(p, hasMin: hasMin)
         let w = p.loadUnaligned(fromByteOffset: qsOffset, as: SIMD4<UInt32>.self)
         let s = ((cvt(w & m15) * ld4a(x, 0) + cvt((w &>> 4) & m15) * ld4a(x, 16))
               + (cvt((w &>> 8) & m15) * ld4a(x, 32) + cvt((w &>> 12) & m15) * ld4a(x, 48)))
@@ -290,13 +292,7 @@ func dotRowQ4(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int, 
     let m15 = SIMD4<UInt32>(repeating: 15)
     let qsOffset = hasMin ? 4 : 2
     for _ in 0..<(count / 32) {
-        let d: Float, m: Float
-        if hasMin {
-            (d, m) = ldHalfPair(p)
-        } else {
-            d = ldHalf(p, 0)
-            m = -8 * d
-        }
+        let (d, m) = q4Scales(p, hasMin: hasMin)
         let lo = ld16(xr, 0), hi = ld16(xr, 64)
         let sx = hsum(lo + hi)
         // group g = 2t + h, lane k <- element 16h + 4k + t

@@ -110,7 +110,7 @@ final class OpGradientTests: XCTestCase {
         var z = r.uniform(v, scale: 2)
         let t = r.uniform(v, scale: 2)
         var p = [Float](repeating: 0, count: v)
-        Losses.softmax(t, count: v, into: &p)
+        softmax(t, count: v, into: &p)
         var scratch = [Float](repeating: 0, count: v)
         let order = Losses.topK(p, count: v, k: 5)
         XCTAssertEqual(order, Array((0..<v).sorted { p[$0] > p[$1] }.prefix(5)))
