@@ -3,17 +3,8 @@ import Prometheus
 /// The server's Prometheus metrics (`GET /metrics`, text format 0.0.4).
 final class ServeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    let requests: Counter
-    let errors: Counter
-    let rejected: Counter
-    let cancelled: Counter
-    let promptTokens: Counter
-    let completionTokens: Counter
-    let queueDepth: Gauge
-    let active: Gauge
-    let tokensPerSecond: Gauge
-    let tau: Gauge
-    let speculativeRequests: Counter
+    let requests, errors, rejected, cancelled, promptTokens, completionTokens, speculativeRequests: Counter
+    let queueDepth, active, tokensPerSecond, tau: Gauge
     let requestTokensPerSecond: ValueHistogram
 
     init() {

@@ -74,16 +74,12 @@ struct StreamOptions: Decodable { var include_usage: Bool? }
 /// The sampling and length fields both endpoints share, decoded from the same body as the
 /// endpoint's own fields.
 struct GenerationFields: Decodable {
-    var temperature: Double?
-    var top_p: Double?
-    var top_k: Int?
-    var min_p: Double?
+    var temperature, top_p, min_p: Double?
+    var top_k, n, max_tokens: Int?
     var seed: Int64?
     var stop: StopField?
     var stream: Bool?
     var stream_options: StreamOptions?
-    var n: Int?
-    var max_tokens: Int?
     /// The chat endpoint's newer name for `max_tokens`.
     var max_completion_tokens: Int?
     /// vLLM's and llama-server's extension: generate past end-of-generation tokens (benchmarks,

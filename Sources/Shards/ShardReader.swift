@@ -264,12 +264,35 @@ public final class ShardReader {
     }
 
     /// A shard already in memory; `path` is only used in errors.
-    public init(bytes b: [UInt8], path: String) throws {
+    public convenience init(bytes b: [UInt8], path: String) throws {
+        try self.init(b, path: path, entries: Self.indexedEntries)
+    }
+
+    /// The complete records at the start of an unfinished shard (a `.tmp` still being written or
+    /// left by a killed run), for `data snapshot`; the header is checked, the records when read.
+    public convenience init(unfinishedBytes b: [UInt8], path: String) throws {
+        try self.init(b, path: path) { b, path, h, headerEnd, dctx in
+            ShardParser.scan(b, from: headerEnd, header: h, file: path, dctx: dctx).entries
+        }
+    }
+
+    /// Checks the prologue and header, then finds the records with `entries` (given the bytes,
+    /// path, header, where the header ends, and the decompressor).
+    private init(_ b: [UInt8], path: String,
+                 entries find: ([UInt8], String, ShardHeader, Int, Zstd.Decompressor) throws -> [IndexEntry]) throws {
         self.path = path
         bytes = b
         fileSize = b.count
-        let (h, json, headerEnd) = try Self.head(b, path: path, dctx: dctx)
+        try ShardParser.checkPrologue(b, file: path)
+        let (h, json, size) = try ShardParser.header(b, file: path, dctx: dctx)
         header = h; headerJSON = json
+        entries = try find(b, path, h, ShardLayout.prologueSize + size, dctx)
+    }
+
+    /// A finished shard's records, from its index: the trailer's CRCs, the index frame, and every
+    /// entry's offset and sample index checked against the header and the bytes.
+    private static func indexedEntries(_ b: [UInt8], path: String, h: ShardHeader, headerEnd: Int, dctx: Zstd.Decompressor) throws -> [IndexEntry] {
+        let entries: [IndexEntry]
         let t = try ShardParser.trailer(b, file: path)
         guard t.headerCRC == CRC32.checksum(b[ShardLayout.prologueSize..<headerEnd]) else {
             throw DataError(file: path, field: "header.crc", offset: ShardLayout.prologueSize, reason: "CRC-32 of the header frame does not match the trailer")
@@ -311,24 +334,7 @@ public final class ShardReader {
         guard pos == t.indexOffset else {
             throw DataError(file: path, field: "index", offset: pos, reason: "\(t.indexOffset - pos) bytes between the last record and the index belong to no record")
         }
-    }
-
-    /// The complete records at the start of an unfinished shard (a `.tmp` still being written or
-    /// left by a killed run), for `data snapshot`; the header is checked, the records when read.
-    public init(unfinishedBytes b: [UInt8], path: String) throws {
-        self.path = path
-        bytes = b
-        fileSize = b.count
-        let (h, json, headerEnd) = try Self.head(b, path: path, dctx: dctx)
-        header = h; headerJSON = json
-        entries = ShardParser.scan(b, from: headerEnd, header: h, file: path, dctx: dctx).entries
-    }
-
-    /// The checked prologue and header of a shard's bytes: the header, its JSON, and where it ends.
-    private static func head(_ b: [UInt8], path: String, dctx: Zstd.Decompressor) throws -> (ShardHeader, [UInt8], Int) {
-        try ShardParser.checkPrologue(b, file: path)
-        let (h, json, size) = try ShardParser.header(b, file: path, dctx: dctx)
-        return (h, json, ShardLayout.prologueSize + size)
+        return entries
     }
 
     public var recordCount: Int { entries.count }
