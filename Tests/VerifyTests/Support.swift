@@ -23,59 +23,44 @@ enum Target {
     }()
     static let gguf: GGUFFile = { model.file }()
     static let tokenizer: BPETokenizer = { try! BPETokenizer(gguf: gguf) }()
-    static let template: ChatTemplate = { try! ChatTemplate(gguf: gguf) }()
     static var vocab: Int { model.config.vocabSize }
     static var width: Int { model.config.width }
     static let eog: Set<Int32> = { tokenizer.endOfGenerationTokens }()
 }
 
-/// A prompt as the target reads it: tokens (−1 at image rows), and with images the embeddings.
+/// A test prompt: its name and the model input the library's `UserInputProcessor` makes of it,
+/// exactly as `specdec decode` and `serve` prepare theirs.
 struct TestPrompt {
     var name: String
-    var tokens: [Int32]
-    var sequence: MultimodalSequence?
+    var input: LMInput
 
-    var history: [Int32] { sequence?.textTokens ?? tokens }
-    /// The prompt as the generation library takes it.
-    var input: LMInput { LMInput(tokens: tokens, sequence: sequence) }
-    var images: [DraftImageSpan] {
-        guard let s = sequence else { return [] }
-        return s.imageRanges.indices.map {
-            DraftImageSpan(start: s.imageRanges[$0].lowerBound, rows: s.imageRanges[$0].count, embeddings: Array(s.imageEmbeddings($0)))
-        }
-    }
+    var tokens: [Int32] { input.tokens }
+    var sequence: MultimodalSequence? { input.sequence }
+    var history: [Int32] { input.history }
+    var images: [DraftImageSpan] { input.draftImageSpans }
 
-    /// The prefill every decoder in these tests uses: the library's (as `specdec decode`).
-    static let prefillBatchInvariant = Generation.prefillBatchInvariant
-
-    func prefill(_ session: LlamaSession, captureLayers: [Int] = []) throws -> ForwardOutput {
-        if let s = sequence {
-            return try session.forward(embeddings: s.embeddings, captureLayers: captureLayers, batchInvariant: Self.prefillBatchInvariant)
-        }
-        return try session.forward(tokens: tokens, captureLayers: captureLayers, batchInvariant: Self.prefillBatchInvariant)
-    }
-
-    static func chat(_ text: String) -> TestPrompt {
-        let rendered = Target.template.render(messages: [.user(text)])
-        return TestPrompt(name: text, tokens: Target.tokenizer.encode(rendered))
-    }
-
-    static func raw(_ text: String) -> TestPrompt {
-        TestPrompt(name: text, tokens: Target.tokenizer.encode(text))
+    /// The library's prefill (`specdec decode`'s).
+    func prefill(_ session: any TargetSession, captureLayers: [Int] = []) throws -> ForwardOutput {
+        try input.prefill(session, captureLayers: captureLayers)
     }
 
     static let tower: VisionTower = { try! VisionTower(path: TestPaths.repoRoot.appendingPathComponent("checkpoints/demo-tower.gguf").path) }()
+    static let processor: UserInputProcessor = {
+        try! UserInputProcessor(model: Target.model, tokenizer: Target.tokenizer, gguf: Target.gguf, tower: tower)
+    }()
+
+    static func chat(_ text: String) -> TestPrompt {
+        TestPrompt(name: text, input: try! processor.prepare(messages: [UserMessage(role: "user", text: text)]))
+    }
+
+    static func raw(_ text: String) -> TestPrompt {
+        TestPrompt(name: text, input: try! processor.prepare(raw: text))
+    }
 
     static func image(_ file: String, question: String) throws -> TestPrompt {
-        let tower = Self.tower
-        let markers = ImageMarkers.forTower(tower, tokenizer: Target.tokenizer)
-        let path = TestPaths.repoRoot.appendingPathComponent("checkpoints/images/\(file)").path
-        let emb = tower.encode(try ImageDecoder.load(path: path))
-        let user = try VisionPrompt.placeImages(in: question, count: 1, markers: markers)
-        let rendered = Target.template.render(messages: [.user(user)])
-        let seq = try VisionPrompt.build(rendered: rendered, images: [emb], markers: markers, tokenizer: Target.tokenizer,
-                                         target: Target.model)
-        return TestPrompt(name: "\(file): \(question)", tokens: seq.tokens, sequence: seq)
+        let picture = try ImageDecoder.load(path: TestPaths.repoRoot.appendingPathComponent("checkpoints/images/\(file)").path)
+        return TestPrompt(name: "\(file): \(question)",
+                          input: try processor.prepare(messages: [UserMessage(role: "user", text: question, images: [picture])]))
     }
 
     /// 44 text prompts (chat and raw) and 8 image prompts.
@@ -158,7 +143,7 @@ final class RandomDrafter: Drafter {
 
 /// The perfect greedy draft: the target itself in its own session.
 func perfectDrafter(contextSize: Int = 512, model: LlamaModel = Target.model) -> LlamaDrafter {
-    LlamaDrafter(model: model, contextSize: contextSize, prefillBatchInvariant: TestPrompt.prefillBatchInvariant)
+    LlamaDrafter(model: model, contextSize: contextSize, prefillBatchInvariant: Generation.prefillBatchInvariant)
 }
 
 func shape(_ k: Int, _ d: Int, _ n: Int) -> TreeShape { try! TreeShape(topK: k, depth: d, tokens: n) }
