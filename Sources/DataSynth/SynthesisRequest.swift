@@ -93,11 +93,9 @@ public struct SynthesisRequest {
             }
         }
 
-        let gguf = try GGUFFile(path: modelPath)
-        let model = try LlamaModel(file: gguf, threads: threads)
-        model.activationQuant = activations
-        let tokenizer = try BPETokenizer(gguf: gguf)
-        let template = try ChatTemplate(gguf: gguf)
+        let target = try LoadedTarget(path: modelPath, threads: threads, activations: activations)
+        let (model, tokenizer) = (target.model, target.tokenizer)
+        let template = try ChatTemplate(gguf: target.gguf)
 
         var settings = GenerationSettings()
         settings.maxNew = maxNew
@@ -114,7 +112,7 @@ public struct SynthesisRequest {
         if let towerPath {
             let tower = try VisionTower(path: towerPath)
             try tower.check(compatibleWith: model)
-            vision = SynthVision(tower: tower, markers: ImageMarkers.forTower(tower, tokenizer: tokenizer), embedImages: embedImages)
+            vision = SynthVision(tower: tower, markers: tower.markers(tokenizer: tokenizer), embedImages: embedImages)
             towerInfo = TowerInfo(file: (towerPath as NSString).lastPathComponent, sha256: try cachedFileSHA256(towerPath))
             if embedImages { settings.embedImages = true }
         }

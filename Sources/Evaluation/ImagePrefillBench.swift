@@ -1,4 +1,5 @@
 import Foundation
+import Generation
 import GGUF
 import Kernels
 import Llama
@@ -24,29 +25,28 @@ public struct ImagePrefillBench: Encodable, Sendable {
     /// Median (and min/max of the total) over `reps` runs after one warm-up run.
     public static func measure(towerPath: String, images: [String], model: LlamaModel, gguf: GGUFFile, reps: Int,
                                log: (String) -> Void) throws -> ImagePrefillBench {
-        let tower = try VisionTower(path: towerPath)
-        try tower.check(compatibleWith: model)
-        let tokenizer = try BPETokenizer(gguf: gguf)
-        let markers = tower.markers(tokenizer: tokenizer)
-        let user = try VisionPrompt.placeImages(in: question, count: images.count, markers: markers)
-        let rendered = try ChatTemplate(gguf: gguf).render(messages: [.user(user)])
+        let processor = try UserInputProcessor(model: model, tokenizer: try BPETokenizer(gguf: gguf), gguf: gguf,
+                                               tower: try VisionTower(path: towerPath))
         var session: LlamaSession?
         var encode: [Double] = [], prefill: [Double] = [], total: [Double] = []
         var rows = 0, positions = 0
         for r in 0...reps {
+            // The prompt as `decode` prepares it; the encoding is the files' decoding plus the
+            // tower's time, the prefill everything else (laying out the prompt, the forward).
             let t0 = monotonicSeconds()
-            let embeddings = try images.map { try tower.encode(ImageDecoder.load(path: $0)) }
-            let t1 = monotonicSeconds()
-            let seq = try VisionPrompt.build(rendered: rendered, images: embeddings, markers: markers,
-                                             tokenizer: tokenizer, target: model)
+            let pictures = try images.map { try ImageDecoder.load(path: $0) }
+            let loaded = monotonicSeconds()
+            let input = try processor.prepare(messages: [UserMessage(role: "user", text: question, images: pictures)])
+            let seq = input.sequence!
             if session == nil { session = model.makeSession(contextSize: seq.count + 1) }
             session!.truncate(to: 0)
             _ = try session!.forward(embeddings: seq.embeddings, logits: .last, batchInvariant: false)
             let t2 = monotonicSeconds()
+            let encodeSeconds = (loaded - t0) + input.imageSeconds
             rows = seq.imageMask.filter { $0 }.count
             positions = seq.count
             guard r > 0 else { continue }  // warm-up
-            encode.append((t1 - t0) * 1000); prefill.append((t2 - t1) * 1000); total.append((t2 - t0) * 1000)
+            encode.append(encodeSeconds * 1000); prefill.append((t2 - t0 - encodeSeconds) * 1000); total.append((t2 - t0) * 1000)
             log("  image prefill \(r)/\(reps): \(String(format: "%.2f", total.last!)) ms (encode \(String(format: "%.2f", encode.last!)))")
         }
         return ImagePrefillBench(tower: towerPath, images: images, image_rows: rows, prompt_positions: positions,

@@ -27,5 +27,16 @@ extension VisionEncoder {
 }
 
 extension VisionTower: VisionEncoder {
-    public func markers(tokenizer: BPETokenizer) -> ImageMarkers { ImageMarkers.forTower(self, tokenizer: tokenizer) }
+    /// The tower's own markers if it names them; else SmolVLM's `<fake_token_around_image>`
+    /// `<global-img>` … `<fake_token_around_image>` for an idefics3 tower whose language model
+    /// has those tokens; else none (LLaVA: the embeddings stand alone where `<image>` was).
+    public func markers(tokenizer: BPETokenizer) -> ImageMarkers {
+        let p = metadata[ImageMarkers.prefixKey]?.stringValue, s = metadata[ImageMarkers.suffixKey]?.stringValue
+        if p != nil || s != nil { return ImageMarkers(prefix: p ?? "", suffix: s ?? "") }
+        if config.projector == .idefics3, tokenizer.tokenId("<fake_token_around_image>") != nil,
+           tokenizer.tokenId("<global-img>") != nil {
+            return ImageMarkers(prefix: "<fake_token_around_image><global-img>", suffix: "<fake_token_around_image>")
+        }
+        return .none
+    }
 }

@@ -15,19 +15,6 @@ public struct ImageMarkers: Sendable, Equatable {
     /// Keys a tower may set to choose its own markers (specdec's demo tower does).
     public static let prefixKey = "specdec.image.prefix"
     public static let suffixKey = "specdec.image.suffix"
-
-    /// The tower's own markers if it names them; else SmolVLM's `<fake_token_around_image>`
-    /// `<global-img>` … `<fake_token_around_image>` for an idefics3 tower whose language model
-    /// has those tokens; else none (LLaVA: the embeddings stand alone where `<image>` was).
-    public static func forTower(_ tower: VisionTower, tokenizer: BPETokenizer) -> ImageMarkers {
-        let p = tower.metadata[prefixKey]?.stringValue, s = tower.metadata[suffixKey]?.stringValue
-        if p != nil || s != nil { return ImageMarkers(prefix: p ?? "", suffix: s ?? "") }
-        if tower.config.projector == .idefics3, tokenizer.tokenId("<fake_token_around_image>") != nil,
-           tokenizer.tokenId("<global-img>") != nil {
-            return ImageMarkers(prefix: "<fake_token_around_image><global-img>", suffix: "<fake_token_around_image>")
-        }
-        return .none
-    }
 }
 
 /// Why a multimodal prompt cannot be built.

@@ -44,7 +44,7 @@ enum DemoSetup {
     /// Greedy answer to `question` about the images, through the ChatML template.
     static func answer(_ question: String, images: [String], maxTokens: Int = 24) throws -> (text: String, sequence: MultimodalSequence) {
         let s = try loaded.get()
-        let markers = ImageMarkers.forTower(s.tower, tokenizer: s.tokenizer)
+        let markers = s.tower.markers(tokenizer: s.tokenizer)
         let embeddings = try images.map { try s.tower.encode(ImageDecoder.load(path: $0)) }
         let user = try VisionPrompt.placeImages(in: question, count: images.count, markers: markers)
         let rendered = try ChatTemplate(gguf: s.gguf).render(messages: [.user(user)])
@@ -79,7 +79,7 @@ struct DemoTowerTests {
         #expect(built == committed, "checkpoints/demo-tower.gguf is not what `specdec make-demo-tower` builds")
         #expect(committed.count < 4 << 20)
         #expect(s.tower.config.projector == .mlp && s.tower.outputWidth == s.model.config.width)
-        #expect(ImageMarkers.forTower(s.tower, tokenizer: s.tokenizer) == ImageMarkers(prefix: "[Image:", suffix: "]\n"))
+        #expect(s.tower.markers(tokenizer: s.tokenizer) == ImageMarkers(prefix: "[Image:", suffix: "]\n"))
     }
 
     /// `--patch-size 16`: the same tower over a 4 × 4 grid, 16 rows, each its patch's colour word
