@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// Properties the verifier and the draft rely on: batch invariance, truncation, hidden states.
-@Suite(.enabled(if: TestPaths.hasModel, "needs the model (scripts/setup.sh)")) struct SessionTests {
+@Suite(.enabled(if: TestPaths.hasModel && TestPaths.hasReference, "needs the model (scripts/setup.sh) and ../shared/reference (its prompt)")) struct SessionTests {
     let prompt: [Int32] = golden.first { $0.name == "chat_capital" }!.ids.map(Int32.init)
 
     @Test func batchedPrefillIsBitIdenticalToOneTokenAtATime() throws {

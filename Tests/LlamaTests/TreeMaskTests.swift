@@ -5,7 +5,7 @@ import TestSupport
 /// The verifier's path: a whole draft tree in one forward must give each node exactly (bitwise)
 /// what decoding its path token by token gives, and compaction must leave the cache as if only
 /// the kept path had been decoded.
-@Suite(.enabled(if: TestPaths.hasModel, "needs the model (scripts/setup.sh)")) struct TreeMaskTests {
+@Suite(.enabled(if: TestPaths.hasModel && TestPaths.hasReference, "needs the model (scripts/setup.sh) and ../shared/reference (its prompt)")) struct TreeMaskTests {
     let prompt: [Int32] = golden.first { $0.name == "chat_sky" }!.ids.map(Int32.init)
     //            0     1    2     3    4    5     6
     let tokens: [Int32] = [504, 6376, 3280, 335, 314, 253, 28]
