@@ -105,10 +105,10 @@ public struct FallbackPolicy: Sendable, Equatable {
     public var probe = 3
     public var initialPause = 16
     public var maxPause = 256
-    /// Drafting must reach this fraction of the plain rate to continue: below break-even, so
-    /// that a draft near it (where either choice costs little) keeps drafting rather than
-    /// flapping on noise.
-    public var margin = 0.9
+    /// Drafting must reach this fraction of the plain rate to continue. At break-even: a margin
+    /// below 1 lets a draft that loses by less than the margin run on for good, and a draft near
+    /// break-even costs little whichever way the noise tips the verdict.
+    public var margin = 1.0
     public init() {}
 }
 
@@ -242,15 +242,23 @@ public final class SpeculativeDecoder {
         if let f = fallback {
             // The drafter's read of the prompt is a one-off, not a cost of drafting on.
             window.steps += 1; window.tokens += r.emitted.count; window.seconds += t2 - t0 - prefillSeconds
-            if window.steps >= (judged ? f.window : f.firstWindow) {
-                judged = true
+            // Losing is judged early, winning late: from `firstWindow` steps on, every step may
+            // end a window that is behind plain steps (a draft that stopped paying costs a few
+            // steps, not a whole window), while drafting goes on unquestioned only after a full
+            // window ahead of them. A draft near break-even flaps, which costs little either way.
+            let length = judged ? f.window : f.firstWindow
+            if window.steps >= min(f.firstWindow, length) {
                 if window.tokens == window.steps {
+                    judged = true
                     enterPlain(f)   // nothing accepted: drafting cannot have paid
                 } else if plainSecondsPerToken == nil {
+                    judged = true
                     mode = .probing(left: f.probe)
                 } else if drafting(lost: f) {
+                    judged = true
                     enterPlain(f)
-                } else {
+                } else if window.steps >= length {
+                    judged = true
                     pause = 0
                     window = (0, 0, 0)
                 }

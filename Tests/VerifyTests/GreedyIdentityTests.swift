@@ -85,6 +85,23 @@ import Verify
         #expect(paused >= 5)
     }
 
+    /// After a pause, drafting must win again from its first steps: an always-wrong draft that
+    /// resumes is paused again after `firstWindow` steps, not after a whole `window` (at 64
+    /// tokens: 4 drafting steps, 16 plain, 4 drafting, 32 plain, at most 4 more drafting).
+    @Test func resumedLosingDraftPausesWithinFirstWindow() throws {
+        var checked = 0
+        for (i, p) in TestPrompt.all.enumerated() where i % 7 == 3 {
+            let r = try speculativeDecode(p, n: 64, drafter: RandomDrafter(seed: UInt64(200 + i)), shape: shape(2, 3, 4),
+                                          fallback: FallbackPolicy())
+            #expect(r.tokens == Array(try plainDecode(p, n: 64)), "prompt \(i) '\(p.name)'")
+            guard r.stats.acceptedDraftTokens == 0, r.tokens.count == 64 else { continue }
+            #expect(r.stats.fallbacks >= 2, "prompt \(i): drafting should have resumed and paused again: \(r.stats)")
+            #expect(r.stats.steps <= 3 * FallbackPolicy().firstWindow, "prompt \(i): \(r.stats.steps) drafting steps")
+            checked += 1
+        }
+        #expect(checked >= 2)
+    }
+
     /// Context matching (`ngram`, and merged into a draft's tree) changes no token, images
     /// included, and its accepted tokens are never counted as the draft's (τ).
     @Test func contextMatchMatchesPlainOnEveryPrompt() throws {
