@@ -151,7 +151,8 @@ public struct EvalReport: Encodable {
             t += "\n--draft-p-min (steps, mean tokens/s of a drafting step, per threshold):\n\n"
             for r in p_min {
                 let arms = r.arms.map { String(format: "%g: %d, %.1f", $0.p_min, $0.steps, $0.mean_tokens_per_s) }.joined(separator: "; ")
-                t += "- \(r.system) (p-min \(r.p_min)): \(arms)\n"
+                // A --p-min-sweep row's name says its value already.
+                t += "- \(r.system)\(r.system.contains("p-min") ? "" : " (p-min \(r.p_min))"): \(arms)\n"
             }
         }
         t += "\nAcceptance rate by depth (mean over prompts):\n\n"
