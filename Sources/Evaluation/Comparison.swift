@@ -8,14 +8,16 @@ import Verify
 /// machine's noise hits both alike): what `eval` and `bench --prompts` run. Every prompt is
 /// decoded plainly, then by each system, with the same sampling seed.
 public enum Comparison {
-    /// One speculative configuration: a draft, its tree, and the fallback policy (nil: always draft).
+    /// One speculative configuration: a draft, its tree, the fallback policy (nil: always draft)
+    /// and the `--draft-p-min` threshold (nil: off; a bandit learns across the prompts).
     public struct System {
         public var name: String
         public var drafter: Drafter
         public var shape: TreeShape
         public var fallback: FallbackPolicy?
-        public init(name: String, drafter: Drafter, shape: TreeShape, fallback: FallbackPolicy?) {
-            self.name = name; self.drafter = drafter; self.shape = shape; self.fallback = fallback
+        public var pMin: PMinBandit?
+        public init(name: String, drafter: Drafter, shape: TreeShape, fallback: FallbackPolicy?, pMin: PMinBandit? = nil) {
+            self.name = name; self.drafter = drafter; self.shape = shape; self.fallback = fallback; self.pMin = pMin
         }
     }
 
@@ -83,7 +85,7 @@ public enum Comparison {
                 for system in systems {
                     let spec = try Generation.speculative(model: model, drafter: system.drafter, prompt: p.prompt, contextSize: ctx,
                                                           params: params, shape: system.shape, maxTokens: maxTokens, eog: eog,
-                                                          fallback: system.fallback)
+                                                          fallback: system.fallback, pMin: system.pMin)
                     let s = spec.speculative ?? SpeculativeStats()
                     let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, prompt_tokens: p.prompt.count,
                                 generated: spec.tokens.count, plain_tokens_per_s: plain.tokensPerSecond, tokens_per_s: spec.tokensPerSecond,

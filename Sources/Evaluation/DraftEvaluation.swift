@@ -17,8 +17,9 @@ public enum DraftEvaluation {
         public var request: TreeRequest
     }
 
-    /// `names[d]` names draft d's rows; with `labelBudgets` each row adds its node budget.
-    public static func systems(drafts: [LoadedDraft], names: [String], requests: [TreeRequest], labelBudgets: Bool,
+    /// `names[d]` names draft d's rows; with `labelBudgets` each row adds its node budget, with
+    /// `labelPMin` its `--draft-p-min`.
+    public static func systems(drafts: [LoadedDraft], names: [String], requests: [TreeRequest], labelBudgets: Bool, labelPMin: Bool = false,
                                target: LoadedTarget, prompts: [PromptSet.Item], maxTokens: Int,
                                log: @escaping (String) -> Void) throws -> [Entry] {
         let model = target.model
@@ -35,8 +36,10 @@ public enum DraftEvaluation {
                     shape = r.tree ?? shape
                 }
                 let budget = request.tokens.map(String.init) ?? "auto: \(shape.tokens)"
-                let name = labelBudgets ? "\(names[d]) (\(budget) nodes)" : names[d]
-                entries.append(Entry(system: Comparison.System(name: name, drafter: draft.drafter, shape: shape, fallback: request.fallback),
+                let labels = (labelBudgets ? ["\(budget) nodes"] : []) + (labelPMin ? ["p-min \(request.pMin)"] : [])
+                let name = labels.isEmpty ? names[d] : "\(names[d]) (\(labels.joined(separator: ", ")))"
+                entries.append(Entry(system: Comparison.System(name: name, drafter: draft.drafter, shape: shape, fallback: request.fallback,
+                                                               pMin: request.pMinBandit()),
                                      draft: d, request: request))
             }
         }
@@ -64,6 +67,15 @@ public struct EvalReport: Encodable {
     public var date: String
     public var cells: [Comparison.Cell]
     public var runs: [Comparison.Run]
+    /// Systems with a `--draft-p-min`: steps and mean tokens/s per threshold over the whole run
+    /// (what the bandit learned; one arm for a fixed threshold).
+    public var p_min: [PMinReport]
+
+    public struct PMinReport: Encodable {
+        public var system: String
+        public var p_min: String
+        public var arms: [PMinBandit.Arm]
+    }
     /// The table's rows ("plain" first) and columns' temperatures, as asked for.
     var systems: [String]
     var temperatures: [Float]
@@ -71,13 +83,14 @@ public struct EvalReport: Encodable {
     var sweep: [(name: String, draft: Int, nodes: Int)]?
     var draftFiles: [String]
 
-    enum CodingKeys: String, CodingKey { case model, tower, set, n_predict, threads, tree, date, cells, runs }
+    enum CodingKeys: String, CodingKey { case model, tower, set, n_predict, threads, tree, date, cells, runs, p_min }
 
     /// Runs every prompt of the set in `setDir` (at most `limit` of each kind; 0: all) plainly and
     /// with each draft at each of `requests`, at each temperature. `sweep`: the requests are a
-    /// sweep of node budgets (rows named by budget, and the speedup plot).
+    /// sweep of node budgets (rows named by budget, and the speedup plot); `pMinSweep`: they
+    /// differ in `--draft-p-min` (rows named by it).
     public static func run(target: LoadedTarget, setDir: String, towerPath: String, drafts: [String], requests: [TreeRequest],
-                           sweep: Bool, temperatures: [Float], maxTokens: Int, limit: Int, threads: Int,
+                           sweep: Bool, pMinSweep: Bool = false, temperatures: [Float], maxTokens: Int, limit: Int, threads: Int,
                            log: @escaping (String) -> Void) throws -> EvalReport {
         let promptsPath = (setDir as NSString).appendingPathComponent("prompts.jsonl")
         var prompts = try PromptSet.load(path: promptsPath, towerPath: towerPath, model: target.model, tokenizer: target.tokenizer)
@@ -90,7 +103,7 @@ public struct EvalReport: Encodable {
         }
         let files = drafts.map { ($0 as NSString).lastPathComponent }
         let entries = try DraftEvaluation.systems(drafts: try DraftEvaluation.load(drafts, target: target, threads: threads), names: files,
-                                                  requests: requests, labelBudgets: sweep, target: target, prompts: prompts,
+                                                  requests: requests, labelBudgets: sweep, labelPMin: pMinSweep, target: target, prompts: prompts,
                                                   maxTokens: maxTokens, log: log)
         let names = entries.map(\.system.name)
         var shapes: [String] = []   // in the systems' order (a sweep's budgets ascending)
@@ -103,6 +116,9 @@ public struct EvalReport: Encodable {
         return EvalReport(model: (target.path as NSString).lastPathComponent, tower: (towerPath as NSString).lastPathComponent, set: setDir,
                           n_predict: maxTokens, threads: threads, tree: shapeText, date: String(date),
                           cells: Comparison.cells(runs, systems: ["plain"] + names), runs: runs,
+                          p_min: entries.compactMap { e in
+                              e.system.pMin.map { PMinReport(system: e.system.name, p_min: e.request.pMin.description, arms: $0.arms) }
+                          },
                           systems: ["plain"] + names, temperatures: temperatures,
                           // The speedup curve takes the fixed budgets; an auto row repeats one of them.
                           sweep: sweep ? entries.filter { !$0.request.isAuto }.map { ($0.system.name, $0.draft, $0.system.shape.tokens) } : nil,
@@ -129,7 +145,17 @@ public struct EvalReport: Encodable {
         }
         t += "\nτ / speedup: medians over prompts (\(n_predict) tokens each, tree \(tree), \(threads) threads; plain row: its tokens/s; "
         t += "τ + c: c context-matched tokens accepted per step, not counted in τ). "
-        t += "\(model) + \(tower), \(date).\n\nAcceptance rate by depth (mean over prompts):\n\n"
+        t += "\(model) + \(tower), \(date).\n"
+        if !p_min.isEmpty {
+            // What each threshold gave over the whole run: steps, and mean tokens/s of a drafting step.
+            t += "\n--draft-p-min (steps, mean tokens/s of a drafting step, per threshold):\n\n"
+            for r in p_min {
+                let arms = r.arms.map { String(format: "%g: %d, %.1f", $0.p_min, $0.steps, $0.mean_tokens_per_s) }.joined(separator: "; ")
+                // A --p-min-sweep row's name says its value already.
+                t += "- \(r.system)\(r.system.contains("p-min") ? "" : " (p-min \(r.p_min))"): \(arms)\n"
+            }
+        }
+        t += "\nAcceptance rate by depth (mean over prompts):\n\n"
         let depth = max(1, cells.map(\.acceptance_by_depth.count).max() ?? 1)
         t += "| system | prompts | T | " + (1...depth).map { "d\($0)" }.joined(separator: " | ") + " |\n"
         t += "|---|---|---|" + String(repeating: "---|", count: depth) + "\n"

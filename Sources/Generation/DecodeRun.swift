@@ -17,6 +17,9 @@ public struct DecodeRun {
     public var draft: String?
     public var draftKind: String?
     public var treeAuto: Bool
+    /// `--draft-p-min` and, when set, its threshold state after the run (what the bandit learned).
+    public var pMin: TreeRequest.PMin
+    public var pMinBandit: PMinBandit?
 
     /// `onToken` sees each token of the (first) run as it is emitted.
     public init(target: LoadedTarget, prompt: LMInput, contextSize: Int, params: SamplingParameters, maxTokens: Int,
@@ -29,14 +32,16 @@ public struct DecodeRun {
         _ = try Sampler(params)   // checks the parameters before any work
         let eog = target.tokenizer.endOfGenerationTokens
         self.prompt = prompt; self.params = params; self.threads = threads; self.draft = draft; treeAuto = tree.isAuto
+        pMin = tree.pMin
         if let draft {
             let loaded = try LoadedDraft.load(path: draft, target: model, targetPath: target.path, contextSize: contextSize, threads: threads)
             draftKind = loaded.kind
             let shape = try tree.shape()
             let chooser = try tree.budgetChooser(model: model, modelPath: target.path, metadata: loaded.metadata, shape: shape, log: log)
+            pMinBandit = tree.pMinBandit()
             run = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: contextSize,
                                              params: params, shape: shape, maxTokens: maxTokens, eog: eog, budget: chooser,
-                                             fallback: tree.fallback, onToken: onToken)
+                                             fallback: tree.fallback, pMin: pMinBandit, onToken: onToken)
         } else {
             run = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
                                        maxTokens: maxTokens, eog: eog, onToken: onToken)
@@ -84,6 +89,9 @@ public struct DecodeRun {
         /// Steps decoded without drafting because drafting did not pay, and how often that began.
         public var plain_steps: Int?
         public var fallbacks: Int?
+        /// `--draft-p-min` ("auto" or the threshold) and, unless off, steps and mean tokens/s per threshold.
+        public var draft_p_min: String?
+        public var draft_p_min_arms: [PMinBandit.Arm]?
         // with compare only
         public var plain_tokens_per_s: Double?
         public var speedup: Double?
@@ -132,6 +140,8 @@ public struct DecodeRun {
             stats.verify_seconds = s.verifySeconds
             stats.plain_steps = s.plainSteps
             stats.fallbacks = s.fallbacks
+            stats.draft_p_min = pMin.description
+            stats.draft_p_min_arms = pMinBandit?.arms
             let busy = s.draftSeconds + s.verifySeconds
             stats.draft_share = busy > 0 ? s.draftSeconds / busy : 0
             stats.verify_share = busy > 0 ? s.verifySeconds / busy : 0
@@ -169,6 +179,9 @@ public struct DecodeRun {
                 lines.append("fallback: \(s.plainSteps) plain steps (drafting paused \(s.fallbacks) time\(s.fallbacks == 1 ? "" : "s") while it emitted fewer tokens/s than plain steps)")
             } else if s.plainSteps > 0 {
                 lines.append("fallback: none (drafting paid; \(s.plainSteps) plain steps measured a plain step's time)")
+            }
+            if let b = pMinBandit {
+                lines.append("draft-p-min \(pMin): \(b.summary)")
             }
             lines.append(String(format: "time: draft %.0f%% (prompt %.3f s), verify %.0f%% | %.1f tok/s",
                                 100 * (stats.draft_share ?? 0), s.draftPrefillSeconds, 100 * (stats.verify_share ?? 0), run.tokensPerSecond))

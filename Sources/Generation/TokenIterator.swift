@@ -35,10 +35,11 @@ public final class TokenIterator {
 
     /// Prefills `prompt` into a new session. With `speculative`, decoding is speculative (the same
     /// tokens as plain at temperature 0, the same distribution above); `budget` picks the tree
-    /// size on the first step, `fallback` pauses drafting while it does not pay.
+    /// size on the first step, `fallback` pauses drafting while it does not pay, `pMin` prunes
+    /// each step's tree to the nodes above its threshold (`--draft-p-min`).
     public init(model: any TargetModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
                 maxTokens: Int, eog: Set<Int32>, speculative: (drafter: Drafter, shape: TreeShape)? = nil,
-                budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil) throws {
+                budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil, pMin: PMinBandit? = nil) throws {
         self.maxTokens = maxTokens
         self.contextSize = contextSize
         self.eog = eog
@@ -57,6 +58,7 @@ public final class TokenIterator {
                                              history: prompt.history)
             dec.chooseBudget = budget
             dec.fallback = fallback
+            dec.pMin = pMin
             decoder = dec
             decided = [dec.firstToken]
             logits = []

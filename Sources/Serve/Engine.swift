@@ -112,6 +112,9 @@ public struct EngineConfiguration {
     public var shape: TreeShape?
     public var budget: ((Double) -> Int)?
     public var fallback: FallbackPolicy?
+    /// `--draft-p-min`: one threshold state for every speculative request (the bandit learns
+    /// across them; only the engine thread touches it).
+    public var pMin: PMinBandit?
 
     public init(contextSize: Int, maxParallel: Int, maxQueue: Int, drafter: Drafter? = nil, shape: TreeShape? = nil,
                 budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil) {
@@ -268,7 +271,7 @@ final class Engine: @unchecked Sendable {
             let spec: (drafter: Drafter, shape: TreeShape)? = speculative ? (config.drafter!, config.shape!) : nil
             job.iterator = try TokenIterator(model: model, prompt: input, contextSize: config.contextSize, params: job.request.params,
                                              maxTokens: maxTokens, eog: job.request.ignoreEOS ? [] : eog, speculative: spec, budget: config.budget,
-                                             fallback: config.fallback)
+                                             fallback: config.fallback, pMin: config.pMin)
             job.promptTokens = input.count
             job.streamDecoder = StreamingDecoder(tokenizer: tokenizer)
             job.events.yield(.started(promptTokens: input.count, speculative: spec != nil))

@@ -46,6 +46,7 @@ public struct ServeRequest {
                 if !said.value { said.value = true; log(line + " (first request; chosen per request)") }
             }
             engine.fallback = tree.fallback
+            engine.pMin = tree.pMinBandit()
             draftKind = loaded.kind
         }
         var config = ServerConfiguration(modelID: ((target.path as NSString).lastPathComponent as NSString).deletingPathExtension, engine: engine)

@@ -69,11 +69,17 @@ public struct DraftCandidates: Sendable {
     /// at most n − L selected children. Growing no more than that gives the same `select(n)`
     /// for every n ≤ budget, and spares the draft's work on nodes no tree could keep (with a
     /// budget of 2 and top-k 8, one expanded node instead of eight).
-    public static func grow(root: [DraftCandidate], drafter: Drafter, shape: TreeShape, budget: Int) throws -> DraftCandidates {
+    ///
+    /// `minLogProb` (`--draft-p-min`, as a log-probability) drops every candidate whose
+    /// cumulative log-probability is below it where it is proposed: its descendants could only
+    /// score lower, so growth stops at the first level with no node left, and `select(n)` gives
+    /// the tree without the threshold minus its nodes below it (those are its best-first tail).
+    public static func grow(root: [DraftCandidate], drafter: Drafter, shape: TreeShape, budget: Int,
+                            minLogProb: Float = -.infinity) throws -> DraftCandidates {
         var c = DraftCandidates()
         let k = shape.topK
         var level: [Int] = []
-        for cand in distinct(root).prefix(min(k, budget)) {
+        for cand in distinct(root).prefix(min(k, budget)) where finite(cand.logProb) >= minLogProb {
             level.append(c.nodes.count)
             c.nodes.append(Node(token: cand.token, score: finite(cand.logProb), parent: -1, depth: 1))
         }
@@ -98,8 +104,10 @@ public struct DraftCandidates: Sendable {
             level = []
             for (e, list) in zip(expand, children) {
                 for cand in distinct(list).prefix(useful) {
+                    let score = c.nodes[e].score + finite(cand.logProb)
+                    if score < minLogProb { continue }
                     level.append(c.nodes.count)
-                    c.nodes.append(Node(token: cand.token, score: c.nodes[e].score + finite(cand.logProb), parent: e, depth: depth))
+                    c.nodes.append(Node(token: cand.token, score: score, parent: e, depth: depth))
                 }
             }
         }

@@ -126,6 +126,10 @@ public final class SpeculativeDecoder {
     public var contextMatch: ContextMatch?
     /// Falls back to plain steps while drafting loses to them (nil: always draft).
     public var fallback: FallbackPolicy?
+    /// `--draft-p-min`: each drafting step plays one of its thresholds (tree nodes whose
+    /// cumulative draft probability is below it are neither expanded nor verified) and rewards it
+    /// with the step's tokens per second; nil: no threshold.
+    public var pMin: PMinBandit?
 
     private enum Mode { case drafting, probing(left: Int), plain(left: Int) }
     private var mode = Mode.drafting
@@ -218,10 +222,18 @@ public final class SpeculativeDecoder {
         let room = session.contextSize - session.length - 1
         guard room >= 0 else { throw VerifyError.contextFull(session.contextSize) }
         var tree = DraftTree()
+        var arm: Int?
         if room > 0 {
             let tGrow = monotonicSeconds()
             let cap = chooseBudget == nil ? min(shape.tokens, room) : min(shape.candidateCount, room)
-            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, budget: cap)
+            // No threshold on the step that times a full expansion for the budget chooser.
+            var minLogProb = -Float.infinity
+            if let b = pMin, chooseBudget == nil {
+                let a = b.choose()
+                arm = a
+                minLogProb = b.minLogProb(a)
+            }
+            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, budget: cap, minLogProb: minLogProb)
             if let choose = chooseBudget {
                 // The grow alone: the first step's accept read the whole prompt, later ones a few tokens.
                 shape.tokens = max(1, choose(monotonicSeconds() - tGrow))
@@ -238,6 +250,11 @@ public final class SpeculativeDecoder {
         stats.draftSeconds += t1 - t0
         stats.verifySeconds += t2 - t1
         stats.record(r, tree: tree)
+        if let a = arm {
+            // The whole step, as the user waits for it; the drafter's one-off read of the prompt aside.
+            let seconds = t2 - t0 - prefillSeconds
+            if seconds > 0 { pMin?.update(arm: a, reward: Double(r.emitted.count) / seconds) }
+        }
         pending = (r.features, r.emitted, [], false)
         if let f = fallback {
             // The drafter's read of the prompt is a one-off, not a cost of drafting on.

@@ -2,6 +2,7 @@ import ArgumentParser
 import DataSynth
 import Evaluation
 import GGUF
+import Generation
 
 /// `specdec eval`: ViSpec's results table on the held-out evaluation set — plain decoding and each
 /// draft, image and text prompts, at each temperature, measured side by side in one run.
@@ -49,6 +50,11 @@ struct Eval: ParsableCommand {
         valueName: "N,N,auto"))
     var treeSweep: String?
 
+    @Option(name: .customLong("p-min-sweep"), help: ArgumentHelp(
+        "Evaluate each draft at each of these --draft-p-min values (comma-separated probabilities and 'auto'), a row per (draft, value), instead of the single --draft-p-min: e.g. 0,auto compares the full tree with the adaptive threshold. Each 'auto' row has its own bandit, learning over all its prompts; the table's notes give its steps and mean tokens/s per threshold.",
+        valueName: "P,auto"))
+    var pMinSweep: String?
+
     @Option(help: ArgumentHelp("Also write the Markdown table to this file.", valueName: "FILE"))
     var markdown: String?
 
@@ -66,6 +72,18 @@ struct Eval: ParsableCommand {
         guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0") }
         _ = try temperatures()
         _ = try budgets()
+        _ = try pMins()
+    }
+
+    /// The thresholds to evaluate: --p-min-sweep's list, or --draft-p-min alone.
+    func pMins() throws -> [TreeRequest.PMin] {
+        guard let sweep = pMinSweep else { return [try tree.pMin(tree.draftPMin)] }
+        let items = sweep.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !items.isEmpty else { throw ValidationError("--p-min-sweep must list probabilities in [0, 1) or 'auto'") }
+        return try items.map { s in
+            guard let p = TreeRequest.PMin(s) else { throw ValidationError("--p-min-sweep must list probabilities in [0, 1) or 'auto', got '\(s)'") }
+            return p
+        }
     }
 
     /// The node budgets to evaluate: --tree-sweep's list, or --tree-tokens alone.
@@ -93,7 +111,8 @@ struct Eval: ParsableCommand {
         guard !drafts.isEmpty else { throw CLIError("give at least one --draft to evaluate (plain decoding is always the baseline)") }
         let target = try modelOption.load(threads: threadsOption.threads, precision: precisionOption)
         let report = try EvalReport.run(target: target, setDir: set, towerPath: mmproj, drafts: drafts,
-                                        requests: try budgets().map { tree.request(budget: $0) }, sweep: treeSweep != nil,
+                                        requests: try budgets().flatMap { b in try pMins().map { tree.request(budget: b, pMin: $0) } },
+                                        sweep: treeSweep != nil, pMinSweep: pMinSweep != nil,
                                         temperatures: try temperatures(), maxTokens: n, limit: limit, threads: threadsOption.threads,
                                         log: printErr)
         let table = report.markdown

@@ -1,5 +1,6 @@
 import Draft
 import Foundation
+import Generation
 import Llama
 import Sampling
 import Testing
@@ -153,6 +154,28 @@ import Verify
         }
         let chainTau = (taus[shape(1, 5, 5)] ?? []).reduce(0, +) / Double(taus[shape(1, 5, 5)]?.count ?? 1)
         #expect(chainTau > 3.5, "a perfect chain of 5 should accept nearly 5 tokens per step: \(taus)")
+    }
+
+    /// The training-free baseline (`--draft early-exit:8`: the target's first 8 of 30 layers and
+    /// its head) with `--draft-p-min auto`, one bandit learning over the prompts as eval runs it,
+    /// and with a fixed threshold: the thresholds change which nodes are verified, never a token.
+    @Test func adaptiveThresholdEarlyExitMatchesPlain() throws {
+        let exit = try LlamaModel(earlyExitOf: Target.model, layers: 8)
+        let drafter = LlamaDrafter(model: exit, contextSize: 512, prefillBatchInvariant: Generation.prefillBatchInvariant)
+        let bandit = PMinBandit()
+        var steps = 0, pruned = 0, unpruned = 0
+        for i in [0, 3, 9, 24, 30, 44, 47] {   // chats, raw text, images
+            let p = TestPrompt.all[i]
+            let auto = try speculativeDecode(p, n: Self.n, drafter: drafter, shape: shape(4, 4, 8), pMin: bandit)
+            #expect(auto.tokens == Self.references[i], "auto, prompt \(i) '\(p.name)'")
+            steps += auto.stats.steps
+            let fixed = try speculativeDecode(p, n: Self.n, drafter: drafter, shape: shape(4, 4, 8), pMin: PMinBandit(thresholds: [0.4]))
+            #expect(fixed.tokens == Self.references[i], "p-min 0.4, prompt \(i) '\(p.name)'")
+            let off = try speculativeDecode(p, n: Self.n, drafter: drafter, shape: shape(4, 4, 8))
+            pruned += fixed.stats.treeNodes; unpruned += off.stats.treeNodes
+        }
+        #expect(bandit.arms.map(\.steps).reduce(0, +) == steps)
+        #expect(pruned < unpruned / 2, "p-min 0.4 verifies far fewer of the early exit's nodes: \(pruned) vs \(unpruned)")
     }
 
     /// Greedy with a repetition penalty picks through the sampler's filtered distribution.

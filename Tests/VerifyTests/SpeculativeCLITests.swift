@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import Verify
 
 /// `specdec decode --draft` through the built binary. The target's own GGUF is the draft here
 /// (a perfect draft), until an EAGLE checkpoint exists.
@@ -116,6 +117,37 @@ import TestSupport
             let r = try SpecdecCLI.run(["decode", "--draft", bad, "-p", "Hi", "-n", "2"])
             #expect(r.status != 0, "\(bad)")
             #expect(r.stderr.contains(bad.hasPrefix("/") ? "no such draft file" : "ngram:N needs N"), "\(bad): \(r.stderr)")
+        }
+    }
+
+    /// `--draft early-exit:8 --draft-p-min auto` through the binary: identical to plain, and the
+    /// bandit's steps per threshold in the JSON stats; `eval --p-min-sweep 0,auto` gives a row per
+    /// value and the arms in its JSON; bad values are one-line errors.
+    @Test func earlyExitWithAdaptivePMin() throws {
+        let r = try SpecdecCLI.run(["decode", "--draft", "early-exit:8", "--draft-p-min", "auto", "--tree-tokens", "8", "--tree-top-k", "4",
+                                    "--tree-depth", "4", "--compare", "--json", "-t", "2", "-n", "24", "-p", "Name three colours."])
+        #expect(r.status == 0, "\(r.stderr)")
+        let s = try #require(try SpecdecCLI.json(r.stdout)["stats"] as? [String: Any])
+        #expect(s["identical"] as? Bool == true)
+        #expect(s["draft_p_min"] as? String == "auto")
+        let arms = try #require(s["draft_p_min_arms"] as? [[String: Any]])
+        #expect(arms.compactMap { $0["p_min"] as? Double }.map { Float($0) } == PMinBandit.defaultArms)
+        #expect(arms.compactMap { $0["steps"] as? Int }.reduce(0, +) == s["steps"] as? Int)
+
+        let root = TestPaths.repoRoot.path
+        let e = try SpecdecCLI.run(["eval", "--draft", "early-exit:8", "--set", root + "/checkpoints/eval", "--mmproj", root + "/checkpoints/demo-tower.gguf",
+                                    "--limit", "1", "-n", "8", "--temp", "0", "--tree-tokens", "4", "--p-min-sweep", "0,auto", "-t", "2", "--json"])
+        #expect(e.status == 0, "\(e.stderr)")
+        let o = try SpecdecCLI.json(e.stdout)
+        let cells = try #require(o["cells"] as? [[String: Any]])
+        #expect(Set(cells.compactMap { $0["system"] as? String }) == ["plain", "early-exit:8 (p-min 0)", "early-exit:8 (p-min auto)"])
+        for c in cells { #expect(c["identical"] as? Int == c["prompts"] as? Int, "T=0 output differs from plain: \(c)") }
+        let pMin = try #require(o["p_min"] as? [[String: Any]])
+        #expect(pMin.count == 1 && pMin.first?["p_min"] as? String == "auto", "only the adaptive row has a bandit: \(pMin)")
+
+        for args in [["decode", "--draft", "early-exit:8", "--draft-p-min", "1.5", "-p", "Hi"], ["eval", "--draft", "early-exit:8", "--p-min-sweep", "0,most"]] {
+            let bad = try SpecdecCLI.run(args)
+            #expect(bad.status != 0 && bad.stderr.contains(args[3]), "\(bad.stderr)")
         }
     }
 

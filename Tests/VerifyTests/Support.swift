@@ -103,9 +103,10 @@ func plainDecode(_ p: TestPrompt, n: Int, params: SamplingParameters = SamplingP
 /// the library loop `specdec decode --draft` runs.
 func speculativeDecode(_ p: TestPrompt, n: Int, drafter: Drafter, shape: TreeShape,
                        params: SamplingParameters = SamplingParameters(), extraContext: Int = 80,
-                       fallback: FallbackPolicy? = nil, model: LlamaModel = Target.model) throws -> (tokens: [Int32], stats: SpeculativeStats) {
+                       fallback: FallbackPolicy? = nil, pMin: PMinBandit? = nil,
+                       model: LlamaModel = Target.model) throws -> (tokens: [Int32], stats: SpeculativeStats) {
     let r = try Generation.speculative(model: model, drafter: drafter, prompt: p.input, contextSize: p.tokens.count + n + extraContext,
-                                       params: params, shape: shape, maxTokens: n, eog: Target.eog, fallback: fallback)
+                                       params: params, shape: shape, maxTokens: n, eog: Target.eog, fallback: fallback, pMin: pMin)
     #expect(r.stop != .context, "the test context was too small")
     return (r.tokens, r.speculative!)
 }
