@@ -9,15 +9,17 @@ import CKernelsSupport
 ///
 /// - `q8` (the default, the fast path): each activation row is quantized per 32-element block as
 ///   llama.cpp's Q8_0/Q8_1 do (d = max|x| / 127, q = round-to-nearest-even(x / d) in −127...127,
-///   s = d · Σq), once per `PackedMatrix.multiply` call, and Q4_0 / Q4_1 / Q8_0 weights, repacked
+///   s = d · Σq), once per `PackedMatrix.multiply` call, and Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K / Q6_K
+///   weights, repacked
 ///   at load into 8-row interleaved blocks (`InterleavedWeights`, layout in specdec_x8.h), are
 ///   multiplied with exact integer dot products: one broadcast of 4 activation bytes feeds 8 rows,
 ///   and a decoded weight block serves a tile of up to 4 tokens while it sits in registers, so the
 ///   2nd…4th token of a batch costs a fraction of the first. Per (row, token), over blocks b in
-///   order: `acc = fma(Float(isum_b), dw_b · dx_b, acc)` (+ `fma(mw_b, s_b, acc)` for Q4_1), with
-///   isum_b the exact integer block dot product. A token's result never depends on the batch,
+///   order: `acc = fma(Float(isum_b), dw_b · dx_b, acc)` (+ `fma(mw_b, s_b, acc)` for Q4_1, Q4_K,
+///   Q5_K), with isum_b the exact integer block dot product (Q6_K: with its two 16-element int8
+///   scales applied in the integer domain). A token's result never depends on the batch,
 ///   the tile or the thread count (batch invariant), and the portable, AVX2 and AVX-512 VNNI
-///   kernels give the same bits. Other weight types (F32/F16/BF16, the K-quants) and matrices
+///   kernels give the same bits. Other weight types (F32/F16/BF16) and matrices
 ///   without a repacked copy take the float path on the original activations.
 /// - `none` (`--precision f32`): float32 activations everywhere, the kernels of Dot.swift /
 ///   KernelsAVX2: the reference-accurate mode (within 1e-2 of the float64 reference logits).
@@ -70,6 +72,9 @@ extension QuantType {
         case .q4_0: return Int32(SPECDEC_Q8W_Q4_0)
         case .q4_1: return Int32(SPECDEC_Q8W_Q4_1)
         case .q8_0: return Int32(SPECDEC_Q8W_Q8_0)
+        case .q4_K: return Int32(SPECDEC_Q8W_Q4_K)
+        case .q5_K: return Int32(SPECDEC_Q8W_Q5_K)
+        case .q6_K: return Int32(SPECDEC_Q8W_Q6_K)
         default: return nil
         }
     }
@@ -150,9 +155,11 @@ func x8MatMul(_ w: InterleavedWeights, groups: Range<Int>, _ a: Q8ActivationPoin
     }
 }
 
-/// A Q4_0 / Q4_1 / Q8_0 matrix repacked for the int8-activation kernels: rows in groups of 8,
-/// block by block (layout in specdec_x8.h). Same bytes as the GGUF rows, reordered, plus zero rows
-/// padding the last group; owned here (anonymous memory), made once at load.
+/// A Q4_0 / Q4_1 / Q8_0 / Q4_K / Q5_K / Q6_K matrix repacked for the int8-activation kernels: rows
+/// in groups of 8, block (K-quants: super-block) by block (layout in specdec_x8.h). The same bytes
+/// as the GGUF rows, reordered, plus zero rows padding the last group — except Q4_K/Q5_K, whose
+/// packed 6-bit scales/mins are stored one byte each (+2.8% / +2.3%); owned here (anonymous
+/// memory), made once at load.
 public final class InterleavedWeights: @unchecked Sendable {
     public let type: QuantType
     public let rows: Int
@@ -163,9 +170,9 @@ public final class InterleavedWeights: @unchecked Sendable {
 
     /// Nil for types without int8-activation kernels.
     public init?(type: QuantType, rows: Int, cols: Int, data src: UnsafeRawPointer, rowBytes: Int) {
-        guard let code = type.q8WeightCode, cols % 32 == 0 else { return nil }
+        guard let code = type.q8WeightCode, cols % specdec_x8_block_elements(code) == 0 else { return nil }
         self.type = type; self.rows = rows; self.cols = cols
-        byteCount = max(1, (rows + 7) / 8 * (cols / 32) * specdec_x8_record_bytes(code))
+        byteCount = max(1, (rows + 7) / 8 * (cols / specdec_x8_block_elements(code)) * specdec_x8_record_bytes(code))
         data = .allocate(byteCount: byteCount, alignment: 64)
         specdec_x8_repack(code, src, rowBytes, rows, cols, data)
     }
@@ -205,13 +212,13 @@ public struct Q8Activations: Sendable {
 }
 
 /// The `q8` kernel directly on GGUF rows (repacked here): `y[t * yStride + r] = row r · x̂_t` for
-/// `rowCount` rows of a Q4_0/Q4_1/Q8_0 matrix and the `n` activation rows `x` (quantized here),
+/// `rowCount` rows of a matrix of a type with int8 kernels (`hasQ8ActivationKernel`) and the `n` activation rows `x` (quantized here),
 /// single-threaded, with the int8 kernel `kernel` (default: the best for `path`).
 public func q8MatMul(_ type: QuantType, rows: UnsafeRawPointer, rowBytes: Int, rowCount: Int,
                      x: UnsafePointer<Float>, n: Int, count: Int, into y: UnsafeMutablePointer<Float>, yStride: Int,
                      path: KernelPath = .active, kernel: Int8Kernel? = nil) {
     precondition(type.hasQ8ActivationKernel, "q8MatMul: no int8-activation kernel for \(type)")
-    precondition(count >= 0 && count % 32 == 0 && rowBytes >= type.rowBytes(count)!, "q8MatMul: bad sizes")
+    precondition(count >= 0 && count % type.blockSize == 0 && rowBytes >= type.rowBytes(count)!, "q8MatMul: bad sizes")
     let k = kernel ?? Int8Kernel.forPath(path)
     precondition(k.isSupported, "q8MatMul: this CPU cannot run the \(k) kernel")
     guard rowCount > 0, n > 0 else { return }

@@ -22,9 +22,10 @@ public struct PackedMatrix: @unchecked Sendable {
     @inline(__always)
     public func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
 
-    /// This matrix with an interleaved copy for the `q8` path (Q4_0/Q4_1/Q8_0; others unchanged).
-    /// The copy has the same bytes as the rows (reordered), so it adds the matrix's size in
-    /// anonymous memory; the GGUF rows stay mapped for the f32 path and embedding lookups.
+    /// This matrix with an interleaved copy for the `q8` path (Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K;
+    /// others unchanged). The copy has the same bytes as the rows (reordered; Q4_K/Q5_K ≤ 2.8%
+    /// more: their 6-bit scales unpacked), so it adds about the matrix's size in anonymous memory;
+    /// the GGUF rows stay mapped for the f32 path and embedding lookups.
     public func withInterleavedCopy() -> PackedMatrix {
         guard interleaved == nil else { return self }
         var m = self

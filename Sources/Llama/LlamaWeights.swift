@@ -3,8 +3,8 @@ import Kernels
 
 /// Every weight of the model, looked up by its GGUF (llama.cpp) name in this one place.
 /// Matrices stay packed in the file mapping (the f32 path and embedding lookups read them there);
-/// Q4_0/Q4_1/Q8_0 matrices also get an 8-row interleaved copy of the same size at load, for the
-/// int8-activation kernels of the default path. Only the small norm vectors are dequantized.
+/// Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K matrices also get an 8-row interleaved copy of (about) the same
+/// size at load, for the int8-activation kernels of the default path. Only the small norm vectors are dequantized.
 public struct LlamaWeights: @unchecked Sendable {
     public struct Layer {
         public var attnNorm: [Float]

@@ -6,7 +6,13 @@ import Kernels
 /// dequantize-then-dot reference, portable = AVX2 bit for bit, batch and thread invariance.
 @Suite("Int8 activations (q8)")
 struct ActivationQuantTests {
-    static let types: [QuantType] = [.q4_0, .q4_1, .q8_0]
+    static let types: [QuantType] = [.q4_0, .q4_1, .q8_0, .q4_K, .q5_K, .q6_K]
+    static let kQuants: [QuantType] = [.q4_K, .q5_K, .q6_K]
+
+    /// A row length for `type`: K-quants need whole 256-element super-blocks.
+    static func cols(_ type: QuantType, blocks32: Int) -> Int {
+        type.blockSize == 256 ? (blocks32 * 32 + 255) / 256 * 256 : blocks32 * 32
+    }
 
     /// Activations with a few outliers per row (as real hidden states have).
     func activations(_ count: Int, seed: UInt64) -> [Float] {
@@ -45,7 +51,7 @@ struct ActivationQuantTests {
     @Test("q8 kernels agree with dequantize-then-dot on the quantized activations (float32 rounding) and with the float dot within the quantization bound",
           arguments: types)
     func agreesWithReference(_ type: QuantType) {
-        let cols = 32 * 19, rowBytes = type.rowBytes(cols)!
+        let cols = Self.cols(type, blocks32: 19), rowBytes = type.rowBytes(cols)!
         for rows in [1, 7, 37] {
             let n = 6
             let mat = randomMatrix(type, rows: rows, cols: cols, seed: 40 + UInt64(rows) + UInt64(type.rawValue))
@@ -94,7 +100,7 @@ struct ActivationQuantTests {
     @Test("PackedMatrix.multiply(activations: .q8) is batch- and thread-invariant bit for bit (N = 1...17, 1/2/3 threads)",
           arguments: types, supportedPaths)
     func batchInvariant(_ type: QuantType, _ path: KernelPath) {
-        let cols = 32 * 18
+        let cols = Self.cols(type, blocks32: 18)
         for rows in [13, 37, 101] {
             let mat = randomMatrix(type, rows: rows, cols: cols, seed: UInt64(rows) &* 17 &+ UInt64(type.rawValue))
             let nMax = 17
@@ -135,7 +141,7 @@ struct ActivationQuantTests {
     @Test("a fused q8 multiply (mixed types, one with no q8 kernel) equals one multiply per matrix")
     func fusedMixed() {
         let cols = 256 * 3
-        let shapes: [(QuantType, Int)] = [(.q4_1, 45), (.q6_K, 19), (.q8_0, 23)]
+        let shapes: [(QuantType, Int)] = [(.q4_1, 45), (.f16, 19), (.q8_0, 23), (.q6_K, 21), (.q4_K, 11)]
         let mats = shapes.enumerated().map { randomMatrix($1.0, rows: $1.1, cols: cols, seed: UInt64($0) + 7) }
         let n = 7
         let x = activations(n * cols, seed: 99)
@@ -160,7 +166,7 @@ struct ActivationQuantTests {
             for i in outs.indices { fused[i] = Array(UnsafeBufferPointer(start: outs[i], count: n * shapes[i].1)) }
         }
         for i in ms.indices { #expect(bitMismatches(fused[i], separate[i]) == 0, "part \(i) (\(shapes[i].0))") }
-        // The Q6_K part took the float path.
+        // The F16 part took the float path.
         var float6 = [Float](repeating: 0, count: n * shapes[1].1)
         x.withUnsafeBufferPointer { xp in
             float6.withUnsafeMutableBufferPointer { ms[1].multiply(xp.baseAddress!, n: n, into: $0.baseAddress!, threads: 1) }
@@ -218,6 +224,90 @@ struct ActivationQuantTests {
         for (k, y) in results { #expect(bitMismatches(y, base) == 0, "\(k) differs from portable") }
         print("int8 kernels compared for \(type): \(results.keys.map(\.rawValue).sorted())")
     }
+
+    /// Dequantize-then-dot on the quantized activations, in float64: (value, Σ|terms|) for row r, token t.
+    func reference(_ type: QuantType, _ mat: [UInt8], rows: Int, cols: Int, _ a: Q8Activations) -> [(Double, Double)] {
+        let rowBytes = type.rowBytes(cols)!, xh = a.dequantized()
+        var out = [(Double, Double)](repeating: (0, 0), count: a.n * rows)
+        var w = [Float](repeating: 0, count: cols)
+        for r in 0..<rows {
+            mat.withUnsafeBytes { m in
+                w.withUnsafeMutableBufferPointer { dequantizeRow(type, m.baseAddress! + r * rowBytes, count: cols, into: $0.baseAddress!) }
+            }
+            for t in 0..<a.n {
+                var v = 0.0, mag = 0.0
+                for j in 0..<cols { let p = Double(w[j]) * Double(xh[t * cols + j]); v += p; mag += abs(p) }
+                out[t * rows + r] = (v, mag)
+            }
+        }
+        return out
+    }
+
+    @Test("K-quant x8 kernels agree with dequantize-then-dot for every N = 1...17, rows not multiples of 8, every int8 kernel and 1/2/3 threads",
+          arguments: kQuants)
+    func kQuantsAgreeForEveryN(_ type: QuantType) {
+        let cols = 256 * 3, rowBytes = type.rowBytes(cols)!, nMax = 17
+        for rows in [5, 13, 29] {
+            let mat = randomMatrix(type, rows: rows, cols: cols, seed: 500 + UInt64(rows) + UInt64(type.rawValue))
+            let x = activations(nMax * cols, seed: 600 + UInt64(rows))
+            // A token's quantized activations do not depend on the batch, so one reference serves every N.
+            let ref = reference(type, mat, rows: rows, cols: cols, x.withUnsafeBufferPointer { Q8Activations($0.baseAddress!, n: nMax, count: cols) })
+            func check(_ y: [Float], n: Int, _ what: String) {
+                var bad = 0
+                for t in 0..<n {
+                    for r in 0..<rows {
+                        let (v, mag) = ref[t * rows + r]
+                        if !(abs(Double(y[t * rows + r]) - v) <= 2e-6 * mag + 1e-6) { bad += 1 }
+                    }
+                }
+                #expect(bad == 0, "\(type) rows \(rows) n \(n) \(what): \(bad) outputs off the reference")
+            }
+            mat.withUnsafeBytes { m in
+                let w = PackedMatrix(type: type, rows: rows, cols: cols, data: m.baseAddress!).withInterleavedCopy()
+                x.withUnsafeBufferPointer { xp in
+                    for n in 1...nMax {
+                        for k in Int8Kernel.allCases where k.isSupported {
+                            var y = [Float](repeating: .nan, count: n * rows)
+                            q8MatMul(type, rows: m.baseAddress!, rowBytes: rowBytes, rowCount: rows, x: xp.baseAddress!, n: n,
+                                     count: cols, into: &y, yStride: rows, path: k == .portable ? .portable : .avx2, kernel: k)
+                            check(y, n: n, "kernel \(k)")
+                        }
+                        for path in supportedPaths {
+                            for threads in [1, 2, 3] {
+                                var y = [Float](repeating: .nan, count: n * rows)
+                                w.multiply(xp.baseAddress!, n: n, into: &y, threads: threads, path: path, activations: .q8)
+                                check(y, n: n, "\(path) threads \(threads)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("a Q4_K/Q5_K/Q6_K matrix takes the x8 path under q8 (not the float fallback)", arguments: kQuants)
+    func kQuantTakesX8Path(_ type: QuantType) {
+        #expect(type.hasQ8ActivationKernel)
+        let cols = 512, rows = 19, n = 3
+        let mat = randomMatrix(type, rows: rows, cols: cols, seed: 9 + UInt64(type.rawValue))
+        let x = activations(n * cols, seed: 10)
+        mat.withUnsafeBytes { m in
+            let w = PackedMatrix(type: type, rows: rows, cols: cols, data: m.baseAddress!).withInterleavedCopy()
+            #expect(w.interleaved != nil, "\(type): no interleaved copy")
+            // The record sizes of specdec_x8.h: 8 × 148 (Q4_K), 8 × 180 (Q5_K), 8 × 210 (Q6_K) per 256 elements.
+            let perRecord = type == .q4_K ? 1184 : type == .q5_K ? 1440 : 1680
+            #expect(w.interleaved?.byteCount == 3 * 2 * perRecord)
+            var q8 = [Float](repeating: .nan, count: n * rows), direct = q8, float = q8
+            x.withUnsafeBufferPointer { xp in
+                w.multiply(xp.baseAddress!, n: n, into: &q8, threads: 1, activations: .q8)
+                q8MatMul(type, rows: m.baseAddress!, rowBytes: type.rowBytes(cols)!, rowCount: rows, x: xp.baseAddress!, n: n,
+                         count: cols, into: &direct, yStride: rows)
+                w.multiply(xp.baseAddress!, n: n, into: &float, threads: 1, activations: .none)
+            }
+            #expect(bitMismatches(q8, direct) == 0, "\(type): multiply(.q8) is not the x8 kernel's result")
+            #expect(bitMismatches(q8, float) > 0, "\(type): multiply(.q8) gave the float path's bits")
+        }
+    }
 }
 
 /// Packing float rows (drafts are packed at load): Q8_0 round-trips within half a step; Q4_0
@@ -251,5 +341,50 @@ struct QuantizeRowTests {
             }
         }
         #expect(throws: QuantizeError.self) { try packed.withUnsafeMutableBytes { try quantizeRow(type, x, count: 31, into: $0.baseAddress!) } }
+    }
+}
+
+/// Single-thread timing of the q8 path (activation quantization + the x8 kernel) for the K-quants
+/// against Q4_1 at the same shapes. Prints medians; asserts nothing about speed. The kernel is the
+/// best the CPU has (AVX-512 VNNI unless `SPECDEC_VNNI=0`, then AVX2). Rows × cols: 576 × 1536 and
+/// 1536 × 512 (K-quant rows must be whole 256-element super-blocks, so 1536 × 576 exists only for
+/// Q4_1, timed too).
+@Suite("x8 benchmark", .serialized)
+struct X8BenchmarkTests {
+    @Test("benchmark: q8 matmul, K-quants vs Q4_1, N = 1, 2, 4, 8 (prints medians)")
+    func benchmark() {
+        let shapes: [(QuantType, Int, Int)] = [
+            (.q4_1, 576, 1536), (.q4_K, 576, 1536), (.q5_K, 576, 1536), (.q6_K, 576, 1536),
+            (.q4_1, 1536, 576), (.q4_1, 1536, 512), (.q4_K, 1536, 512), (.q5_K, 1536, 512), (.q6_K, 1536, 512),
+        ]
+        let path: KernelPath = supportedPaths.contains(.avx2) ? .avx2 : .portable
+        print("BENCH x8 kernel: \(Int8Kernel.forPath(path).rawValue)")
+        for (type, rows, cols) in shapes {
+            let mat = randomMatrix(type, rows: rows, cols: cols, seed: 1)
+            var rng = TestRNG(state: 2)
+            let x = rng.floats(8 * cols)
+            var y = [Float](repeating: 0, count: 8 * rows)
+            mat.withUnsafeBytes { m in
+                let w = PackedMatrix(type: type, rows: rows, cols: cols, data: m.baseAddress!).withInterleavedCopy()
+                var line = "BENCH x8 \(type) \(rows)x\(cols) (\(w.interleaved!.byteCount) B repacked, \(rows * w.rowBytes) B GGUF):"
+                for n in [1, 2, 4, 8] {
+                    var times: [Double] = []
+                    let deadline = DispatchTime.now().uptimeNanoseconds + 400_000_000
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            while times.count < 15 || (DispatchTime.now().uptimeNanoseconds < deadline && times.count < 2001) {
+                                let t0 = DispatchTime.now().uptimeNanoseconds
+                                w.multiply(xp.baseAddress!, n: n, into: yp.baseAddress!, threads: 1, path: path, activations: .q8)
+                                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-3)
+                            }
+                        }
+                    }
+                    times.sort()
+                    line += String(format: " N=%d %.1f us (min %.1f, %d runs)", n, times[times.count / 2], times[0], times.count)
+                }
+                print(line)
+            }
+            #expect(y.allSatisfy { $0.isFinite })
+        }
     }
 }

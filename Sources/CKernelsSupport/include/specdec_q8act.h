@@ -11,7 +11,10 @@
 #include <stdint.h>
 
 /// Weight formats of the int8-activation kernels.
-enum { SPECDEC_Q8W_Q4_0 = 0, SPECDEC_Q8W_Q4_1 = 1, SPECDEC_Q8W_Q8_0 = 2 };
+enum {
+    SPECDEC_Q8W_Q4_0 = 0, SPECDEC_Q8W_Q4_1 = 1, SPECDEC_Q8W_Q8_0 = 2,
+    SPECDEC_Q8W_Q4_K = 3, SPECDEC_Q8W_Q5_K = 4, SPECDEC_Q8W_Q6_K = 5   // 256-element super-blocks
+};
 
 /// Quantizes `n` rows of `count` floats (count a multiple of 32), rows `count` apart, into
 /// qs (n × count int8), d and s (n × bstride floats each; bstride ≥ count/32 rounded up to a
