@@ -196,6 +196,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     let dm = DraftModel(layout: layout, head: head)
     let images = tower.map { TowerImageEmbedder(tower: $0) }
     let trainer = try Trainer(model: dm, params: layout.values, options: opts, data: data, embedder: model.weights.tokenEmbedding, images: images)
+    trainer.threads = max(rc.threads, 1)
     var history: [MetricsRow] = []
     if let r = resumed {
         var mismatches: [String] = []
