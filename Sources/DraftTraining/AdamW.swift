@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// AdamW (decoupled weight decay) over the flat parameter vector, with a linear warm-up then a
 /// linear decay to `minLRFraction · lr`, and global gradient-norm clipping.
@@ -27,24 +28,61 @@ public struct AdamW: Sendable {
 
     /// One update. Returns the gradient norm before clipping. Frozen slots are left alone;
     /// decay applies to matrices only (norm weights are not pulled towards 0).
+    ///
+    /// The trainable slots are cut into fixed blocks of `blockSize` values, which `threads`
+    /// threads share: each block's squared-gradient sum is added to the others in block order,
+    /// so the norm (and so the whole update) does not depend on the thread count.
     @discardableResult
     public func update(params: inout [Float], grads: inout [Float], m: inout [Float], v: inout [Float],
-                       slots: [TensorSlot], step: Int) -> Float {
-        var ss: Double = 0
-        for s in slots where s.trainable { for i in s.offset..<(s.offset + s.count) { ss += Double(grads[i]) * Double(grads[i]) } }
-        let norm = Float(ss.squareRoot())
+                       slots: [TensorSlot], step: Int, threads: Int = 1) -> Float {
+        let blockSize = 1 << 15
+        var blocks: [(range: Range<Int>, decay: Float)] = []
+        for s in slots where s.trainable {
+            let wd = s.shape.count >= 2 ? weightDecay : 0
+            var o = s.offset
+            while o < s.offset + s.count {
+                let e = min(o + blockSize, s.offset + s.count)
+                blocks.append((o..<e, wd)); o = e
+            }
+        }
+        var partial = [Double](repeating: 0, count: blocks.count)
+        grads.withUnsafeBufferPointer { g in
+            partial.withUnsafeMutableBufferPointer { ps in
+                let gp = g.baseAddress!, pp = ps.baseAddress!
+                parallelChunks(blocks.count, threads: threads) { r in
+                    for b in r {
+                        var ss: Double = 0
+                        for i in blocks[b].range { ss += Double(gp[i]) * Double(gp[i]) }
+                        pp[b] = ss
+                    }
+                }
+            }
+        }
+        let norm = Float(partial.reduce(0, +).squareRoot())
         let clip: Float = clipNorm > 0 && norm > clipNorm ? clipNorm / norm : 1
         let t = Float(step + 1)
         let bc1 = 1 - powf(beta1, t), bc2 = 1 - powf(beta2, t)
         let a = rate(step: step)
-        for s in slots where s.trainable {
-            let wd = s.shape.count >= 2 ? weightDecay : 0
-            for i in s.offset..<(s.offset + s.count) {
-                let g = grads[i] * clip
-                m[i] = beta1 * m[i] + (1 - beta1) * g
-                v[i] = beta2 * v[i] + (1 - beta2) * g * g
-                let mh = m[i] / bc1, vh = v[i] / bc2
-                params[i] -= a * (mh / (vh.squareRoot() + eps) + wd * params[i])
+        let (b1, b2, eps) = (beta1, beta2, self.eps)
+        params.withUnsafeMutableBufferPointer { pb in
+            m.withUnsafeMutableBufferPointer { mb in
+                v.withUnsafeMutableBufferPointer { vb in
+                    grads.withUnsafeBufferPointer { gb in
+                        let pp = pb.baseAddress!, mp = mb.baseAddress!, vp = vb.baseAddress!, gp = gb.baseAddress!
+                        parallelChunks(blocks.count, threads: threads) { r in
+                            for b in r {
+                                let wd = blocks[b].decay
+                                for i in blocks[b].range {
+                                    let g = gp[i] * clip
+                                    mp[i] = b1 * mp[i] + (1 - b1) * g
+                                    vp[i] = b2 * vp[i] + (1 - b2) * g * g
+                                    let mh = mp[i] / bc1, vh = vp[i] / bc2
+                                    pp[i] -= a * (mh / (vh.squareRoot() + eps) + wd * pp[i])
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         return norm

@@ -173,10 +173,9 @@ public struct DraftModel {
         let e1 = first.inputs, globals1 = first.globals, imgIn1 = first.imgFcInputs, pass1 = first.pass
         let rows1 = (0..<n).filter { s.lossMask[$0] }
         let dFhat1 = Buf(n * d)
-        s.targetHidden.withUnsafeBufferPointer { th in
-            headLoss(w: w, gr: gr, fhat: pass1.fhat.p, rows: rows1, targetRows: rows1, targetHidden: th.baseAddress!,
-                     nextToken: s.nextToken, lc: lc, scale: gradScale, dFhat: dFhat1.p, stats: &stats, second: false)
-        }
+        let targets = TargetDistributions(head: head, targetHidden: s.targetHidden, count: n)
+        headLoss(w: w, gr: gr, fhat: pass1.fhat.p, rows: rows1, targetRows: rows1, targets: targets,
+                 nextToken: s.nextToken, lc: lc, scale: gradScale, dFhat: dFhat1.p, stats: &stats, second: false)
 
         // Pass 2 (self-correction): node i stands at entry i+1 with the first pass's f̂_i as its
         // feature; it sees the first pass's entries 0...i and itself, as a depth-2 tree node does.
@@ -197,10 +196,8 @@ public struct DraftModel {
             pass2 = p2
             let rows2 = (0..<n2).filter { s.lossMask[$0 + 1] }
             var sub = LossStats()
-            s.targetHidden.withUnsafeBufferPointer { th in
-                headLoss(w: w, gr: gr, fhat: p2.fhat.p, rows: rows2, targetRows: rows2.map { $0 + 1 }, targetHidden: th.baseAddress!,
-                         nextToken: s.nextToken, lc: lc, scale: gradScale * lc.selfCorrect, dFhat: dFhat2.p, stats: &sub, second: true)
-            }
+            headLoss(w: w, gr: gr, fhat: p2.fhat.p, rows: rows2, targetRows: rows2.map { $0 + 1 }, targets: targets,
+                     nextToken: s.nextToken, lc: lc, scale: gradScale * lc.selfCorrect, dFhat: dFhat2.p, stats: &sub, second: true)
             stats.loss += Double(lc.selfCorrect) * sub.loss
             stats.rows2 = sub.rows2; stats.correct2 = sub.correct2
         }
@@ -273,47 +270,86 @@ public struct DraftModel {
     }
 
     /// The draft head and the losses at `rows` of `fhat` (targets at `targetRows` of the sequence).
+    /// One sgemm for the l rows' logits and one each for their gradients; the target side comes
+    /// from `targets`, shared by all passes over the sequence.
     func headLoss(w: DraftWeightViews, gr: DraftGradViews?, fhat: UnsafePointer<Float>, rows: [Int], targetRows: [Int],
-                  targetHidden: UnsafePointer<Float>, nextToken: [Int32], lc: LossConfig, scale: Float,
+                  targets: TargetDistributions, nextToken: [Int32], lc: LossConfig, scale: Float,
                   dFhat: UnsafeMutablePointer<Float>, stats: inout LossStats, second: Bool) {
         let d = config.width, v = config.vocab, l = rows.count
         guard l > 0 else { return }
-        let x = Buf(l * d), th = Buf(l * d)
+        targets.prepare(targetRows, rankK: lc.rank != 0 ? min(lc.rankK, v) : 0)
+        let x = Buf(l * d)
         gatherRows(fhat, rows: rows, width: d, into: x.p)
-        gatherRows(targetHidden, rows: targetRows, width: d, into: th.p)
-        let z = Buf(l * v), p = Buf(l * v)
+        let z = Buf(l * v)
         Linear.forward(x.p, w.head!, n: l, inDim: d, outDim: v, into: z.p)
-        Linear.forward(th.p, head.weights.p, n: l, inDim: d, outDim: v, into: p.p)
         let dz = Buf(l * v), dx = Buf(l * d), scratch = Buf(v)
         for i in 0..<l {
-            let zi = z.p + i * v, pi = p.p + i * v, dzi = dz.p + i * v
-            softmax(pi, count: v, into: pi)
+            let zi = z.p + i * v, dzi = dz.p + i * v
+            let t = targetRows[i]
+            let pi = targets.p(t)
+            let r = Losses.headRow(z: zi, p: pi, order: lc.rank != 0 ? targets.order(t) : [], count: v,
+                                   l1: lc.l1 * scale, rank: lc.rank * scale, ce: lc.ce * scale, gradient: gr != nil,
+                                   dz: dzi, scratch: scratch.p)
+            // The weighted parts as the separate losses returned them (their weights are nonzero).
             var rowLoss: Double = 0
-            if lc.l1 != 0 {
-                let a = Losses.l1(z: zi, p: pi, count: v, weight: lc.l1 * scale, dz: dzi, scratch: scratch.p)
-                stats.l1 += Double(a); rowLoss += Double(lc.l1 * a)
-            }
-            if lc.rank != 0 {
-                let order = Losses.topK(pi, count: v, k: min(lc.rankK, v))
-                let a = Losses.plackettLuce(z: zi, order: order, count: v, weight: lc.rank * scale, dz: dzi, scratch: scratch.p)
-                stats.rank += Double(a); rowLoss += Double(lc.rank * a)
-            }
-            if lc.ce != 0 {
-                let a = Losses.crossEntropy(z: zi, p: pi, count: v, weight: lc.ce * scale, dz: dzi, scratch: scratch.p)
-                stats.ce += Double(a); rowLoss += Double(lc.ce * a)
-            }
+            if lc.l1 != 0 { stats.l1 += Double(r.l1); rowLoss += Double(lc.l1 * r.l1) }
+            if lc.rank != 0 { stats.rank += Double(r.rank); rowLoss += Double(lc.rank * r.rank) }
+            if lc.ce != 0 { stats.ce += Double(r.ce); rowLoss += Double(lc.ce * r.ce) }
             if lc.reg != 0 {
-                let a = Losses.smoothL1(x: x.p + i * d, y: th.p + i * d, count: d, weight: lc.reg * scale, dx: dx.p + i * d)
+                let a = targets.hidden { th in
+                    Losses.smoothL1(x: x.p + i * d, y: th + t * d, count: d, weight: lc.reg * scale, dx: dx.p + i * d)
+                }
                 stats.reg += Double(a); rowLoss += Double(lc.reg * a)
             }
             stats.loss += rowLoss
-            var best = 0
-            for k in 1..<v where zi[k] > zi[best] { best = k }
-            let ok = head.d2t[best] == nextToken[targetRows[i]]
+            let ok = head.d2t[r.argmax] == nextToken[t]
             if second { stats.rows2 += 1; if ok { stats.correct2 += 1 } } else { stats.rows += 1; if ok { stats.correct += 1 } }
         }
         guard gr != nil else { return }
         Linear.backward(dy: dz.p, x: x.p, w: w.head!, n: l, inDim: d, outDim: v, dx: dx.p, dw: gr?.head)
         scatterAddRows(dx.p, rows: rows, width: d, into: dFhat)
     }
+}
+
+/// The target's distributions softmax(head(h_{t+1})) over the draft vocabulary at a sequence's
+/// rows, and their top-k orders, computed once per row: the self-correction pass (and
+/// EAGLE-3's later steps) score against the same rows as the first pass, one entry on, so
+/// recomputing them per pass would repeat a V × d product per row.
+final class TargetDistributions {
+    let head: TargetHead
+    let targetHidden: [Float]
+    private var rowP: [UnsafeMutablePointer<Float>?]
+    private var orders: [[Int]]
+    private var blocks: [Buf] = []
+
+    init(head: TargetHead, targetHidden: [Float], count: Int) {
+        self.head = head; self.targetHidden = targetHidden
+        rowP = Array(repeating: nil, count: count); orders = Array(repeating: [], count: count)
+    }
+
+    func hidden<R>(_ body: (UnsafePointer<Float>) -> R) -> R { targetHidden.withUnsafeBufferPointer { body($0.baseAddress!) } }
+
+    /// Computes the rows of `rows` not yet held, in one sgemm; with `rankK` > 0 their top-k too.
+    func prepare(_ rows: [Int], rankK: Int) {
+        let d = head.width, v = head.rows
+        var missing: [Int] = []
+        var seen = Set<Int>()
+        for r in rows where rowP[r] == nil && seen.insert(r).inserted { missing.append(r) }
+        if !missing.isEmpty {
+            let th = Buf(missing.count * d), p = Buf(missing.count * v)
+            hidden { gatherRows($0, rows: missing, width: d, into: th.p) }
+            Linear.forward(th.p, head.weights.p, n: missing.count, inDim: d, outDim: v, into: p.p)
+            for (i, r) in missing.enumerated() {
+                RowMath.softmax(p.p + i * v, count: v)
+                rowP[r] = p.p + i * v
+            }
+            blocks.append(p)
+        }
+        if rankK > 0 {
+            for r in rows where orders[r].count != rankK { orders[r] = Losses.topK(rowP[r]!, count: v, k: rankK) }
+        }
+    }
+
+    func p(_ row: Int) -> UnsafePointer<Float> { UnsafePointer(rowP[row]!) }
+    func order(_ row: Int) -> [Int] { orders[row] }
 }

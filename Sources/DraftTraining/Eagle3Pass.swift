@@ -141,6 +141,7 @@ extension DraftModel {
         let gr = grads.map { DraftGradViews(grads: $0, layout: layout) }
         let ttt = tttForward(s, w, steps: lc.tttSteps ?? 1)
         var dOuts: [Buf] = []
+        let targets = TargetDistributions(head: head, targetHidden: s.targetHidden, count: s.count)
         let ce = LossConfig(l1: 0, rank: 0, reg: 0, ce: lc.ce, selfCorrect: 0)
         for (k, pass) in ttt.passes.enumerated() {
             let m = pass.n
@@ -148,10 +149,8 @@ extension DraftModel {
             let dOut = Buf(m * d)
             var sub = LossStats()
             let weight = Self.tttWeight(k)
-            s.targetHidden.withUnsafeBufferPointer { th in
-                headLoss(w: w, gr: gr, fhat: pass.out.p, rows: rows, targetRows: rows.map { $0 + k }, targetHidden: th.baseAddress!,
-                         nextToken: s.nextToken, lc: ce, scale: gradScale * weight, dFhat: dOut.p, stats: &sub, second: k > 0)
-            }
+            headLoss(w: w, gr: gr, fhat: pass.out.p, rows: rows, targetRows: rows.map { $0 + k }, targets: targets,
+                     nextToken: s.nextToken, lc: ce, scale: gradScale * weight, dFhat: dOut.p, stats: &sub, second: k > 0)
             stats.loss += Double(weight) * sub.loss
             stats.ce += Double(weight) * sub.ce
             if k == 0 {

@@ -196,6 +196,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     let dm = DraftModel(layout: layout, head: head)
     let images = tower.map { TowerImageEmbedder(tower: $0) }
     let trainer = try Trainer(model: dm, params: layout.values, options: opts, data: data, embedder: model.weights.tokenEmbedding, images: images)
+    trainer.threads = max(rc.threads, 1)
     var history: [MetricsRow] = []
     if let r = resumed {
         var mismatches: [String] = []
@@ -239,6 +240,9 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     let t0 = monotonicSeconds()
     var tokens = 0
     var last = LossStats()
+    // Time spent validating and saving inside the loop: not training, so left out of the
+    // reported throughput.
+    var asideSeconds = 0.0
     while trainer.step < opts.totalSteps {
         let r = try trainer.trainStep()
         tokens += r.stats.tokens
@@ -248,6 +252,8 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
                              ce: st.rows > 0 ? st.ce / Double(st.rows) : 0, top1: st.top1,
                              top1SelfCorrect: st.rows2 > 0 ? Double(st.correct2) / Double(st.rows2) : 0, gradNorm: r.gradNorm, tokens: st.tokens)
         last = st
+        let aside0 = monotonicSeconds()
+        defer { asideSeconds += monotonicSeconds() - aside0 }
         if r.step % evalEvery == 0 || r.step == opts.totalSteps {
             let v = try trainer.validate(maxSamples: rc.validationSamples, chainDepth: rc.chainDepth, maxChainStarts: min(rc.validationPositions, 300))
             row.valLoss = v.loss; row.valTop1 = v.top1; row.valTau = v.tau
@@ -257,7 +263,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
             try saveResumable(); try writeMetrics()
         }
         if rc.progress {
-            let el = monotonicSeconds() - t0
+            let el = monotonicSeconds() - t0 - asideSeconds - (monotonicSeconds() - aside0)
             let done = r.step - resumedFrom
             let sps = Double(done) / max(el, 1e-9)
             let tps = Double(tokens) / max(el, 1e-9)
@@ -271,7 +277,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         }
     }
     if rc.progress && tty { stderrLine("\n") }
-    let seconds = monotonicSeconds() - t0
+    let seconds = monotonicSeconds() - t0 - asideSeconds
     // The final validation with the full chain budget (the in-loop ones use a smaller one).
     let validation = try trainer.validate(maxSamples: rc.validationSamples, chainDepth: rc.chainDepth, maxChainStarts: rc.validationPositions)
     if let lastRow = history.last, lastRow.step == trainer.step {

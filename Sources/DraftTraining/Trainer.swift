@@ -1,4 +1,6 @@
 import Draft
+import COpenBLAS
+import Kernels
 import Shards
 import Foundation
 import SafeTensors
@@ -85,6 +87,12 @@ public final class Trainer {
     public var params: [Float]
     public var m: [Float]
     public var v: [Float]
+    /// Threads for a step's sequences and the optimizer (`-t`); results depend on it only
+    /// through float summation order.
+    public var threads = 1
+    /// The step's gradient (thread 0's), and the other threads' buffers: kept between steps.
+    var grads: [Float]
+    var extraGrads: [Buf] = []
     public private(set) var step = 0
     public private(set) var cursor = DataCursor()
     private var permutationCache: (epoch: Int, order: [Int])? = nil
@@ -93,7 +101,7 @@ public final class Trainer {
                 images: ImageEmbedder?) throws {
         self.model = model; self.options = options; self.data = data; self.embedder = embedder; self.images = images
         self.params = params
-        m = [Float](repeating: 0, count: params.count); v = m
+        m = [Float](repeating: 0, count: params.count); v = m; grads = m
         let sp = data.split(validationFraction: options.validationFraction, stage: options.stage)
         trainIndices = sp.train; validationIndices = sp.validation
         guard !trainIndices.isEmpty else {
@@ -155,20 +163,62 @@ public final class Trainer {
         let batch = nextBatch(from: &c)
         let seqs = try batch.map { try sequence($0, noiseStream: options.noise > 0 ? SplitMix64.derive(options.seed, 0x0015E, UInt64(step), UInt64($0)) : nil) }
         let rows = seqs.reduce(0) { $0 + $1.lossCount }
-        var grads = [Float](repeating: 0, count: params.count)
-        var stats = LossStats()
         let scale = rows > 0 ? 1 / Float(rows) : 0
-        params.withUnsafeBufferPointer { p in
-            grads.withUnsafeMutableBufferPointer { g in
-                for s in seqs { stats += model.run(s, params: p.baseAddress!, grads: g.baseAddress!, loss: options.loss, gradScale: scale) }
-            }
-        }
+        let stats = accumulateGradients(seqs, scale: scale)
         let lr = optimizer.rate(step: step)
-        let norm = optimizer.update(params: &params, grads: &grads, m: &m, v: &v, slots: model.layout.slots, step: step)
+        let norm = optimizer.update(params: &params, grads: &grads, m: &m, v: &v, slots: model.layout.slots, step: step, threads: threads)
         let result = StepResult(step: step + 1, lr: lr, stats: stats, gradNorm: norm, samples: batch.count)
         step += 1
         cursor = c
         return result
+    }
+
+    /// The batch's sequences split over `threads` threads by length (longest first, each to the
+    /// least loaded thread), each thread taking its sequences in batch order: a pure function
+    /// of the lengths and the thread count.
+    static func assign(_ lengths: [Int], threads: Int) -> [[Int]] {
+        let t = max(1, min(threads, lengths.count))
+        var groups = [[Int]](repeating: [], count: t), load = [Int](repeating: 0, count: t)
+        for i in lengths.indices.sorted(by: { (lengths[$0], $1) > (lengths[$1], $0) }) {
+            let g = load.indices.min { (load[$0], $0) < (load[$1], $1) }!
+            groups[g].append(i); load[g] += lengths[i]
+        }
+        return groups.map { $0.sorted() }
+    }
+
+    /// Zeroes `grads` and adds every sequence's `scale`-weighted gradient into it. With several
+    /// threads, whole sequences run side by side (BLAS single-threaded inside each: the draft's
+    /// products are too small for BLAS threads to pay, and a loaded machine stalls them), each
+    /// thread into its own gradient buffer; the buffers are then added to thread 0's in thread
+    /// order. Deterministic for a given thread count; one thread adds in batch order.
+    func accumulateGradients(_ seqs: [DraftSequence], scale: Float) -> LossStats {
+        let groups = Trainer.assign(seqs.map(\.count), threads: threads)
+        let count = params.count
+        while extraGrads.count < groups.count - 1 { extraGrads.append(Buf(count)) }
+        var groupStats = [LossStats](repeating: LossStats(), count: groups.count)
+        if groups.count > 1 { openblas_set_num_threads(1) }
+        params.withUnsafeBufferPointer { p in
+            grads.withUnsafeMutableBufferPointer { g in
+                groupStats.withUnsafeMutableBufferPointer { st in
+                    let pp = p.baseAddress!, g0 = g.baseAddress!, stp = st.baseAddress!
+                    parallelFor(groups.count, threads: groups.count) { k in
+                        let dst = k == 0 ? g0 : extraGrads[k - 1].p
+                        dst.update(repeating: 0, count: count)
+                        for i in groups[k] { stp[k] += model.run(seqs[i], params: pp, grads: dst, loss: options.loss, gradScale: scale) }
+                    }
+                    if groups.count > 1 {
+                        let extra = extraGrads.prefix(groups.count - 1).map(\.p)
+                        parallelChunks(count, threads: groups.count, minChunk: 1 << 14) { r in
+                            for e in extra { for i in r { g0[i] += e[i] } }
+                        }
+                    }
+                }
+            }
+        }
+        if groups.count > 1 { openblas_set_num_threads(Int32(threads)) }
+        var stats = LossStats()
+        for s in groupStats { stats += s }
+        return stats
     }
 
     /// Loss and top-1 agreement over the validation samples (no noise), and the chain simulation.

@@ -133,6 +133,29 @@ final class OpGradientTests: XCTestCase {
         scratch[0] = 0
     }
 
+    /// The fused row (what training runs) against the separate reference losses: values,
+    /// summed weighted gradients and the argmax, over a vocabulary with a vector tail.
+    func testFusedHeadRowMatchesSeparateLosses() {
+        var r = TestRNG(16)
+        let v = 40
+        let z = r.uniform(v, scale: 3)
+        var p = [Float](repeating: 0, count: v)
+        softmax(r.uniform(v, scale: 3), count: v, into: &p)
+        let order = Losses.topK(p, count: v, k: 10)
+        var scratch = [Float](repeating: 0, count: v)
+        var want = [Float](repeating: 0, count: v)
+        let l1 = Losses.l1(z: z, p: p, count: v, weight: 0.7, dz: &want, scratch: &scratch)
+        let pl = Losses.plackettLuce(z: z, order: order, count: v, weight: 0.3, dz: &want, scratch: &scratch)
+        let ce = Losses.crossEntropy(z: z, p: p, count: v, weight: 0.2, dz: &want, scratch: &scratch)
+        var got = [Float](repeating: 0, count: v)
+        let f = Losses.headRow(z: z, p: p, order: order, count: v, l1: 0.7, rank: 0.3, ce: 0.2, gradient: true, dz: &got, scratch: &scratch)
+        XCTAssertEqual(f.l1, l1, accuracy: 1e-5 * max(1, abs(l1)))
+        XCTAssertEqual(f.rank, pl, accuracy: 1e-5 * max(1, abs(pl)))
+        XCTAssertEqual(f.ce, ce, accuracy: 1e-5 * max(1, abs(ce)))
+        XCTAssertEqual(f.argmax, z.indices.max { z[$0] < z[$1] })
+        for i in 0..<v { XCTAssertEqual(got[i], want[i], accuracy: 1e-5, "dz[\(i)]") }
+    }
+
     func testAdapterCrossAttention() {
         var r = TestRNG(7)
         let c = DraftConfig(width: 8, heads: 2, kvHeads: 1, headDim: 4, ffn: 12, rmsEps: 1e-5, ropeBase: 10_000,

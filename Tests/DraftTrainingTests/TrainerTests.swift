@@ -125,6 +125,33 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(c.params, a.params)
     }
 
+    /// -t 2 runs a step's sequences on two threads with a gradient buffer each: the same loss
+    /// curve as one thread up to float summation order, bit-identical between runs, and a
+    /// resumed two-thread run repeats an uninterrupted one.
+    func testTwoThreadsAreDeterministicAndResumable() throws {
+        let data = try dataset("threads")
+        let o = options(steps: 6)
+        func trainer() throws -> Trainer { let t = try makeTrainer(data, options: o); t.threads = 2; return t }
+        let one = try makeTrainer(data, options: o)
+        let single = try (0..<6).map { _ in try one.trainStep().stats }
+        let a = try trainer(), b = try trainer()
+        let twoA = try (0..<6).map { _ in try a.trainStep().stats }
+        let twoB = try (0..<6).map { _ in try b.trainStep().stats }
+        XCTAssertEqual(twoA, twoB)
+        XCTAssertEqual(a.params, b.params)
+        for (x, y) in zip(single, twoA) {
+            XCTAssertEqual(x.rows, y.rows); XCTAssertEqual(x.tokens, y.tokens)
+            XCTAssertEqual(x.loss, y.loss, accuracy: 1e-3 * max(1, abs(x.loss)))
+        }
+        let c = try trainer()
+        _ = try (0..<3).map { _ in try c.trainStep() }
+        let d = try trainer()
+        d.restore(params: c.params, m: c.m, v: c.v, step: c.step, cursor: c.cursor)
+        let rest = try (0..<3).map { _ in try d.trainStep().stats }
+        XCTAssertEqual(rest, Array(twoA[3...]))
+        XCTAssertEqual(d.params, a.params)
+    }
+
     func testBrokenAndMismatchedCheckpointsAreRejected() throws {
         let dir = scratchDir("broken")
         var p = DraftParameters(config: world.config(vocab: 12, numQ: 0))
