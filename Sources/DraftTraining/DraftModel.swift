@@ -60,10 +60,16 @@ public struct LossConfig: Codable, Equatable, Sendable {
     public var reg: Float
     /// EAGLE: cross-entropy to the target's distribution.
     public var ce: Float
-    /// Weight of the self-correction pass (0: off).
+    /// Weight of the self-fed steps relative to the first (0: none): step k ≥ 1 weighs
+    /// `selfCorrect · 0.8^(k−1)` (`selfFedWeight`); with K = 2 that one step is the former
+    /// self-correction pass, hence the name (`sc` in `--loss-weights`).
     public var selfCorrect: Float
     public var rankK: Int = 10
-    /// EAGLE-3's training-time-test steps K (nil for the other archs, which have no such loop).
+    /// The training-time-test steps K: the first pass on the target's features, then K − 1 steps
+    /// each fed the draft's own previous output. EAGLE-3: always set. EAGLE-2/ViSpec: nil means
+    /// K = 2 with `selfCorrect` > 0 and 1 without (what runs before `--ttt-steps` applied to these
+    /// archs meant), and only K ≥ 3 is stored, so their train_args, and with them checkpoints
+    /// and `--resume` checks, are unchanged.
     public var tttSteps: Int? = nil
 
     public static let vispec = LossConfig(l1: 10, rank: 0.1, reg: 0, ce: 0, selfCorrect: 1)
@@ -77,6 +83,14 @@ public struct LossConfig: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey { case l1, rank, reg, ce, selfCorrect = "self_correct", rankK = "rank_k", tttSteps = "ttt_steps" }
+
+    /// EAGLE-2/ViSpec: K, the unrolled steps `DraftModel.run` trains (see `tttSteps`).
+    public var unrolledSteps: Int { selfCorrect > 0 ? max(tttSteps ?? 2, 1) : 1 }
+
+    /// EAGLE-2/ViSpec: the loss weight of self-fed step k ≥ 1. EAGLE-3 weighs step k 0.8^k
+    /// against its first; here the first self-fed step keeps the self-correction weight
+    /// (`selfCorrect`, 1 by default) and the decay starts after it, so K = 2 trains as before.
+    public func selfFedWeight(_ k: Int) -> Float { k == 1 ? selfCorrect : selfCorrect * powf(0.8, Float(k - 1)) }
 }
 
 /// Sums over one sequence (or a batch): weighted loss and its parts, and top-1 agreement.
@@ -86,11 +100,11 @@ public struct LossStats: Sendable, Equatable {
     /// Loss entries of the first pass, and how many of them the draft's argmax got right.
     public var rows = 0
     public var correct = 0
-    /// The same for the self-correction pass.
+    /// The same for the first self-fed step (EAGLE-2/ViSpec's self-correction pass).
     public var rows2 = 0
     public var correct2 = 0
     public var tokens = 0
-    /// EAGLE-3: loss rows and top-1 hits of every training-time-test step.
+    /// Loss rows and top-1 hits of every unrolled (training-time-test) step, step 0 included.
     public var steps = StepStats()
 
     public init() {}
@@ -167,7 +181,7 @@ public struct DraftModel {
         let w = weights(params)
         let gr = grads.map { DraftGradViews(grads: $0, layout: layout) }
 
-        // Pass 1: the target's features.
+        // Step 0: the target's features.
         let first = firstPass(s, w)
         let adapters = first.adapters, useAdapter = !adapters.isEmpty
         let e1 = first.inputs, globals1 = first.globals, imgIn1 = first.imgFcInputs, pass1 = first.pass
@@ -176,47 +190,67 @@ public struct DraftModel {
         let targets = TargetDistributions(head: head, targetHidden: s.targetHidden, count: n)
         headLoss(w: w, gr: gr, fhat: pass1.fhat.p, rows: rows1, targetRows: rows1, targets: targets,
                  nextToken: s.nextToken, lc: lc, scale: gradScale, dFhat: dFhat1.p, stats: &stats, second: false)
+        stats.steps.add(step: 0, rows: stats.rows, correct: stats.correct)
 
-        // Pass 2 (self-correction): node i stands at entry i+1 with the first pass's f̂_i as its
-        // feature; it sees the first pass's entries 0...i and itself, as a depth-2 tree node does.
-        var pass2: DecoderPass? = nil
-        var imgIn2: (rows: [Int], x: Buf)? = nil
-        let n2 = n - 1
-        let dFhat2 = Buf(max(n2, 1) * d)
-        var globals2: [Int] = []
-        if lc.selfCorrect > 0 && n2 > 0 {
-            let e2 = Buf(n2 * d)
-            (e2.p).update(from: e1.p + d, count: n2 * d)
-            globals2 = Array(globals1[1...])
-            let (f2, ii2) = imgFcForward(w: w, base: pass1.fhat.p, globalOf: globals2, adapters: adapters, n: n2)
-            imgIn2 = ii2
-            let vis: Visibility = (0..<n2).map { i in [0..<(i + 1), (n + i)..<(n + i + 1)] }
-            let p2 = DecoderPass(config: c, weights: w, e: e2.p, f: f2.p, n: n2, positions: Array(s.positions[1...]),
-                                 prior: (pass1.ownK, pass1.ownV, n), visible: vis)
-            pass2 = p2
-            let rows2 = (0..<n2).filter { s.lossMask[$0 + 1] }
+        // Self-fed steps k = 1 ..< K (EAGLE-3's training-time test on this draft; K = 2 is the
+        // former self-correction pass): row i of step k stands at entry i + k with step k − 1's
+        // f̂ at row i as its feature (through img_fc after an image), and sees step 0's entries
+        // 0...i, the earlier steps' row i and itself: the depth-(k+1) node of the chain an
+        // inference draft grows from entry i, where the draft feeds itself. Keys of all steps sit
+        // in one buffer (step 0's n rows, then each step's), as in Eagle3Pass; step k keeps
+        // H·(n−k)·(k+1)·n attention probabilities for its backward (dense masked attention), so
+        // memory grows as K²·n²: ~0.6 GB for the last step at n = 2048, K = 4; 6 MB at n = 200.
+        let kvw = c.kvHeads * c.headDim
+        let steps = lc.unrolledSteps
+        let stepRows = (1..<max(steps, 1)).map { n - $0 }.filter { $0 > 0 }
+        let totalKeys = n + stepRows.reduce(0, +)
+        let keysK = Buf(totalKeys * kvw), keysV = Buf(totalKeys * kvw)
+        keysK.p.update(from: pass1.ownK, count: n * kvw); keysV.p.update(from: pass1.ownV, count: n * kvw)
+        var fed: [SelfFedStep] = []
+        for (km1, m) in stepRows.enumerated() {
+            let k = km1 + 1
+            let off = n + fed.reduce(0) { $0 + $1.pass.n }
+            let e = Buf(m * d)
+            e.p.update(from: e1.p + k * d, count: m * d)
+            let globals = Array(globals1[k...])
+            let parent = fed.last?.pass.fhat ?? pass1.fhat
+            let (f, imgIn) = imgFcForward(w: w, base: parent.p, globalOf: globals, adapters: adapters, n: m)
+            let vis: Visibility = (0..<m).map { i in [0..<(i + 1)] + fed.map { ($0.offset + i)..<($0.offset + i + 1) } + [(off + i)..<(off + i + 1)] }
+            let pass = DecoderPass(config: c, weights: w, e: e.p, f: f.p, n: m, positions: Array(s.positions[k...]),
+                                   prior: (UnsafePointer(keysK.p), UnsafePointer(keysV.p), off), visible: vis)
+            (keysK.p + off * kvw).update(from: pass.ownK, count: m * kvw); (keysV.p + off * kvw).update(from: pass.ownV, count: m * kvw)
+            let rows = (0..<m).filter { s.lossMask[$0 + k] }
+            let weight = lc.selfFedWeight(k)
+            let dFhat = Buf(m * d)
             var sub = LossStats()
-            headLoss(w: w, gr: gr, fhat: p2.fhat.p, rows: rows2, targetRows: rows2.map { $0 + 1 }, targets: targets,
-                     nextToken: s.nextToken, lc: lc, scale: gradScale * lc.selfCorrect, dFhat: dFhat2.p, stats: &sub, second: true)
-            stats.loss += Double(lc.selfCorrect) * sub.loss
-            stats.rows2 = sub.rows2; stats.correct2 = sub.correct2
+            headLoss(w: w, gr: gr, fhat: pass.fhat.p, rows: rows, targetRows: rows.map { $0 + k }, targets: targets,
+                     nextToken: s.nextToken, lc: lc, scale: gradScale * weight, dFhat: dFhat.p, stats: &sub, second: true)
+            stats.loss += Double(weight) * sub.loss
+            if k == 1 { stats.rows2 = sub.rows2; stats.correct2 = sub.correct2 }
+            stats.steps.add(step: k, rows: sub.rows2, correct: sub.correct2)
+            fed.append(SelfFedStep(pass: pass, offset: off, globals: globals, imgFcInputs: imgIn, dFhat: dFhat))
         }
 
         guard let g = gr else { return stats }
-        let kvw = c.kvHeads * c.headDim
-        let dK1 = Buf(n * kvw), dV1 = Buf(n * kvw)
+        let dK = Buf(totalKeys * kvw), dV = Buf(totalKeys * kvw)
         let dE1 = Buf(n * d)
         // Gradient of the adapter outputs, per image: K × d.
         let dOut = adapters.map { _ in Buf(c.numQ * d) }
-        if let p2 = pass2 {
-            let dE2 = Buf(n2 * d), dF2 = Buf(n2 * d)
-            p2.backward(weights: w, grads: g, dFhat: dFhat2.p, dOwnKV: nil, dPrior: (dK1.p, dV1.p), dE: dE2.p, dF: dF2.p)
-            for i in 0..<(n2 * d) { dE1.p[d + i] += dE2.p[i] }
-            // f2 = f̂1 or img_fc([f̂1 ; g]): route into the first pass's output gradient.
-            imgFcBackward(w: w, gr: g, dF: dF2.p, inputs: imgIn2!, globalOf: globals2, dOut: dOut, n: n2, dBase: dFhat1.p)
+        // Last step first: each adds into its parent's f̂ gradient and into the keys before it.
+        for k in stride(from: fed.count, through: 1, by: -1) {
+            let st = fed[k - 1], m = st.pass.n
+            let dE = Buf(m * d), dF = Buf(m * d)
+            // The last step's keys are seen by no later step.
+            let dOwn: (k: UnsafePointer<Float>, v: UnsafePointer<Float>)? =
+                k == fed.count ? nil : (UnsafePointer(dK.p + st.offset * kvw), UnsafePointer(dV.p + st.offset * kvw))
+            st.pass.backward(weights: w, grads: g, dFhat: st.dFhat.p, dOwnKV: dOwn, dPrior: (dK.p, dV.p), dE: dE.p, dF: dF.p)
+            for i in 0..<(m * d) { dE1.p[k * d + i] += dE.p[i] }
+            // f_k = f̂_{k−1} or img_fc([f̂_{k−1} ; g]): route into the parent step's output gradient.
+            let parent = k == 1 ? dFhat1 : fed[k - 2].dFhat
+            imgFcBackward(w: w, gr: g, dF: dF.p, inputs: st.imgFcInputs, globalOf: st.globals, dOut: dOut, n: m, dBase: parent.p)
         }
         let dE1b = Buf(n * d), dF1 = Buf(n * d)
-        pass1.backward(weights: w, grads: g, dFhat: dFhat1.p, dOwnKV: (UnsafePointer(dK1.p), UnsafePointer(dV1.p)), dPrior: nil, dE: dE1b.p, dF: dF1.p)
+        pass1.backward(weights: w, grads: g, dFhat: dFhat1.p, dOwnKV: (UnsafePointer(dK.p), UnsafePointer(dV.p)), dPrior: nil, dE: dE1b.p, dF: dF1.p)
         for i in 0..<(n * d) { dE1.p[i] += dE1b.p[i] }
         imgFcBackward(w: w, gr: g, dF: dF1.p, inputs: imgIn1, globalOf: globals1, dOut: dOut, n: n, dBase: nil)
         if useAdapter {
@@ -227,6 +261,17 @@ public struct DraftModel {
             for (i, a) in adapters.enumerated() { a.backward(weights: w, grads: g, dOut: dOut[i].p) }
         }
         return stats
+    }
+
+    /// One self-fed step's pass and what its backward needs.
+    struct SelfFedStep {
+        let pass: DecoderPass
+        /// First key row of this step in the buffer of all steps' keys.
+        let offset: Int
+        let globals: [Int]
+        let imgFcInputs: (rows: [Int], x: Buf)
+        /// Gradient of the step's f̂: its own head loss, then what the next step sends back.
+        let dFhat: Buf
     }
 
     /// f = base, or img_fc([base ; g]) at rows with a global feature. Returns f and the img_fc inputs.

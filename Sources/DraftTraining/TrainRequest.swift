@@ -35,12 +35,14 @@ public struct TrainRequest {
     /// vispec or eagle.
     public var loss = "vispec"
     public var arch = DraftArch.eagle2
-    public var tttSteps = 3
+    /// Unrolled training steps K (nil: 3 for eagle3, 2 for eagle2/ViSpec: one self-fed step).
+    public var tttSteps: Int?
     /// Comma-separated target layer ids (eagle3).
     public var auxLayers: String?
     /// "l1=…,rank=…,reg=…,ce=…,sc=…" over the loss's preset.
     public var lossWeights: String?
-    public var selfCorrect = true
+    /// The older spelling of K for eagle2/ViSpec: true is K = 2, false K = 1 (nil: not given).
+    public var selfCorrect: Bool?
     /// f32, f16 or bf16.
     public var saveDType = "f16"
     public var valFraction = 0.05
@@ -72,11 +74,17 @@ public struct TrainRequest {
         if !globalFeature && (stage != 2 || numQ == 0) { throw bad("--no-global-feature", "--no-global-feature needs stage 2 with an adapter (--num-q ≥ 1)") }
         if stage == 2 && towerPath == nil { throw bad("--mmproj", "stage 2 needs the vision tower: --mmproj TOWER.gguf") }
         guard arch != .vispec else { throw bad("--arch", "--arch takes eagle2 or eagle3: a ViSpec draft is --arch eagle2 with --num-q in stage 2") }
+        if let k = tttSteps, k < 1 { throw bad("--ttt-steps", "--ttt-steps must be ≥ 1") }
         if arch == .eagle3 {
-            guard tttSteps >= 1 else { throw bad("--ttt-steps", "--ttt-steps must be ≥ 1") }
             if stage == 2 && numQ != 0 { throw bad("--num-q", "--arch eagle3 has no visual adapter: stage 2 takes --num-q 0") }
-        } else if auxLayers != nil {
-            throw bad("--aux-layers", "--aux-layers goes with --arch eagle3")
+            if selfCorrect != nil { throw bad("--self-correct", "--self-correct/--no-self-correct are eagle2/ViSpec spellings; --arch eagle3 takes --ttt-steps K") }
+        } else {
+            if auxLayers != nil { throw bad("--aux-layers", "--aux-layers goes with --arch eagle3") }
+            // The older flag is K = 2 (or 1 with --no-): both at once must say the same.
+            if let sc = selfCorrect, let k = tttSteps, (k > 1) != sc {
+                throw bad("--ttt-steps", sc ? "--self-correct asks for a self-fed step, --ttt-steps 1 for none: give one"
+                                           : "--no-self-correct is --ttt-steps 1, which contradicts --ttt-steps \(k): give one")
+            }
         }
         if resume && initPath != nil { throw bad("--resume", "--resume continues its own checkpoint; --init starts a new run: give one") }
         _ = try targetLayer()
@@ -134,7 +142,7 @@ public struct TrainRequest {
             }
             ce = v
         }
-        o.loss = .eagle3(tttSteps: tttSteps)
+        o.loss = .eagle3(tttSteps: tttSteps ?? 3)
         o.loss.ce = ce
         if let a = auxLayers {
             let ids = a.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -154,7 +162,6 @@ public struct TrainRequest {
         case "eagle": c = .eagle
         default: throw SettingError("--loss", "--loss must be vispec or eagle, not \(loss)")
         }
-        if !selfCorrect { c.selfCorrect = 0 }
         for part in (lossWeights ?? "").split(separator: ",") {
             let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard kv.count == 2, let v = Float(kv[1]), v >= 0, v.isFinite else {
@@ -170,6 +177,19 @@ public struct TrainRequest {
             }
         }
         guard c.l1 + c.rank + c.reg + c.ce > 0 else { throw SettingError("--loss-weights", "--loss-weights: every loss weight is 0") }
+        // K: K = 1 is the weight 0 of the self-fed steps (as --no-self-correct always was); K = 2
+        // stays implicit and only K ≥ 3 is written (LossConfig.tttSteps), so the default run's
+        // train_args and checkpoint bytes are those of the runs before --ttt-steps applied here.
+        let k = tttSteps ?? (selfCorrect == false ? 1 : 2)
+        if k == 1 {
+            c.selfCorrect = 0
+        } else if c.selfCorrect == 0 {
+            guard tttSteps == nil else {
+                throw SettingError("--loss-weights", "--loss-weights sc=0 weighs the self-fed steps 0: that is --ttt-steps 1, not \(k)")
+            }
+        } else if k > 2 {
+            c.tttSteps = k
+        }
         return c
     }
 }
@@ -185,7 +205,8 @@ extension TrainReport {
             String(format: "validation (%d samples, %d positions): loss %.4f, top-1 agreement %.3f, τ %.3f (depth %d chains over %d starts)",
                    v.samples, v.positions, v.loss, v.top1, v.tau, 5, v.chainStarts)]
         if let st = v.stepTop1 {
-            lines.append("top-1 per training-time-test step: " + st.enumerated().map { String(format: "step %d %.3f", $0.offset, $0.element) }.joined(separator: ", "))
+            // Step k: the draft fed its own outputs k times, as at depth k + 1 of a chain.
+            lines.append("top-1 per training-time-test step (step k: fed its own output k times): " + st.enumerated().map { String(format: "step %d %.3f", $0.offset, $0.element) }.joined(separator: ", "))
         }
         lines.append("draft: \(out) (\(outBytes) bytes); resumable: \(checkpoint); metrics: \(metrics); plot: \(plot)")
         return lines

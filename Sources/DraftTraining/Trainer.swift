@@ -53,7 +53,8 @@ public struct ValidationResult: Codable, Equatable, Sendable {
     public var tau: Double
     public var chainStarts: Int
     public var acceptedHistogram: [Int]
-    /// EAGLE-3: top-1 agreement of each training-time-test step (step 0 = `top1`); nil otherwise.
+    /// Top-1 agreement of each unrolled (training-time-test) step (step 0 = `top1`; step k: the
+    /// draft fed its own outputs k times); nil without self-fed steps.
     public var stepTop1: [Double]? = nil
 
     enum CodingKeys: String, CodingKey {
@@ -234,7 +235,8 @@ public final class Trainer {
         }
         var r = ValidationResult(samples: picked.count, loss: stats.meanLoss, top1: stats.top1, positions: stats.rows, tau: chain.tau,
                                  chainStarts: chain.starts, acceptedHistogram: chain.histogram)
-        if model.config.isEagle3 { r.stepTop1 = (0..<stats.steps.rows.count).map { stats.steps.top1($0) ?? 0 } }
+        // Every arch with self-fed steps reports each step's agreement: what the extra steps buy.
+        if model.config.isEagle3 || stats.steps.rows.count > 1 { r.stepTop1 = (0..<stats.steps.rows.count).map { stats.steps.top1($0) ?? 0 } }
         return r
     }
 }

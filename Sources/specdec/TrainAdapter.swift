@@ -19,9 +19,16 @@ struct TrainAdapter: ParsableCommand {
 
         Losses: --loss vispec (10 × L1 between the draft's and the target's probabilities + 0.1 × \
         Plackett–Luce over the target's top 10) or eagle (SmoothL1 on the next feature + 0.1 × \
-        cross-entropy), each with the self-correction pass (the draft's own features fed back for \
-        one more step, weight 1) unless --no-self-correct. --loss-weights l1=…,rank=…,reg=…,ce=…,sc=… \
-        overrides single weights.
+        cross-entropy). --loss-weights l1=…,rank=…,reg=…,ce=…,sc=… overrides single weights.
+
+        Training-time test (EAGLE-3's, for every arch): --ttt-steps K trains K unrolled chain \
+        steps. Step 0 reads the target's features; step k ≥ 1 reads the draft's own output of \
+        step k − 1 as its feature, as the draft feeds itself at inference, and attends to the \
+        prefix and the earlier steps of its own chain. Default K = 2 for eagle2/ViSpec (one \
+        self-fed step, the former self-correction pass; --no-self-correct is K = 1); self-fed \
+        step k weighs sc · 0.8^(k−1) (sc = 1 unless --loss-weights sets it), so K = 2 trains \
+        exactly as before. More steps cost about K/2 of the default's time and train the deeper \
+        chain nodes; the report prints the top-1 agreement of every step.
 
         Outputs next to --out: the resumable f32 checkpoint DRAFT.train.safetensors (weights, AdamW \
         moments, step, data cursor; written every --save-every steps and at the end), the shipped \
@@ -35,9 +42,8 @@ struct TrainAdapter: ParsableCommand {
         target layers --aux-layers (default 2, L/2, L−3; the data must come from synth-data \
         --hidden-layers with the same ids), attention reads [norm(embedding) ; norm(state)], and the \
         loss is EAGLE-3's training-time test: cross-entropy to the target's distribution over \
-        --ttt-steps K unrolled chain steps (each fed the previous step's output state), weighted \
-        0.8^k (--loss and --loss-weights other than ce do not apply). The report adds the top-1 \
-        agreement of every step.
+        --ttt-steps K unrolled chain steps (default 3; each fed the previous step's output state), \
+        weighted 0.8^k (--loss and --loss-weights other than ce do not apply).
         """)
 
     @OptionGroup var modelOption: ModelOption
@@ -114,17 +120,17 @@ struct TrainAdapter: ParsableCommand {
     @Option(help: "Draft architecture: eagle2 (EAGLE-2, or ViSpec with --num-q in stage 2) or eagle3.")
     var arch: DraftArch = .eagle2
 
-    @Option(name: .customLong("ttt-steps"), help: "eagle3: training-time-test steps K (EAGLE-3 uses 7).")
-    var tttSteps: Int = 3
+    @Option(name: .customLong("ttt-steps"), help: "Training-time-test steps K: step 0 on the target's features, then K−1 steps each fed the draft's own previous output (default: 2 for eagle2/ViSpec, 3 for eagle3; EAGLE-3 uses 7).")
+    var tttSteps: Int?
 
     @Option(name: .customLong("aux-layers"), help: ArgumentHelp("eagle3: target layers whose input states feed fc, comma-separated (default 2, L/2, L−3).", valueName: "IDS"))
     var auxLayers: String?
 
-    @Option(name: .customLong("loss-weights"), help: "Override weights: l1=…,rank=…,reg=…,ce=…,sc=… (sc: the self-correction pass).")
+    @Option(name: .customLong("loss-weights"), help: "Override weights: l1=…,rank=…,reg=…,ce=…,sc=… (sc: the self-fed steps against the first; step k weighs sc·0.8^(k−1)).")
     var lossWeights: String?
 
-    @Flag(name: .customLong("self-correct"), inversion: .prefixedNo, help: "The self-correction pass (the draft's own features fed back for one more step).")
-    var selfCorrect = true
+    @Flag(name: .customLong("self-correct"), inversion: .prefixedNo, help: "eagle2/ViSpec, the older spelling of --ttt-steps: --self-correct is K = 2 (the default), --no-self-correct K = 1 (no self-fed step).")
+    var selfCorrect: Bool?
 
     @Option(name: .customLong("save-dtype"), help: "Weights of --out: f32, f16 or bf16 (the .train checkpoint is always f32).")
     var saveDType: String = "f16"
