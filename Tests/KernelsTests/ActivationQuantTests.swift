@@ -348,8 +348,9 @@ struct QuantizeRowTests {
 /// against Q4_1 at the same shapes. Prints medians; asserts nothing about speed. The kernel is the
 /// best the CPU has (AVX-512 VNNI unless `SPECDEC_VNNI=0`, then AVX2). Rows × cols: 576 × 1536 and
 /// 1536 × 512 (K-quant rows must be whole 256-element super-blocks, so 1536 × 576 exists only for
-/// Q4_1, timed too).
-@Suite("x8 benchmark", .serialized)
+/// Q4_1, timed too). A benchmark, not a test: it runs only with SPECDEC_BENCH=1
+/// (`SPECDEC_BENCH=1 swift test -c release --filter X8BenchmarkTests`), so the suite stays short.
+@Suite("x8 benchmark", .serialized, .enabled(if: ProcessInfo.processInfo.environment["SPECDEC_BENCH"] == "1"))
 struct X8BenchmarkTests {
     @Test("benchmark: q8 matmul, K-quants vs Q4_1, N = 1, 2, 4, 8 (prints medians)")
     func benchmark() {
