@@ -181,10 +181,9 @@ extension DraftModel {
             let e1 = first.inputs, globals1 = first.globals, imgIn1 = first.imgFcInputs, pass1 = first.pass
             let rows1 = (0..<n).filter { s.lossMask[$0] }
             let dFhat1 = Buf(n * d)
-            s.targetHidden.withUnsafeBufferPointer { th in
-                headLoss(w: w, gr: gr, fhat: pass1.fhat.p, rows: rows1, targetRows: rows1, targetHidden: th.baseAddress!,
-                         nextToken: s.nextToken, lc: lc, scale: gradScale, dFhat: dFhat1.p, stats: &stats, second: false)
-            }
+            let targets = TargetDistributions(head: head, targetHidden: s.targetHidden, count: n)
+            headLoss(w: w, gr: gr, fhat: pass1.fhat.p, rows: rows1, targetRows: rows1, targets: targets,
+                     nextToken: s.nextToken, lc: lc, scale: gradScale, dFhat: dFhat1.p, stats: &stats, second: false)
             var pass2: DecoderPass? = nil
             var imgIn2: (rows: [Int], x: Buf)? = nil
             let n2 = n - 1
@@ -202,10 +201,8 @@ extension DraftModel {
                 pass2 = p2
                 let rows2 = (0..<n2).filter { s.lossMask[$0 + 1] }
                 var sub = LossStats()
-                s.targetHidden.withUnsafeBufferPointer { th in
-                    headLoss(w: w, gr: gr, fhat: p2.fhat.p, rows: rows2, targetRows: rows2.map { $0 + 1 }, targetHidden: th.baseAddress!,
-                             nextToken: s.nextToken, lc: lc, scale: gradScale * lc.selfCorrect, dFhat: dFhat2.p, stats: &sub, second: true)
-                }
+                headLoss(w: w, gr: gr, fhat: p2.fhat.p, rows: rows2, targetRows: rows2.map { $0 + 1 }, targets: targets,
+                         nextToken: s.nextToken, lc: lc, scale: gradScale * lc.selfCorrect, dFhat: dFhat2.p, stats: &sub, second: true)
                 stats.loss += Double(lc.selfCorrect) * sub.loss
                 stats.rows2 = sub.rows2; stats.correct2 = sub.correct2
             }
