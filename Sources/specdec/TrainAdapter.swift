@@ -35,7 +35,8 @@ struct TrainAdapter: ParsableCommand {
         draft --out itself (--save-dtype, no optimizer state), metrics.csv, DRAFT.loss.svg and \
         DRAFT.report.json (validation: top-1 agreement with the target and the expected acceptance \
         length τ of simulated greedy chain drafting, depth 5). --resume continues the run from \
-        DRAFT.train.safetensors with the same loss curve as an uninterrupted run; it refuses a \
+        DRAFT.train.safetensors with the same loss curve as an uninterrupted run at the same -t \
+        (each thread count adds the threads' gradients in its own fixed order); it refuses a \
         checkpoint made with other data, seed, model or arguments.
 
         --arch eagle3 trains an EAGLE-3 draft instead: fc fuses the residual streams entering the \
@@ -144,7 +145,7 @@ struct TrainAdapter: ParsableCommand {
     @Option(name: .customLong("eval-every"), help: "Validate every N steps (default: 8 times a run).")
     var evalEvery: Int = 0
 
-    @Option(name: [.short, .customLong("threads")], help: "Threads (OpenBLAS).")
+    @Option(name: [.short, .customLong("threads")], help: "Threads: a training step runs its sequences side by side (one BLAS thread each); loading and validation use them as BLAS threads.")
     var threads: Int = 1
 
     @Flag(help: "Print the final report as one JSON object on stdout.")
