@@ -6,30 +6,14 @@ import XCTest
 final class DraftModelTests: XCTestCase {
     let world = TinyWorld()
 
-    /// A tiny vispec draft with random (not initial) weights, so that every path carries gradient.
-    func randomDraft(numQ: Int, seed: UInt64) -> (DraftModel, [Float]) {
-        let d2t: [Int32] = (0..<12).map { Int32($0 * 3 % 40) }
-        var p = DraftParameters(config: world.config(vocab: 12, numQ: numQ))
-        p.initialise(seed: seed)
-        var r = TestRNG(seed + 1)
-        for s in p.slots { p.set(s.name, r.uniform(s.count, scale: s.shape.count == 1 ? 0.5 : 0.6).map { s.shape.count == 1 ? $0 + 1 : $0 }) }
-        return (DraftModel(layout: p, head: world.head(d2t: d2t)), p.values)
-    }
-
-    func imageSequence(numQ: Int) throws -> DraftSequence {
-        let rec = world.record(index: 0, length: 14, promptLen: 6, image: (at: 2, rows: 4), seed: 5)
-        let b = SequenceBuilder(width: world.d, numQ: numQ, maxLength: 100, noise: 0)
-        return try b.build(rec, embedder: world.embedder, images: FakeImages(d: world.d), datasetDir: "", rng: nil)
-    }
-
     /// The whole draft's loss (both passes, adapter and img_fc; Plackett–Luce, SmoothL1 and
     /// cross-entropy) against central differences at random coordinates of every trainable
     /// tensor; a corrupted gradient must fail. The probability L1 is left out here: its kinks
     /// (q_i = p_i) make central differences over many positions unreliable; its gradient is
     /// checked on its own in OpGradientTests.testLosses.
     func testWholeDraftGradient() throws {
-        let (model, params) = randomDraft(numQ: 3, seed: 21)
-        let seq = try imageSequence(numQ: 3)
+        let (model, params) = world.randomDraft(numQ: 3, seed: 21)
+        let seq = try world.imageSequence(numQ: 3)
         XCTAssertEqual(seq.compImage.filter { $0 >= 0 }.count, 2, "K−1 = 2 entries of the span are kept")
         XCTAssertTrue(seq.globalOf.contains(0))
         let lc = LossConfig(l1: 0, rank: 0.5, reg: 1, ce: 0.7, selfCorrect: 0.8, rankK: 4)
@@ -68,7 +52,7 @@ final class DraftModelTests: XCTestCase {
         let b = mv.run(text, params: vis.values, grads: nil, loss: .vispec)
         XCTAssertEqual(a, b)
         // After an image: img_fc([h ; g]) = h exactly.
-        let seq = try imageSequence(numQ: 3)
+        let seq = try world.imageSequence(numQ: 3)
         vis.values.withUnsafeBufferPointer { vp in
             let w = mv.weights(vp.baseAddress!)
             let ad = seq.images[0].withUnsafeBufferPointer { AdapterPass(config: mv.config, weights: w, embeddings: $0.baseAddress!, rows: seq.imageRows[0]) }
@@ -80,7 +64,7 @@ final class DraftModelTests: XCTestCase {
 
     func testSequenceIndexing() throws {
         // Span of 4 at target positions 2..<6, K = 3: entries t+1 ∈ {4, 5} keep compressed tokens 0, 1.
-        let seq = try imageSequence(numQ: 3)
+        let seq = try world.imageSequence(numQ: 3)
         XCTAssertEqual(seq.positions, [0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
         XCTAssertEqual(seq.compImage, [-1, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1])
         XCTAssertEqual(seq.compRow, [-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1])

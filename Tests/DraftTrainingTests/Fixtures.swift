@@ -96,3 +96,22 @@ func scratchDir(_ name: String) -> String {
     try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
+
+extension TinyWorld {
+    /// A tiny vispec draft with random (not initial) weights, so that every path carries gradient.
+    func randomDraft(numQ: Int, seed: UInt64) -> (DraftModel, [Float]) {
+        let d2t: [Int32] = (0..<12).map { Int32($0 * 3 % 40) }
+        var p = DraftParameters(config: config(vocab: 12, numQ: numQ))
+        p.initialise(seed: seed)
+        var r = TestRNG(seed + 1)
+        for s in p.slots { p.set(s.name, r.uniform(s.count, scale: s.shape.count == 1 ? 0.5 : 0.6).map { s.shape.count == 1 ? $0 + 1 : $0 }) }
+        return (DraftModel(layout: p, head: head(d2t: d2t)), p.values)
+    }
+
+    /// A 14-entry sequence with a 4-row image at entry 2.
+    func imageSequence(numQ: Int) throws -> DraftSequence {
+        let rec = record(index: 0, length: 14, promptLen: 6, image: (at: 2, rows: 4), seed: 5)
+        let b = SequenceBuilder(width: d, numQ: numQ, maxLength: 100, noise: 0)
+        return try b.build(rec, embedder: embedder, images: FakeImages(d: d), datasetDir: "", rng: nil)
+    }
+}

@@ -8,22 +8,6 @@ import XCTest
 final class UnrolledStepsTests: XCTestCase {
     let world = TinyWorld()
 
-    /// DraftModelTests' draft and image sequence: random weights, so every path carries gradient.
-    func randomDraft(numQ: Int, seed: UInt64) -> (DraftModel, [Float]) {
-        let d2t: [Int32] = (0..<12).map { Int32($0 * 3 % 40) }
-        var p = DraftParameters(config: world.config(vocab: 12, numQ: numQ))
-        p.initialise(seed: seed)
-        var r = TestRNG(seed + 1)
-        for s in p.slots { p.set(s.name, r.uniform(s.count, scale: s.shape.count == 1 ? 0.5 : 0.6).map { s.shape.count == 1 ? $0 + 1 : $0 }) }
-        return (DraftModel(layout: p, head: world.head(d2t: d2t)), p.values)
-    }
-
-    func imageSequence(numQ: Int) throws -> DraftSequence {
-        let rec = world.record(index: 0, length: 14, promptLen: 6, image: (at: 2, rows: 4), seed: 5)
-        let b = SequenceBuilder(width: world.d, numQ: numQ, maxLength: 100, noise: 0)
-        return try b.build(rec, embedder: world.embedder, images: FakeImages(d: world.d), datasetDir: "", rng: nil)
-    }
-
     /// Losses with every term whose central differences are reliable (see DraftModelTests).
     func losses(steps: Int?) -> LossConfig {
         var lc = LossConfig(l1: 0, rank: 0.5, reg: 1, ce: 0.7, selfCorrect: 0.8, rankK: 4)
@@ -47,8 +31,8 @@ final class UnrolledStepsTests: XCTestCase {
     /// floor of 0.2 (gradients here reach ≈ 7), and at K = 4 a smaller ε and a 4 % bound, still
     /// far below the 10 % + 0.05 of the corrupted gradient.
     func testUnrolledGradient() throws {
-        let (model, params) = randomDraft(numQ: 3, seed: 21)
-        let seq = try imageSequence(numQ: 3)
+        let (model, params) = world.randomDraft(numQ: 3, seed: 21)
+        let seq = try world.imageSequence(numQ: 3)
         for k in [3, 4] {
             let lc = losses(steps: k)
             let (st, grads) = gradients(model, seq, params, lc)
@@ -72,8 +56,8 @@ final class UnrolledStepsTests: XCTestCase {
     /// The option is not ignored: K = 3 adds a step (its rows, loss and gradient); K = 2 given
     /// explicitly is the implicit default bit for bit; K = 1 is sc = 0 (no self-fed step).
     func testStepsOption() throws {
-        let (model, params) = randomDraft(numQ: 3, seed: 21)
-        let seq = try imageSequence(numQ: 3)
+        let (model, params) = world.randomDraft(numQ: 3, seed: 21)
+        let seq = try world.imageSequence(numQ: 3)
         let (s2, g2) = gradients(model, seq, params, losses(steps: nil))
         let (e2, eg2) = gradients(model, seq, params, losses(steps: 2))
         XCTAssertEqual(s2, e2); XCTAssertEqual(g2, eg2)
@@ -97,8 +81,8 @@ final class UnrolledStepsTests: XCTestCase {
     /// The default (K = 2) is the former self-correction pass to the bit: losses, statistics and
     /// every gradient equal those of the two-pass code this generalised (kept below verbatim).
     func testDefaultIsTheSelfCorrectionPass() throws {
-        let (model, params) = randomDraft(numQ: 3, seed: 21)
-        let seq = try imageSequence(numQ: 3)
+        let (model, params) = world.randomDraft(numQ: 3, seed: 21)
+        let seq = try world.imageSequence(numQ: 3)
         for lc in [losses(steps: nil), LossConfig.vispec, LossConfig.eagle] {
             var lg = [Float](repeating: 0, count: params.count)
             let ls = lg.withUnsafeMutableBufferPointer { model.selfCorrectionRun(seq, params: params, grads: $0.baseAddress!, loss: lc, gradScale: 0.25) }
