@@ -21,6 +21,9 @@ public struct DecodeRun {
     public var pMin: TreeRequest.PMin
     public var pMinBandit: PMinBandit?
 
+    /// Tokens of `compare`'s untimed plain warm-up run.
+    public static let warmUpTokens = 16
+
     /// `onToken` sees each token of the (first) run as it is emitted.
     public init(target: LoadedTarget, prompt: LMInput, contextSize: Int, params: SamplingParameters, maxTokens: Int,
                 draft: String?, tree: TreeRequest, threads: Int, compare: Bool, log: @escaping (String) -> Void,
@@ -33,6 +36,13 @@ public struct DecodeRun {
         let eog = target.tokenizer.endOfGenerationTokens
         self.prompt = prompt; self.params = params; self.threads = threads; self.draft = draft; treeAuto = tree.isAuto
         pMin = tree.pMin
+        if compare {
+            // An untimed warm-up, so that neither timed run is the process's first generation:
+            // the first one faults in fresh memory for its cache and workspace, which the second
+            // then reuses (a plain run first measured 0.97x of itself when timed second).
+            _ = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
+                                     maxTokens: min(maxTokens, Self.warmUpTokens), eog: eog)
+        }
         if let draft {
             let loaded = try LoadedDraft.load(path: draft, target: model, targetPath: target.path, contextSize: contextSize, threads: threads)
             draftKind = loaded.kind

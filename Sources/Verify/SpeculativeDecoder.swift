@@ -89,7 +89,8 @@ public struct SpeculativeStats: Sendable, Equatable {
 
 /// When drafting stops paying: the decoder compares the tokens per second of its recent drafting
 /// steps with those of plain steps (one token, no draft; with `DRAFT+ngram`, the context-matched
-/// tokens alone) and, when drafting is slower, decodes `pause` plain steps before trying again
+/// tokens alone), each as mean tokens per step over the median step time (`StepTimes`), and,
+/// when drafting is slower, decodes `pause` plain steps before trying again
 /// (the pause doubles while drafting keeps losing, and resets once it wins). Plain steps verify
 /// an empty tree (or the context match), so the output is what plain decoding gives; the drafter
 /// catches up on the skipped positions in one batched `accept` when drafting resumes (its cost
@@ -110,6 +111,40 @@ public struct FallbackPolicy: Sendable, Equatable {
     /// break-even costs little whichever way the noise tips the verdict.
     public var margin = 1.0
     public init() {}
+}
+
+/// Recent steps' times and token counts, and the rate they give: mean tokens per step over the
+/// median step time. The median, not the total, so that one step slowed by another process (a
+/// 3.6 ms step that took 5.5 ms, seen on a shared core) cannot flip the fallback's verdict.
+/// The decoder records the target's and the draft's tokens, not context-matched ones: those come
+/// in bursts (repeated phrases), to drafting and plain steps alike, so a window's share of them
+/// says nothing of the draft; their mean over the whole run goes to both rates (`rate(plus:)`).
+public struct StepTimes: Sendable, Equatable {
+    public private(set) var seconds: [Double] = []
+    public private(set) var tokens: [Int] = []
+    /// Steps kept (the oldest go first); nil keeps all.
+    public let capacity: Int?
+
+    public init(capacity: Int? = nil) { self.capacity = capacity }
+
+    public var count: Int { seconds.count }
+    public var totalTokens: Int { tokens.reduce(0, +) }
+
+    public mutating func add(seconds s: Double, tokens n: Int) {
+        seconds.append(s); tokens.append(n)
+        if let c = capacity, seconds.count > c { seconds.removeFirst(); tokens.removeFirst() }
+    }
+
+    /// Tokens per second with `extra` tokens added to each step's, nil before the first step or
+    /// when the median step took no time.
+    public func rate(plus extra: Double = 0) -> Double? {
+        guard !seconds.isEmpty else { return nil }
+        let sorted = seconds.sorted()
+        let m = sorted.count
+        let median = m % 2 == 1 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2
+        guard median > 0 else { return nil }
+        return (Double(totalTokens) / Double(m) + extra) / median
+    }
 }
 
 /// Speculative decoding over a target session that holds the prefilled prompt: each `step`
@@ -133,9 +168,10 @@ public final class SpeculativeDecoder {
 
     private enum Mode { case drafting, probing(left: Int), plain(left: Int) }
     private var mode = Mode.drafting
-    private var window = (steps: 0, tokens: 0, seconds: 0.0)
-    /// Measured seconds of one plain step (moving average) and the current pause length.
-    private var plainSecondsPerToken: Double?
+    /// The current drafting window's steps, and the latest plain steps (the rate drafting must beat).
+    private var window = StepTimes()
+    private var plainTimes = StepTimes(capacity: 16)
+    /// The current pause length.
     private var pause = 0
     /// Whether drafting has been judged once (later windows are `window` steps long).
     private var judged = false
@@ -204,7 +240,7 @@ public final class SpeculativeDecoder {
                     enterPlain(f)
                 } else {
                     mode = .drafting
-                    window = (0, 0, 0)
+                    window = StepTimes()
                 }
                 return emitted
             }
@@ -233,10 +269,16 @@ public final class SpeculativeDecoder {
                 arm = a
                 minLogProb = b.minLogProb(a)
             }
-            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, budget: cap, minLogProb: minLogProb)
+            // The step that times drafting for the budget chooser grows one level (one expand
+            // call of top-k nodes, as every later level is) and scales it to a full expansion:
+            // growing all levels only to time them cost 7.5 ms, two target steps, on a
+            // 128-token answer's first step.
+            var growShape = shape
+            if chooseBudget != nil { growShape.depth = min(shape.depth, 2) }
+            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: growShape, budget: cap, minLogProb: minLogProb)
             if let choose = chooseBudget {
                 // The grow alone: the first step's accept read the whole prompt, later ones a few tokens.
-                shape.tokens = max(1, choose(monotonicSeconds() - tGrow))
+                shape.tokens = max(1, choose((monotonicSeconds() - tGrow) * Double(max(1, shape.depth - 1))))
                 chooseBudget = nil
             }
             tree = grown.select(min(shape.tokens, room))
@@ -249,6 +291,7 @@ public final class SpeculativeDecoder {
         let t2 = monotonicSeconds()
         stats.draftSeconds += t1 - t0
         stats.verifySeconds += t2 - t1
+        let contextBefore = stats.acceptedContextTokens
         stats.record(r, tree: tree)
         if let a = arm {
             // The whole step, as the user waits for it; the drafter's one-off read of the prompt aside.
@@ -258,36 +301,37 @@ public final class SpeculativeDecoder {
         pending = (r.features, r.emitted, [], false)
         if let f = fallback {
             // The drafter's read of the prompt is a one-off, not a cost of drafting on.
-            window.steps += 1; window.tokens += r.emitted.count; window.seconds += t2 - t0 - prefillSeconds
+            window.add(seconds: t2 - t0 - prefillSeconds, tokens: r.emitted.count - (stats.acceptedContextTokens - contextBefore))
             // Losing is judged early, winning late: from `firstWindow` steps on, every step may
             // end a window that is behind plain steps (a draft that stopped paying costs a few
             // steps, not a whole window), while drafting goes on unquestioned only after a full
             // window ahead of them. A draft near break-even flaps, which costs little either way.
             let length = judged ? f.window : f.firstWindow
-            if window.steps >= min(f.firstWindow, length) {
-                if window.tokens == window.steps {
+            if window.count >= min(f.firstWindow, length) {
+                if window.totalTokens == window.count {
                     judged = true
                     enterPlain(f)   // nothing accepted: drafting cannot have paid
-                } else if plainSecondsPerToken == nil {
+                } else if plainTimes.count == 0 {
                     judged = true
                     mode = .probing(left: f.probe)
                 } else if drafting(lost: f) {
                     judged = true
                     enterPlain(f)
-                } else if window.steps >= length {
+                } else if window.count >= length {
                     judged = true
                     pause = 0
-                    window = (0, 0, 0)
+                    window = StepTimes()
                 }
             }
         }
         return r.emitted
     }
 
-    /// Whether the last drafting window emitted fewer tokens per second than plain steps would.
+    /// Whether the drafting window emits fewer tokens per second than the latest plain steps.
     private func drafting(lost f: FallbackPolicy) -> Bool {
-        guard let plain = plainSecondsPerToken, window.seconds > 0 else { return false }
-        return Double(window.tokens) / window.seconds < f.margin / plain
+        let context = stats.contextTokensPerStep
+        guard let plain = plainTimes.rate(plus: context), let drafting = window.rate(plus: context) else { return false }
+        return drafting < f.margin * plain
     }
 
     private func enterPlain(_ f: FallbackPolicy) {
@@ -313,8 +357,7 @@ public final class SpeculativeDecoder {
         stats.plainSteps += 1
         stats.contextNodes += tree.count
         stats.acceptedContextTokens += r.acceptedNodes.count
-        let perToken = dt / Double(r.emitted.count)
-        plainSecondsPerToken = plainSecondsPerToken.map { 0.7 * $0 + 0.3 * perToken } ?? perToken
+        plainTimes.add(seconds: dt, tokens: r.emitted.count - r.acceptedNodes.count)   // context-matched tokens aside
         if var p = pending {
             p.features += r.features
             p.next += r.emitted

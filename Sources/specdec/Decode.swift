@@ -20,7 +20,8 @@ struct Decode: ParsableCommand {
         second after the target's prefill; the draft's read of the prompt counts as decoding. \
         --compare also runs plain decoding on the same prompt in the same process and reports \
         the speedup and whether the tokens are identical (at --temp > 0 they differ: only the \
-        distribution is the same).
+        distribution is the same); an untimed plain warm-up of 16 tokens runs first, so that \
+        neither timed run pays for the process's first use of its memory.
         """
     )
 

@@ -17,7 +17,9 @@ enum Target {
     }()
     /// Some token ids and the target's final-norm hidden states at them.
     static let tokens: [Int32] = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3717, 314, 1789, 28, 2114, 30,
-                                  2, 198, 1, 520, 9531, 198, 504, 3258, 1242, 314, 260, 1789, 16, 2683, 359]
+                                  2, 198, 1, 520, 9531, 198, 504, 3258, 1242, 314, 260, 1789, 16, 2683, 359,
+                                  5356, 5646, 11173, 3365, 3717, 314, 1789, 28, 2114, 30, 198, 504, 3258, 1242, 314,
+                                  260, 1789, 16, 2683, 359]
     static let hidden: [Float] = {
         let s = model.makeSession(contextSize: 64)
         return try! s.forward(tokens: tokens, logits: .none).hidden
@@ -97,13 +99,15 @@ final class EagleDraftTests: XCTestCase {
         let w = try weights()
         let a = try EagleDraft(weights: w, target: Target.model, contextSize: 8)   // grows the cache too
         let b = try EagleDraft(weights: w, target: Target.model)
-        let whole = try accept(a, 0..<30)
+        // 48 entries at once: more than `blasMinimumBatch`, which in the q8 mode still runs on the
+        // batch-invariant int8 kernels (sgemm is the f32 mode's prompt path only), so bit for bit.
+        let whole = try accept(a, 0..<48)
         _ = try accept(b, 0..<11)
         _ = try accept(b, 11..<12)
-        let pieces = try accept(b, 12..<30)
+        let pieces = try accept(b, 12..<48)
         XCTAssertEqual(whole, pieces)
-        XCTAssertEqual(a.acceptedPositions, 30)
-        XCTAssertEqual(a.entryPositions, Array(0..<30))
+        XCTAssertEqual(a.acceptedPositions, 48)
+        XCTAssertEqual(a.entryPositions, Array(0..<48))
         XCTAssertEqual(try a.expand(tokens: [5, 6], parents: [-1, -1], topK: 3), try b.expand(tokens: [5, 6], parents: [-1, -1], topK: 3))
         XCTAssertEqual(whole.count, 4)
         for (x, y) in zip(whole, whole.dropFirst()) { XCTAssertGreaterThanOrEqual(x.logProb, y.logProb) }
