@@ -17,6 +17,9 @@ Downloads nothing and builds nothing:
   SPECDEC_MODEL     model (default: the one scripts/setup.sh fetched)
   DRAFT             draft argument (default checkpoints/vispec-draft.safetensors+ngram)
   N, THREADS, LIMIT tokens per prompt (128), threads (2), prompts per kind (14)
+  REPS              runs per prompt (3): each figure of a prompt is the median of its runs, and its
+                    speculative/plain ratio the median of the runs' ratios (each run measures both
+                    side by side in one process), so one run slowed by the machine moves nothing
 """
 import json, os, re, statistics, subprocess, sys
 
@@ -30,6 +33,7 @@ model = os.environ.get("SPECDEC_MODEL", os.path.expanduser("~/.cache/specdec/Smo
 tower = os.path.join(root, "checkpoints/demo-tower.gguf")
 draft = os.environ.get("DRAFT", "checkpoints/vispec-draft.safetensors+ngram")
 n, threads, limit = int(os.environ.get("N", 128)), int(os.environ.get("THREADS", 2)), int(os.environ.get("LIMIT", 14))
+reps = int(os.environ.get("REPS", 3))
 for path in [specdec, model, tower] + [binaries[k] for k in kinds]:
     if not os.path.exists(path):
         sys.exit(f"e2e-llamacpp: {path}: no such file")
@@ -61,25 +65,30 @@ summary = []
 for kind in kinds:
     rows = []
     for i, p in enumerate([p for p in prompts if p.get("kind") == kind][:limit]):
-        llama = llama_rate(kind, p, i)
-        cmd = [specdec, "decode", "-m", model, "-p", p["prompt"], "-n", str(n), "-t", str(threads),
-               "--draft", draft, "--compare", "--json"]
-        if kind == "image":
-            cmd += ["--mmproj", tower, "--image", os.path.join(root, "checkpoints/eval", p["image"])]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
-        if out.returncode != 0:
-            sys.exit(f"e2e-llamacpp: specdec failed on {kind} prompt {i}:\n{out.stderr[-2000:]}")
-        s = json.loads(out.stdout)["stats"]
-        rows.append((llama, s["plain_tokens_per_s"], s["tokens_per_s"], s["generated_token_count"], s["identical"], s["tau"]))
-        print(f"{kind} {i:2d}  llama.cpp {llama:6.1f}  specdec plain {rows[-1][1]:6.1f}  speculative {rows[-1][2]:6.1f} tok/s"
-              f"  ({rows[-1][2] / rows[-1][1]:.2f}x plain, tau {s['tau']:.2f}, {rows[-1][3]} tokens, identical {rows[-1][4]})"
+        runs = []
+        for _ in range(reps):
+            llama = llama_rate(kind, p, i)
+            cmd = [specdec, "decode", "-m", model, "-p", p["prompt"], "-n", str(n), "-t", str(threads),
+                   "--draft", draft, "--compare", "--json"]
+            if kind == "image":
+                cmd += ["--mmproj", tower, "--image", os.path.join(root, "checkpoints/eval", p["image"])]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+            if out.returncode != 0:
+                sys.exit(f"e2e-llamacpp: specdec failed on {kind} prompt {i}:\n{out.stderr[-2000:]}")
+            s = json.loads(out.stdout)["stats"]
+            runs.append((llama, s["plain_tokens_per_s"], s["tokens_per_s"], s["generated_token_count"], s["identical"], s["tau"],
+                         s["tokens_per_s"] / s["plain_tokens_per_s"]))
+        m = lambda k: statistics.median(r[k] for r in runs)
+        rows.append((m(0), m(1), m(2), runs[0][3], all(r[4] for r in runs), m(5), m(6)))
+        print(f"{kind} {i:2d}  llama.cpp {rows[-1][0]:6.1f}  specdec plain {rows[-1][1]:6.1f}  speculative {rows[-1][2]:6.1f} tok/s"
+              f"  ({rows[-1][6]:.2f}x plain [{', '.join(f'{r[6]:.2f}' for r in runs)}], tau {rows[-1][5]:.2f}, {rows[-1][3]} tokens, identical {rows[-1][4]})"
               f"  {p['prompt'][:40]!r}", flush=True)
     med = lambda k: statistics.median(r[k] for r in rows)
     summary.append(f"{kind} ({len(rows)} prompts): llama.cpp {med(0):.1f} tok/s, specdec plain {med(1):.1f} tok/s "
                    f"({statistics.median(r[1] / r[0] for r in rows):.2f}x llama.cpp), speculative {med(2):.1f} tok/s "
-                   f"({statistics.median(r[2] / r[0] for r in rows):.2f}x llama.cpp, {statistics.median(r[2] / r[1] for r in rows):.2f}x plain, "
-                   f"lowest prompt {min(r[2] / r[1] for r in rows):.2f}x plain), tau {med(5):.2f}; identical {sum(r[4] for r in rows)}/{len(rows)}")
+                   f"({statistics.median(r[2] / r[0] for r in rows):.2f}x llama.cpp, {statistics.median(r[6] for r in rows):.2f}x plain, "
+                   f"lowest prompt {min(r[6] for r in rows):.2f}x plain), tau {med(5):.2f}; identical {sum(r[4] for r in rows)}/{len(rows)}")
 
-print(f"\nmedians, {threads} threads, {n} tokens at most:")
+print(f"\nmedians over prompts (each the median of {reps} runs), {threads} threads, {n} tokens at most:")
 for line in summary:
     print(line)
