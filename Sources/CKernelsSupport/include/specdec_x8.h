@@ -47,7 +47,9 @@
 //     acc    = fma(m_b, s_b, acc)   (Q4_1, Q4_K, Q5_K)
 // Every path (portable C, AVX2, AVX-512 VNNI) computes the integers exactly and the float steps in
 // the same order, so the paths agree bit for bit, and a token's result never depends on the batch,
-// the tile, the row group or the thread count.
+// the tile, the row group or the thread count. From 4 tokens on, the VNNI path takes two groups
+// at once in 512-bit registers (16 rows a lane set, tiles of 8 tokens): the same per-lane steps,
+// half the instructions per token.
 #ifndef SPECDEC_X8_H
 #define SPECDEC_X8_H
 
