@@ -262,7 +262,7 @@ public final class SpeculativeDecoder {
         if room > 0 {
             let tGrow = monotonicSeconds()
             let cap = chooseBudget == nil ? min(shape.tokens, room) : min(shape.candidateCount, room)
-            // No threshold on the step that times a full expansion for the budget chooser.
+            // No threshold on the step that times drafting for the budget chooser.
             var minLogProb = -Float.infinity
             if let b = pMin, chooseBudget == nil {
                 let a = b.choose()

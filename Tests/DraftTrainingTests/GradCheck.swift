@@ -35,6 +35,19 @@ struct GradCheck {
     func passes(_ x: inout [Float], coords: [Int], analytic: [Float], _ f: ([Float]) -> Double) -> Bool {
         worst(&x, coords: coords, analytic: analytic, f).error < tolerance
     }
+
+    /// Asserts that `analytic` matches at `coords` (the worst coordinate named by its tensor in
+    /// `slots`) and that the same check rejects a deliberately wrong gradient there, so that it
+    /// cannot pass by being blind. `label` prefixes both messages.
+    func assertMatches(_ x: inout [Float], coords: [Int], analytic: [Float], slots: [TensorSlot], label: String = "",
+                       _ f: ([Float]) -> Double, file: StaticString = #filePath, line: UInt = #line) {
+        let w = worst(&x, coords: coords, analytic: analytic, f)
+        let name = slots.last { $0.offset <= max(w.at, 0) }?.name ?? "?"
+        XCTAssertLessThan(w.error, tolerance, "\(label)worst at \(name) (coordinate \(w.at))", file: file, line: line)
+        var wrong = analytic
+        for i in coords { wrong[i] = wrong[i] * 1.1 + 0.05 }
+        XCTAssertFalse(passes(&x, coords: coords, analytic: wrong, f), "\(label)a wrong gradient passed", file: file, line: line)
+    }
 }
 
 struct TestRNG {
