@@ -42,6 +42,20 @@ long specdec_x8_block_elements(int wtype) { return block_elems(wtype); }
 /// Bytes of one 8-row group of a row of `count` elements.
 static inline long group_bytes(int wtype, long count) { return count / block_elems(wtype) * record_bytes(wtype); }
 
+/// Group g's first record and the distance between its records. Groups are stored in pairs, block
+/// by block (group 2p's block b, then group 2p+1's block b, then block b+1 of each), so that the
+/// 16-row VNNI tile reads one stream; the 8-row tiles read every other record. A last, unpaired
+/// group (an odd group count) is stored alone, record after record.
+static inline const uint8_t *group_records(const void *packed, int wtype, long rowCount, long count, long g, long *stride) {
+    const long groups = (rowCount + 7) / 8, rb = record_bytes(wtype), gb = group_bytes(wtype, count);
+    if ((g | 1) < groups) {
+        *stride = 2 * rb;
+        return (const uint8_t *)packed + (g & ~1L) * gb + (g & 1) * rb;
+    }
+    *stride = rb;
+    return (const uint8_t *)packed + g * gb;
+}
+
 /// Byte offset of the quants in a record, and the size of each 4-row-element chunk group.
 static inline long quant_offset(int wtype) { return wtype == SPECDEC_Q8W_Q4_1 ? 32 : 16; }
 
@@ -107,10 +121,11 @@ void specdec_x8_repack(int wtype, const void *rows, long rowBytes, long rowCount
     const long bb = block_bytes(wtype), qoff = quant_offset(wtype);
     const long chunks = wtype == SPECDEC_Q8W_Q8_0 ? 8 : 4;   // 4-byte chunks per row in a block
     const long qsrc = wtype == SPECDEC_Q8W_Q4_1 ? 4 : 2;     // quants' offset in a GGUF block
-    uint8_t *o = (uint8_t *)out;
     for (long g = 0; g < groups; g++) {
+        long stride;
+        uint8_t *grp = (uint8_t *)group_records(out, wtype, rowCount, count, g, &stride);
         for (long b = 0; b < blocks; b++) {
-            uint8_t *rec = o + (g * blocks + b) * rb;
+            uint8_t *rec = grp + b * stride;
             memset(rec, 0, (size_t)rb);
             for (long r = 0; r < 8; r++) {
                 const long row = g * 8 + r;
@@ -153,12 +168,11 @@ static inline float half_to_float(const uint8_t *p) {
 // MARK: - Portable
 
 /// One (row r, token) result of a K-quant group: the formula of specdec_x8.h per 32-element block.
-static float xk_dot_portable(int wtype, const uint8_t *grp, long r, long sblocks, const int8_t *x,
+static float xk_dot_portable(int wtype, const uint8_t *grp, long stride, long r, long sblocks, const int8_t *x,
                              const float *xd, const float *xs) {
-    const long rb = record_bytes(wtype);
     float acc = 0.0f;
     for (long B = 0; B < sblocks; B++) {
-        const uint8_t *rec = grp + B * rb;
+        const uint8_t *rec = grp + B * stride;
         const float d = half_to_float(rec + 2 * r);
         for (int s = 0; s < 8; s++) {
             const long b = 8 * B + s;
@@ -195,19 +209,20 @@ static float xk_dot_portable(int wtype, const uint8_t *grp, long r, long sblocks
 void specdec_x8_matmul(int wtype, const void *packed, long rowCount, long g0, long g1,
                        const int8_t *xq, const float *xd, const float *xs, const int32_t *qsum, long bstride,
                        long n, long count, float *y, long yStride) {
-    const long blocks = count / 32, rb = record_bytes(wtype), qoff = quant_offset(wtype);
+    const long blocks = count / 32, qoff = quant_offset(wtype);
     for (long g = g0; g < g1; g++) {
-        const uint8_t *grp = (const uint8_t *)packed + g * group_bytes(wtype, count);
+        long stride;
+        const uint8_t *grp = group_records(packed, wtype, rowCount, count, g, &stride);
         for (long r = 0; r < 8 && g * 8 + r < rowCount; r++) {
             for (long t = 0; t < n; t++) {
                 const int8_t *x = xq + t * count;
                 if (is_kquant(wtype)) {
-                    y[t * yStride + g * 8 + r] = xk_dot_portable(wtype, grp, r, count / 256, x, xd + t * bstride, xs + t * bstride);
+                    y[t * yStride + g * 8 + r] = xk_dot_portable(wtype, grp, stride, r, count / 256, x, xd + t * bstride, xs + t * bstride);
                     continue;
                 }
                 float acc = 0.0f;
                 for (long b = 0; b < blocks; b++) {
-                    const uint8_t *rec = grp + b * rb, *q = rec + qoff;
+                    const uint8_t *rec = grp + b * stride, *q = rec + qoff;
                     int32_t isum = 0;
                     if (wtype == SPECDEC_Q8W_Q8_0) {
                         for (int j = 0; j < 8; j++)
@@ -253,7 +268,7 @@ int specdec_cpu_supports_avx512vnni(void) {
 #ifndef X8_TILE
 #define X8_TILE 4   // tokens per tile: 4 and 6 measured equal on Zen 3, 5 and 8 slower (register spills)
 #endif
-#define X8_CASE(SUFFIX, K) case K: if (K < X8_TILE) { x8_tile_##SUFFIX(wtype, K, grp, blocks, rb, x, d, s, qs, bstride, count, tmp); break; }
+#define X8_CASE(SUFFIX, K) case K: if (K < X8_TILE) { x8_tile_##SUFFIX(wtype, K, grp, blocks, stride, x, d, s, qs, bstride, count, tmp); break; }
 #define X8_GROUPS_ARGS const void *packed, long rowCount, long g0, long g1, const int8_t *xq, const float *xd, \
     const float *xs, const int32_t *qsum, long bstride, long n, long count, float *y, long yStride
 #define X8_VNNI_TARGET "avx,avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
@@ -261,19 +276,20 @@ int specdec_cpu_supports_avx512vnni(void) {
 // cannot. The flag is a constant, so the branch folds away in the AVX2 functions.
 #define X8_WIDE_avx2 0
 #define X8_WIDE_vnni 1
-// Below this many tokens the weights' stream from memory, not the arithmetic, bounds a product,
-// and one stream a thread (the 8-row tile) reads faster than the two of the 16-row tile.
+// From this many tokens on the VNNI path takes the 16-row tile (paired groups are stored as one
+// stream, so it reads as fast as the 8-row tile and decodes 16 rows per instruction).
 #ifndef X8_WIDE_MIN_TOKENS
-#define X8_WIDE_MIN_TOKENS 4
+#define X8_WIDE_MIN_TOKENS 1
 #endif
 __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int wtype, X8_GROUPS_ARGS);
 // Groups g0..<g1 of one weight type (a compile-time constant, so the type tests fold away).
 #define X8_GROUPS_BODY(SUFFIX, WT)                                                                               \
-    const long blocks = count / 32, rb = record_bytes(WT), gb = group_bytes(WT, count);                          \
+    const long blocks = count / 32;                                                                              \
     for (long g = g0; g < g1; g++) {                                                                             \
         const long rowsHere = rowCount - 8 * g < 8 ? rowCount - 8 * g : 8;                                       \
-        x8_group_##SUFFIX(WT, (const uint8_t *)packed + g * gb, rowsHere, blocks, rb, xq, xd, xs, qsum,          \
-                          bstride, n, count, y + 8 * g, yStride);                                                \
+        long stride;                                                                                             \
+        const uint8_t *grp = group_records(packed, WT, rowCount, count, g, &stride);                             \
+        x8_group_##SUFFIX(WT, grp, rowsHere, blocks, stride, xq, xd, xs, qsum, bstride, n, count, y + 8 * g, yStride); \
     }
 
 #define X8_WIDE_OR_BODY(SUFFIX, WT)                                                                              \
@@ -290,14 +306,14 @@ __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int
 // Q6_K applies its int8 scales to the two 16-element halves in the integer domain.
 #define XK_KERNEL(SUFFIX, TARGET, DOT45, DOT6)                                                                   \
     __attribute__((always_inline, target(TARGET))) static inline void xk_tile_##SUFFIX(                          \
-        const int wtype, const int T, const uint8_t *grp, long blocks, long rb, const int8_t *xq,               \
+        const int wtype, const int T, const uint8_t *grp, long blocks, long stride, const int8_t *xq,               \
         const float *xd, const float *xs, long bstride, long count, float *out /* T×8 */) {                     \
         const __m256i low4 = _mm256_set1_epi8(15);                                                               \
         const __m256 signBit = _mm256_set1_ps(-0.0f);                                                            \
         __m256 acc[X8_TILE];                                                                                     \
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();                                                \
         for (long B = 0; B < blocks / 8; B++) {                                                                  \
-            const uint8_t *rec = grp + B * rb;                                                                   \
+            const uint8_t *rec = grp + B * stride;                                                               \
             const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)rec));                           \
             const __m256 dm8 = wtype != SPECDEC_Q8W_Q6_K ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 16))) \
                                                          : _mm256_setzero_ps();                                  \
@@ -355,15 +371,15 @@ __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int
 // to the int32 lanes of acc (AVX2: maddubs + madd; VNNI: vpdpbusd).
 #define X8_KERNEL(SUFFIX, TARGET, INT_DOT_Q4, INT_DOT_Q8)                                                        \
     __attribute__((always_inline, target(TARGET))) static inline void x8_tile_##SUFFIX(                          \
-        const int wtype, const int T, const uint8_t *grp, long blocks, long rb, const int8_t *xq,               \
+        const int wtype, const int T, const uint8_t *grp, long blocks, long stride, const int8_t *xq,               \
         const float *xd, const float *xs, const int32_t *qsum, long bstride, long count, float *out /* T×8 */) { \
-        if (is_kquant(wtype)) { xk_tile_##SUFFIX(wtype, T, grp, blocks, rb, xq, xd, xs, bstride, count, out); return; } \
+        if (is_kquant(wtype)) { xk_tile_##SUFFIX(wtype, T, grp, blocks, stride, xq, xd, xs, bstride, count, out); return; } \
         const long qoff = quant_offset(wtype);                                                                   \
         const __m256i low4 = _mm256_set1_epi8(15);                                                               \
         __m256 acc[X8_TILE];                                                                                     \
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();    \
         for (long b = 0; b < blocks; b++) {                                                                      \
-            const uint8_t *rec = grp + b * rb, *q = rec + qoff;                                                  \
+            const uint8_t *rec = grp + b * stride, *q = rec + qoff;                                              \
             const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)rec));                           \
             const __m256 m8 = wtype == SPECDEC_Q8W_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 16))) \
                                                         : _mm256_setzero_ps();                                   \
@@ -383,7 +399,7 @@ __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int
         for (int t = 0; t < T; t++) _mm256_storeu_ps(out + 8 * t, acc[t]);                                       \
     }                                                                                                            \
     __attribute__((always_inline, target(TARGET))) static inline void x8_group_##SUFFIX(                         \
-        const int wtype, const uint8_t *grp, long rowsHere, long blocks, long rb, const int8_t *xq,             \
+        const int wtype, const uint8_t *grp, long rowsHere, long blocks, long stride, const int8_t *xq,           \
         const float *xd, const float *xs, const int32_t *qsum, long bstride, long n, long count, float *y,     \
         long yStride) {                                                                                          \
         float tmp[8 * X8_TILE];                                                                                           \
@@ -395,7 +411,7 @@ __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int
             switch (T) {                                                                                         \
             X8_CASE(SUFFIX, 1) X8_CASE(SUFFIX, 2) X8_CASE(SUFFIX, 3) X8_CASE(SUFFIX, 4) X8_CASE(SUFFIX, 5)        \
             X8_CASE(SUFFIX, 6) X8_CASE(SUFFIX, 7)                                                                \
-            default: x8_tile_##SUFFIX(wtype, X8_TILE, grp, blocks, rb, x, d, s, qs, bstride, count, tmp); break; \
+            default: x8_tile_##SUFFIX(wtype, X8_TILE, grp, blocks, stride, x, d, s, qs, bstride, count, tmp); break; \
             }                                                                                                    \
             for (long t = 0; t < T; t++)                                                                         \
                 for (long r = 0; r < rowsHere; r++) y[(t0 + t) * yStride + r] = tmp[8 * t + r];                 \
@@ -514,13 +530,14 @@ X8_KERNEL(avx2, "avx,avx2,fma,f16c", AVX2_DOT_Q4, AVX2_DOT_Q8)
 XK_KERNEL(vnni, "avx,avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", VNNI_DOT_Q45, VNNI_DOT_Q6)
 X8_KERNEL(vnni, "avx,avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", VNNI_DOT_Q4, VNNI_DOT_Q8)
 
-// Q4_0, Q4_1 and Q8_0 on AVX-512 VNNI: two row groups (16 rows) per 512-bit register, lanes 0-7
-// group g and 8-15 group g+1, so one broadcast of 4 activation bytes and one vpdpbusd serve 16
-// rows, and the float steps run on 16 lanes: half the instructions per token of the 8-row tile,
-// which on Zen 5 (26-35 GB/s from one core) is what an extra verify token costs. Every lane does
-// exactly the integer sums and float steps of the 8-row tile, so the bits are the same as the
-// other paths', whichever groups are paired and however many tokens a tile holds. A group
-// without a partner (an odd count in a thread's range) takes the 8-row tile.
+// Q4_0, Q4_1 and Q8_0 on AVX-512 VNNI: the two groups of a stored pair (16 rows) per 512-bit
+// register, lanes 0-7 group 2p and 8-15 group 2p+1, so one broadcast of 4 activation bytes and one
+// vpdpbusd serve 16 rows, and the float steps run on 16 lanes: half the instructions per token of
+// the 8-row tile. On Zen 5 (26-35 GB/s from one core) that is what a token costs, the first one
+// included: one token over 63 MB of Q4_1 takes 1.32 ms against 1.61-1.73 with the 8-row tile, 4
+// tokens 1.64 against 2.42 ms. Every lane does exactly the integer sums and float steps of the
+// 8-row tile, so the bits are the same as the other paths', however many tokens a tile holds. A
+// group whose partner is outside a thread's range takes the 8-row tile.
 #ifndef X8_WIDE_TILE
 #define X8_WIDE_TILE 8   // tokens per tile: 8 measured best on Zen 5 (N = 6: 17.7 us against 21.0 at 4)
 #endif
@@ -537,21 +554,17 @@ __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline __m512 x8_b
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
 }
 __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline void x8_wide_tile(
-    const int wtype, const int T, const uint8_t *ga, const uint8_t *gb, long blocks, long rb, const int8_t *xq,
+    const int wtype, const int T, const uint8_t *pair, long blocks, long rb, const int8_t *xq,
     const float *xd, const float *xs, const int32_t *qsum, long bstride, long count, float *out /* T×16 */) {
     const long qoff = quant_offset(wtype);
     const __m512i low4 = _mm512_set1_epi8(15);
     __m512 acc[X8_WIDE_TILE];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (long b = 0; b < blocks; b++) {
-        const uint8_t *ra = ga + b * rb, *rbk = gb + b * rb, *qa = ra + qoff, *qb = rbk + qoff;
-        // Two streams (the groups lie gbytes apart): fetched ahead by hand, as the hardware
-        // prefetcher follows one stream a thread well and two far less (3.1-3.8 ms against
-        // 1.8 ms for one token over 63 MB of Q4_1 without this).
-        for (long o = 0; o < rb; o += 64) {
-            _mm_prefetch((const char *)ra + X8_PREFETCH * rb + o, _MM_HINT_T0);
-            _mm_prefetch((const char *)rbk + X8_PREFETCH * rb + o, _MM_HINT_T0);
-        }
+        const uint8_t *ra = pair + 2 * b * rb, *rbk = ra + rb, *qa = ra + qoff, *qb = rbk + qoff;
+        // The pair's records lie back to back: one stream, fetched ahead by hand (the hardware
+        // prefetcher alone left one token over 63 MB of Q4_1 at 1.7 ms against 1.4 ms with this).
+        for (long o = 0; o < 2 * rb; o += 64) _mm_prefetch((const char *)ra + 2 * X8_PREFETCH * rb + o, _MM_HINT_T0);
         const __m512 d16 = x8_both_scales(ra, rbk);
         const __m512 m16 = wtype == SPECDEC_Q8W_Q4_1 ? x8_both_scales(ra + 16, rbk + 16) : _mm512_setzero_ps();
         __m512i isum[X8_WIDE_TILE];
@@ -585,12 +598,21 @@ __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline void x8_wid
     }
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + 16 * t, acc[t]);
 }
-#define X8_WIDE_CASE(K) case K: if (K <= X8_WIDE_TILE) { x8_wide_tile(WT, K, ga, gb, blocks, rb, x, d, s, qs, bstride, count, tmp); break; }
+#define X8_WIDE_CASE(K) case K: if (K <= X8_WIDE_TILE) { x8_wide_tile(WT, K, pair, blocks, rb, x, d, s, qs, bstride, count, tmp); break; }
 __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline void x8_wide_body(const int WT, X8_GROUPS_ARGS) {
     const long blocks = count / 32, rb = record_bytes(WT), gbytes = group_bytes(WT, count);
     long g = g0;
-    for (; g + 1 < g1; g += 2) {
-        const uint8_t *ga = (const uint8_t *)packed + g * gbytes, *gb = ga + gbytes;
+    while (g < g1) {
+        if (g % 2 == 1 || g + 1 >= g1) {
+            // A group whose partner is outside this range (or that has none): the 8-row tile.
+            const long rowsHere = rowCount - 8 * g < 8 ? rowCount - 8 * g : 8;
+            long stride;
+            const uint8_t *grp = group_records(packed, WT, rowCount, count, g, &stride);
+            x8_group_vnni(WT, grp, rowsHere, blocks, stride, xq, xd, xs, qsum, bstride, n, count, y + 8 * g, yStride);
+            g += 1;
+            continue;
+        }
+        const uint8_t *pair = (const uint8_t *)packed + g * gbytes;
         const long rowsB = rowCount - 8 * (g + 1) < 8 ? rowCount - 8 * (g + 1) : 8;
         float tmp[16 * X8_WIDE_TILE];
         for (long t0 = 0; t0 < n; t0 += X8_WIDE_TILE) {
@@ -600,7 +622,7 @@ __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline void x8_wid
             const int32_t *qs = qsum + t0 * bstride;
             switch (T) {
             X8_WIDE_CASE(1) X8_WIDE_CASE(2) X8_WIDE_CASE(3) X8_WIDE_CASE(4) X8_WIDE_CASE(5) X8_WIDE_CASE(6) X8_WIDE_CASE(7)
-            default: x8_wide_tile(WT, X8_WIDE_TILE, ga, gb, blocks, rb, x, d, s, qs, bstride, count, tmp); break;
+            default: x8_wide_tile(WT, X8_WIDE_TILE, pair, blocks, rb, x, d, s, qs, bstride, count, tmp); break;
             }
             for (long t = 0; t < T; t++) {
                 float *row = y + (t0 + t) * yStride + 8 * g;
@@ -608,10 +630,7 @@ __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline void x8_wid
                 for (long r = 0; r < rowsB; r++) row[8 + r] = tmp[16 * t + 8 + r];
             }
         }
-    }
-    if (g < g1) {
-        const long rowsHere = rowCount - 8 * g < 8 ? rowCount - 8 * g : 8;
-        x8_group_vnni(WT, (const uint8_t *)packed + g * gbytes, rowsHere, blocks, rb, xq, xd, xs, qsum, bstride, n, count, y + 8 * g, yStride);
+        g += 2;
     }
 }
 __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int wtype, X8_GROUPS_ARGS) {

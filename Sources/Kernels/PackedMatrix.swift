@@ -135,7 +135,14 @@ public struct PackedMatrix: @unchecked Sendable {
                 let (m, y) = part(i)
                 let chunks = first[i + 1] - first[i], j = c - first[i]
                 let u = units(m)
-                run(m, y, u * j / chunks, u * (j + 1) / chunks)
+                if q8 != nil && m.interleaved != nil {
+                    // Whole pairs of groups: a pair is stored as one stream for the 16-row VNNI
+                    // tile (specdec_x8.h), which a boundary inside it would split.
+                    let pairs = (u + 1) / 2
+                    run(m, y, min(u, 2 * (pairs * j / chunks)), min(u, 2 * (pairs * (j + 1) / chunks)))
+                } else {
+                    run(m, y, u * j / chunks, u * (j + 1) / chunks)
+                }
             }
         }
     }

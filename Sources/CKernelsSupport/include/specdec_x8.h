@@ -7,8 +7,10 @@
 // sums directly: no horizontal work at all. A decoded weight block then serves every token of the
 // tile while it sits in registers (llama.cpp's Q4_0x8 repack and llamafile's tinyBLAS do the same).
 //
-// Layout. Rows are taken in groups of 8 (the last group zero-padded). A group is stored block by
-// block; one block of 8 rows is a record:
+// Layout. Rows are taken in groups of 8 (the last group zero-padded), and groups in pairs: a pair
+// is stored block by block, group 2p's record of block b followed by group 2p+1's, so that the
+// 16-row VNNI tile reads both as one stream (an odd last group is stored alone, record after
+// record). One block of 8 rows is a record:
 //     Q4_0: d[8] (f16)            | q[128]     (144 bytes, = 8 × 18 of the GGUF layout)
 //     Q4_1: d[8] (f16) | m[8] (f16) | q[128]   (160 bytes, = 8 × 20)
 //     Q8_0: d[8] (f16)            | q[256]     (272 bytes, = 8 × 34)
@@ -47,9 +49,9 @@
 //     acc    = fma(m_b, s_b, acc)   (Q4_1, Q4_K, Q5_K)
 // Every path (portable C, AVX2, AVX-512 VNNI) computes the integers exactly and the float steps in
 // the same order, so the paths agree bit for bit, and a token's result never depends on the batch,
-// the tile, the row group or the thread count. From 4 tokens on, the VNNI path takes two groups
-// at once in 512-bit registers (16 rows a lane set, tiles of 8 tokens): the same per-lane steps,
-// half the instructions per token.
+// the tile, the row group or the thread count. The VNNI path takes the two groups of a pair at
+// once in 512-bit registers (16 rows a lane set, tiles of up to 8 tokens): the same per-lane
+// steps, half the instructions per token.
 #ifndef SPECDEC_X8_H
 #define SPECDEC_X8_H
 
