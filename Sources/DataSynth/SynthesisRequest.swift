@@ -199,7 +199,9 @@ extension SynthSummary {
     public var line: String {
         let done = alreadyComplete ? "already complete" : "wrote \(generatedSamples) samples"
             + (resumedRecords > 0 ? " (resumed after \(resumedRecords))" : "")
-        return String(format: "%@: %@ | %d records, %d bytes (%.0f per sample), %.2fx smaller than raw fp16 hidden states | %.2f samples/s, %.1f tok/s",
-                      shardFile, done, records, bytes, bytesPerSample, compressionRatio, samplesPerSecond, tokensPerSecond)
+        // Counts by interpolation: a shard passes 2^31 bytes, which a C `%d` would wrap.
+        return "\(shardFile): \(done) | \(records) records, \(bytes) bytes ("
+            + String(format: "%.0f per sample), %.2fx smaller than raw fp16 hidden states | %.2f samples/s, %.1f tok/s",
+                     bytesPerSample, compressionRatio, samplesPerSecond, tokensPerSecond)
     }
 }
