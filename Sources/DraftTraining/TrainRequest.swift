@@ -27,6 +27,8 @@ public struct TrainRequest {
     public var maxLen = 2048
     public var numQ = 2
     public var globalFeature = true
+    /// Stage 2: train on the folders' text samples too.
+    public var withText = false
     public var draftVocab = 8192
     public var saveEvery = 0
     public var allowUnfinished = false
@@ -72,6 +74,7 @@ public struct TrainRequest {
         guard noise >= 0, clip >= 0, weightDecay >= 0 else { throw bad("--noise", "--noise, --clip and --weight-decay must be ≥ 0") }
         if numQ < 0 { throw bad("--num-q", "--num-q must be 0 (no adapter) or a positive query count") }
         if !globalFeature && (stage != 2 || numQ == 0) { throw bad("--no-global-feature", "--no-global-feature needs stage 2 with an adapter (--num-q ≥ 1)") }
+        if withText && stage != 2 { throw bad("--with-text", "--with-text is for stage 2 (stage 1 trains on the text samples already)") }
         if stage == 2 && towerPath == nil { throw bad("--mmproj", "stage 2 needs the vision tower: --mmproj TOWER.gguf") }
         guard arch != .vispec else { throw bad("--arch", "--arch takes eagle2 or eagle3: a ViSpec draft is --arch eagle2 with --num-q in stage 2") }
         if let k = tttSteps, k < 1 { throw bad("--ttt-steps", "--ttt-steps must be ≥ 1") }
@@ -131,6 +134,7 @@ public struct TrainRequest {
         o.loss = try lossConfig(); o.maxLength = maxLen; o.validationFraction = valFraction
         o.numQ = stage == 2 ? numQ : 0
         if !globalFeature { o.globalFeature = false }
+        if withText { o.withText = true }
         o.draftVocab = draftVocab
         guard arch == .eagle3 else { return o }
         o.arch = .eagle3

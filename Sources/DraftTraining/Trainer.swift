@@ -29,6 +29,10 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// false: a ViSpec draft without the global feature (the ablation); nil: with it, and absent
     /// from the JSON so older runs resume unchanged.
     public var globalFeature: Bool? = nil
+    /// true: stage 2 also trains on the text samples (the draft serves text prompts too, and
+    /// image-only training wears down what stage 1 taught it); nil: images only, absent from the
+    /// JSON so older runs resume unchanged.
+    public var withText: Bool? = nil
 
     public init() {}
 
@@ -36,7 +40,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         case stage, totalSteps = "total_steps", lr, warmupSteps = "warmup_steps", batchTokens = "batch_tokens"
         case weightDecay = "weight_decay", clipNorm = "clip_norm", noise, seed, loss, maxLength = "max_length"
         case validationFraction = "validation_fraction", numQ = "num_q", draftVocab = "draft_vocab"
-        case arch, auxLayers = "aux_layers", globalFeature = "global_feature"
+        case arch, auxLayers = "aux_layers", globalFeature = "global_feature", withText = "with_text"
     }
 
     public var json: String { Checkpoint.json(self) }
@@ -103,7 +107,7 @@ public final class Trainer {
         self.model = model; self.options = options; self.data = data; self.embedder = embedder; self.images = images
         self.params = params
         m = [Float](repeating: 0, count: params.count); v = m; grads = m
-        let sp = data.split(validationFraction: options.validationFraction, stage: options.stage)
+        let sp = data.split(validationFraction: options.validationFraction, stage: options.stage, withText: options.withText == true)
         trainIndices = sp.train; validationIndices = sp.validation
         guard !trainIndices.isEmpty else {
             throw TrainingError(file: data.dirs.joined(separator: ", "), field: "samples",

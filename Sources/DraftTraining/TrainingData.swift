@@ -129,10 +129,11 @@ public final class TrainingData {
         return Double(h % 10_000) < fraction * 10_000
     }
 
-    /// Train and validation samples for a stage: stage 1 takes text samples, stage 2 image samples.
-    public func split(validationFraction: Double, stage: Int) -> (train: [Int], validation: [Int]) {
+    /// Train and validation samples for a stage: stage 1 takes text samples, stage 2 image samples
+    /// (and, `withText`, the text samples too).
+    public func split(validationFraction: Double, stage: Int, withText: Bool = false) -> (train: [Int], validation: [Int]) {
         var train: [Int] = [], val: [Int] = []
-        for (i, s) in samples.enumerated() where (stage == 1) != s.hasImage {
+        for (i, s) in samples.enumerated() where (stage == 1) != s.hasImage || (stage == 2 && withText) {
             if Self.isValidation(id: s.id, fraction: validationFraction) { val.append(i) } else { train.append(i) }
         }
         return (train, val)

@@ -100,6 +100,9 @@ struct TrainAdapter: ParsableCommand {
     @Flag(name: .customLong("no-global-feature"), help: "Stage 2 ablation: the adapter's compressed tokens only; the global feature is not injected into the text positions.")
     var noGlobalFeature = false
 
+    @Flag(name: .customLong("with-text"), help: "Stage 2: train on the --data folders' text samples too, mixed with the image samples (the draft also serves text prompts, and training on images alone wears down what stage 1 taught it).")
+    var withText = false
+
     @Option(name: .customLong("draft-vocab"), help: "Draft head rows: the V most frequent answer tokens (0: the target's full vocabulary, tied to its head).")
     var draftVocab: Int = 8192
 
@@ -156,7 +159,7 @@ struct TrainAdapter: ParsableCommand {
         var r = TrainRequest(modelPath: modelPath, dataDirs: data, out: out)
         r.towerPath = mmproj; r.stage = stage; r.initPath = initPath; r.initFromTargetLayer = initFromTargetLayer
         r.epochs = epochs; r.steps = steps; r.lr = lr; r.warmup = warmup; r.weightDecay = weightDecay; r.clip = clip; r.noise = noise
-        r.batchTokens = batchTokens; r.maxLen = maxLen; r.numQ = numQ; r.globalFeature = !noGlobalFeature; r.draftVocab = draftVocab
+        r.batchTokens = batchTokens; r.maxLen = maxLen; r.numQ = numQ; r.globalFeature = !noGlobalFeature; r.withText = withText; r.draftVocab = draftVocab
         r.saveEvery = saveEvery; r.allowUnfinished = allowUnfinished; r.resume = resume; r.seed = seed; r.loss = loss; r.arch = arch
         r.tttSteps = tttSteps; r.auxLayers = auxLayers; r.lossWeights = lossWeights; r.selfCorrect = selfCorrect; r.saveDType = saveDType
         r.valFraction = valFraction; r.valSamples = valSamples; r.evalEvery = evalEvery; r.threads = threads

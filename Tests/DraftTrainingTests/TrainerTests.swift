@@ -102,6 +102,37 @@ final class TrainerTests: XCTestCase {
                           Array(t.model.layout.values[queries.offset..<(queries.offset + queries.count)]), "the adapter was trained")
     }
 
+    /// Stage 2 with `withText` trains on the text samples too (mixed with the image samples, each
+    /// split by the same id hash), and learns on both.
+    func testStageTwoWithTextTrainsOnBothKinds() throws {
+        let data = try dataset("stage2text", images: true)
+        var o = options(steps: 30)
+        o.stage = 2; o.numQ = 3
+        let imagesOnly = data.split(validationFraction: o.validationFraction, stage: 2)
+        o.withText = true
+        let t = try makeTrainer(data, options: o, images: FakeImages(d: world.d))
+        let both = data.split(validationFraction: o.validationFraction, stage: 2, withText: true)
+        XCTAssertEqual(t.trainIndices, both.train)
+        XCTAssertTrue(t.trainIndices.contains { data.samples[$0].hasImage })
+        XCTAssertTrue(t.trainIndices.contains { !data.samples[$0].hasImage })
+        XCTAssertEqual(Set(imagesOnly.train).union(imagesOnly.validation),
+                       Set(both.train.filter { data.samples[$0].hasImage }).union(both.validation.filter { data.samples[$0].hasImage }))
+        XCTAssertEqual(both.train.count + both.validation.count, data.samples.count)
+        var first = 0.0, last = 0.0
+        for k in 0..<30 { let r = try t.trainStep(); if k == 0 { first = r.stats.meanLoss }; last = r.stats.meanLoss }
+        XCTAssertLessThan(last, first)
+        // The option is part of the run's arguments (a resume must match it) and absent when off.
+        XCTAssertTrue(o.json.contains("\"with_text\":true"), o.json)
+        XCTAssertFalse(options(steps: 1).json.contains("with_text"))
+        // --with-text is a stage-2 option: stage 1 refuses it with the flag's name.
+        var r = TrainRequest(modelPath: "", dataDirs: ["d"], out: "o.safetensors")
+        r.withText = true
+        XCTAssertThrowsError(try r.validate()) { XCTAssertTrue("\($0)".contains("--with-text"), "\($0)") }
+        r.stage = 2; r.towerPath = "t.gguf"
+        XCTAssertNoThrow(try r.validate())
+        XCTAssertEqual(try r.options().withText, true)
+    }
+
     /// 8 uninterrupted steps equal 4 steps, a checkpoint round trip, and 4 more: bit for bit.
     func testResumeEqualsUninterrupted() throws {
         let data = try dataset("resume")
