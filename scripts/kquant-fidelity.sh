@@ -16,9 +16,12 @@ declare -A flags=([q4_k]="--tensor-type ffn_down=q4_k" [q5_k]="--tensor-type ffn
 declare -A ftype=([q4_k]=Q4_1 [q5_k]=Q4_1 [q6_k]=Q6_K)
 for name in q4_k q5_k q6_k; do
     out="$work/smollm2-$name.gguf"
-    [ -f "$out" ] || "$bin/llama-quantize" --allow-requantize ${flags[$name]} "$model" "$out.tmp" ${ftype[$name]} 1 >/dev/null 2>&1
-    [ -f "$out.tmp" ] && mv "$out.tmp" "$out"
-    [ -f "$work/golden-$name.json" ] || python3 "$root/scripts/kquant-reference.py" "$out" --gguf-py "$gguf_py" --out "$work/golden-$name.json" 2>/dev/null
+    if [ ! -f "$out" ]; then
+        "$bin/llama-quantize" --allow-requantize ${flags[$name]} "$model" "$out.tmp" ${ftype[$name]} 1 >"$work/quantize-$name.log" 2>&1 ||
+            { tail -5 "$work/quantize-$name.log" >&2; echo "kquant-fidelity: llama-quantize failed ($work/quantize-$name.log)" >&2; exit 1; }
+        mv "$out.tmp" "$out"
+    fi
+    [ -f "$work/golden-$name.json" ] || python3 "$root/scripts/kquant-reference.py" "$out" --gguf-py "$gguf_py" --out "$work/golden-$name.json"
     echo "== $name ($(basename "$out"))"
     python3 "$root/scripts/fidelity.py" --golden "$work/golden-$name.json" --model "$out" --llama-completion "$bin/llama-completion"
 done

@@ -122,7 +122,7 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     if opts.globalFeature == false && opts.numQ == 0 {
         throw TrainingError(file: "--no-global-feature", field: "global_feature", reason: "only a stage-2 draft with an adapter (--num-q ≥ 1) has a global feature to leave out")
     }
-    let split = data.split(validationFraction: opts.validationFraction, stage: opts.stage, withText: opts.withText == true)
+    let split = data.split(for: opts)
 
     // The starting point: a resumable checkpoint, an --init checkpoint, or fresh.
     var resumed: LoadedCheckpoint? = nil

@@ -107,7 +107,7 @@ public final class Trainer {
         self.model = model; self.options = options; self.data = data; self.embedder = embedder; self.images = images
         self.params = params
         m = [Float](repeating: 0, count: params.count); v = m; grads = m
-        let sp = data.split(validationFraction: options.validationFraction, stage: options.stage, withText: options.withText == true)
+        let sp = data.split(for: options)
         trainIndices = sp.train; validationIndices = sp.validation
         guard !trainIndices.isEmpty else {
             throw TrainingError(file: data.dirs.joined(separator: ", "), field: "samples",

@@ -139,6 +139,11 @@ public final class TrainingData {
         return (train, val)
     }
 
+    /// The split a training run with these options uses.
+    public func split(for options: TrainOptions) -> (train: [Int], validation: [Int]) {
+        split(validationFraction: options.validationFraction, stage: options.stage, withText: options.withText == true)
+    }
+
     /// The draft vocabulary: the V most frequent answer tokens of `sampleIndices` (descending
     /// count, ties by id); tokens never seen fill up by id so that d2t always has V rows.
     public func draftVocabulary(size v: Int, sampleIndices: [Int]) throws -> [Int32] {

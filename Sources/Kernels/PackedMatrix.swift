@@ -97,9 +97,12 @@ public struct PackedMatrix: @unchecked Sendable {
         let cols = part(0).0.cols
         for i in 0..<count { precondition(part(i).0.cols == cols, "PackedMatrix.multiply: parts differ in cols") }
         let int8Kernel = Int8Kernel.forPath(path)
+        /// Whether a part runs on the int8 kernels: activations quantized and an interleaved copy.
+        @inline(__always)
+        func int8(_ m: PackedMatrix) -> Bool { q8 != nil && m.interleaved != nil }
         /// Units a part is split in: 8-row groups for the int8 kernels, rows for the float ones.
         @inline(__always)
-        func units(_ m: PackedMatrix) -> Int { q8 != nil && m.interleaved != nil ? (m.rows + 7) / 8 : m.rows }
+        func units(_ m: PackedMatrix) -> Int { int8(m) ? (m.rows + 7) / 8 : m.rows }
         /// Units lo..<hi of one part: the int8-activation kernel when activations are quantized
         /// and the matrix has an interleaved copy, else the float kernel.
         @inline(__always)
@@ -135,7 +138,7 @@ public struct PackedMatrix: @unchecked Sendable {
                 let (m, y) = part(i)
                 let chunks = first[i + 1] - first[i], j = c - first[i]
                 let u = units(m)
-                if q8 != nil && m.interleaved != nil {
+                if int8(m) {
                     // Whole pairs of groups: a pair is stored as one stream for the 16-row VNNI
                     // tile (specdec_x8.h), which a boundary inside it would split.
                     let pairs = (u + 1) / 2
