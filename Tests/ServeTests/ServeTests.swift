@@ -124,6 +124,61 @@ let towerPath = TestPaths.repoRoot.appendingPathComponent("checkpoints/demo-towe
 let draftPath = TestPaths.repoRoot.appendingPathComponent("checkpoints/vispec-draft.safetensors").path
 let imagePath = TestPaths.repoRoot.appendingPathComponent("checkpoints/images/red-blue.png").path
 
+/// An HTTP/1.1 client on a blocking loopback socket, for the tests that hang up mid-request:
+/// each call runs on the caller's thread at once, and `reset` closes with a TCP reset, as a
+/// client process that dies does.
+final class RawHTTPConnection {
+    private let fd: Int32
+    private let host: String
+
+    init(_ url: String) throws {
+        guard let rest = url.split(separator: "//").last, let colon = rest.lastIndex(of: ":"),
+              let port = UInt16(rest[rest.index(after: colon)...]) else { throw ServeTestError("no port in \(url)") }
+        host = String(rest)
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ServeTestError("socket() failed") }
+        var timeout = timeval(tv_sec: 120, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { close(fd); throw ServeTestError("connect to \(url) failed") }
+    }
+
+    func post(_ path: String, body: String) throws {
+        let request = "POST \(path) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let bytes = Array(request.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw ServeTestError("send failed") }
+            sent += n
+        }
+    }
+
+    /// Reads until `marker` has arrived (or throws after the receive timeout).
+    func readUntil(_ marker: String) throws {
+        var seen = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: seen, as: UTF8.self).contains(marker) {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw ServeTestError("the connection ended before \(marker): \(String(decoding: seen, as: UTF8.self))") }
+            seen += buf[..<n]
+        }
+    }
+
+    /// Closes with an RST (SO_LINGER 0), so the server sees the client gone at once.
+    func reset() {
+        var l = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        close(fd)
+    }
+}
+
 @Suite("specdec serve over HTTP", .serialized, .enabled(if: FileManager.default.fileExists(atPath: TestPaths.model), "needs the model (scripts/setup.sh)"))
 struct ServeTests {
     /// With the tower and the ViSpec draft: answers equal decode's (text, image, streamed, raw,
@@ -229,40 +284,36 @@ struct ServeTests {
         // A client that drops mid-stream: its request is cancelled, and the server goes on. The
         // requests below are long whatever the model says (`ignore_eos`, most of the context), so
         // none can finish before the server sees the client go, on any machine's kernels.
-        let long: [String: Any] = ["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 480, "temperature": 1, "seed": 5, "ignore_eos": true]
-        let dropped = Task {
-            var req = HTTPClientRequest(url: server.url + "/v1/completions")
-            req.method = .POST
-            req.body = .bytes(ByteBuffer(string: json(long.merging(["stream": true]) { $1 })))
-            let resp = try await client.execute(req, timeout: .seconds(120))
-            for try await _ in resp.body { break }   // first chunk, then hang up
-        }
-        /// Waits up to 10 s for `count` cancelled requests and none running; the metrics as seen last.
+        let long = json(["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 480, "temperature": 1, "seed": 5, "ignore_eos": true])
+        // The clients hang up on plain blocking sockets, not through AsyncHTTPClient: under the
+        // suite's parallel load the cooperative threads can all be busy with other tests, and a
+        // client task that cannot run to hang up would let the server finish the answer first
+        // (seen on CI: the 480 tokens streamed to the end).
+        /// Waits up to 30 s of wall time for `count` cancelled requests and none running.
         func awaitCancelled(_ count: Int) async throws -> (Bool, String) {
             var m = ""
-            for _ in 0..<100 {
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
                 m = try await call(server, .GET, "/metrics").body
                 if metric("specdec_requests_cancelled_total", in: m) == Double(count) && metric("specdec_active_requests", in: m) == 0 { return (true, m) }
                 try await Task.sleep(for: .milliseconds(100))
             }
             return (false, m)
         }
-        try await dropped.value
+        let dropped = try RawHTTPConnection(server.url)
+        try dropped.post("/v1/completions", body: String(long.dropLast()) + ",\"stream\":true}")
+        try dropped.readUntil("data: ")   // the first chunk, then hang up
+        dropped.reset()
         var (cancelled, seen) = try await awaitCancelled(1)
         #expect(cancelled, "the dropped request was not cancelled; metrics:\n\(seen)")
-        // The same for a non-streaming request whose client gives up.
-        let impatient = Task {
-            var req = HTTPClientRequest(url: server.url + "/v1/completions")
-            req.method = .POST
-            req.body = .bytes(ByteBuffer(string: json(long)))
-            _ = try await client.execute(req, timeout: .seconds(120))
-        }
-        // Give up once the server is generating for it.
-        for _ in 0..<500 where metric("specdec_active_requests", in: try await call(server, .GET, "/metrics").body) != 1 {
+        // The same for a non-streaming request whose client gives up once it is being generated.
+        let impatient = try RawHTTPConnection(server.url)
+        try impatient.post("/v1/completions", body: long)
+        let started = Date().addingTimeInterval(30)
+        while Date() < started, metric("specdec_active_requests", in: try await call(server, .GET, "/metrics").body) != 1 {
             try await Task.sleep(for: .milliseconds(10))
         }
-        impatient.cancel()
-        _ = await impatient.result
+        impatient.reset()
         (cancelled, seen) = try await awaitCancelled(2)
         #expect(cancelled, "the abandoned non-streaming request was not cancelled; metrics:\n\(seen)")
         let after = try await call(server, .POST, "/v1/chat/completions", body: chatBody(prompt, maxTokens: 40))
