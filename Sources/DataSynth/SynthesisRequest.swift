@@ -149,24 +149,79 @@ public struct SynthesisRequest {
         return textOnly ? try TextOnlySource(source) : source
     }
 
-    /// `hiddenLayers` as layer ids ("eagle3": 2, L/2, L−3), checked against the model.
+    /// `hiddenLayers` as layer ids, checked against the model.
     private func auxLayers(layerCount: Int, encoding: HiddenEncoding) throws -> [Int]? {
-        guard let text = hiddenLayers else { return nil }
-        let layers: [Int]
-        if text == "eagle3" {
-            layers = [2, layerCount / 2, layerCount - 3]
-        } else {
-            let ids = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else {
-                throw SettingError("--hidden-layers", "--hidden-layers must be comma-separated layer ids (e.g. 2,15,27) or eagle3, not \(text)")
-            }
-            layers = ids.map { $0! }
+        try hiddenLayers.map { try hiddenLayerIDs($0, layerCount: layerCount, encoding: encoding) }
+    }
+}
+
+/// `--hidden-layers` as layer ids ("eagle3": 2, L/2, L−3), checked against the model.
+func hiddenLayerIDs(_ text: String, layerCount: Int, encoding: HiddenEncoding) throws -> [Int] {
+    let layers: [Int]
+    if text == "eagle3" {
+        layers = [2, layerCount / 2, layerCount - 3]
+    } else {
+        let ids = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else {
+            throw SettingError("--hidden-layers", "--hidden-layers must be comma-separated layer ids (e.g. 2,15,27) or eagle3, not \(text)")
         }
-        guard encoding != .none else { throw SettingError("--hidden-layers", "--hidden-layers needs stored hidden states: --hidden fp16 or int8, not none") }
-        if let bad = layers.first(where: { $0 < 1 || $0 >= layerCount }) {
-            throw SettingError("--hidden-layers", "--hidden-layers: \(bad) is not the input of one of the model's layers 1..<\(layerCount) (id j = the output of layer j − 1)")
+        layers = ids.map { $0! }
+    }
+    guard encoding != .none else { throw SettingError("--hidden-layers", "--hidden-layers needs stored hidden states: --hidden fp16 or int8, not none") }
+    if let bad = layers.first(where: { $0 < 1 || $0 >= layerCount }) {
+        throw SettingError("--hidden-layers", "--hidden-layers: \(bad) is not the input of one of the model's layers 1..<\(layerCount) (id j = the output of layer j − 1)")
+    }
+    return layers
+}
+
+/// `data features`' settings as plain values: the source dataset, the model (and tower) that
+/// wrote it, and the states to store.
+public struct FeatureRequest {
+    public var source: String
+    public var out: String
+    public var modelPath: String
+    public var activations: ActivationQuant = .environment
+    public var towerPath: String?
+    /// fp16 or int8; nil: the source's.
+    public var hidden: String?
+    public var hiddenLayers: String?
+    public var zstdLevel: Int32?
+    public var threads = defaultThreadCount
+
+    public init(source: String, out: String, modelPath: String) {
+        self.source = source; self.out = out; self.modelPath = modelPath
+    }
+
+    public func run(progress: (FeatureProgress) -> Void) throws -> FeatureSummary {
+        guard threads >= 1 else { throw SettingError("--threads", "--threads must be ≥ 1") }
+        if let z = zstdLevel, !(1...22).contains(z) { throw SettingError("--zstd-level", "--zstd-level must be in 1…22") }
+        var encoding: HiddenEncoding? = nil
+        if let h = hidden {
+            guard let e = HiddenEncoding(rawValue: h), e != .none else { throw SettingError("--hidden", "--hidden must be fp16 or int8, not \(h)") }
+            encoding = e
         }
-        return layers
+        let target = try LoadedTarget(path: modelPath, threads: threads, activations: activations)
+        let model = target.model
+        var tower: (encoder: any VisionEncoder, info: TowerInfo)? = nil
+        if let towerPath {
+            let t = try VisionTower(path: towerPath)
+            try t.check(compatibleWith: model)
+            tower = (t, TowerInfo(file: (towerPath as NSString).lastPathComponent, sha256: try cachedFileSHA256(towerPath)))
+        }
+        let layers = try hiddenLayers.map { try hiddenLayerIDs($0, layerCount: model.config.layerCount, encoding: encoding ?? .fp16) } ?? []
+        let extractor = FeatureExtractor(model: model, modelInfo: try ModelInfo(model: model, path: modelPath), tower: tower,
+                                         auxLayers: layers, encoding: encoding, zstdLevel: zstdLevel.map(Int.init))
+        return try extractFeatures(source: source, out: out, extractor: extractor, progress: progress)
+    }
+}
+
+extension FeatureSummary {
+    /// The line `data features` prints at the end.
+    public var line: String {
+        "\(out): \(records) records in \(shards) shard(s), \(bytes) bytes | recomputed \(recomputedRecords)"
+            + (resumedRecords > 0 ? " (kept \(resumedRecords))" : "")
+            + ", final states identical to the stored ones in \(identicalHidden) of \(recomputedRecords)"
+            + String(format: " | %.0f positions/s", positionsPerSecond)
     }
 }
 

@@ -6,8 +6,8 @@ import Foundation
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
-        abstract: "Inspect, verify and merge synth-data datasets.",
-        subcommands: [DataInspect.self, DataVerify.self, DataMerge.self, DataSnapshot.self]
+        abstract: "Inspect, verify, merge and snapshot synth-data datasets, or recompute their hidden states.",
+        subcommands: [DataInspect.self, DataVerify.self, DataMerge.self, DataSnapshot.self, DataFeatures.self]
     )
 }
 
@@ -94,5 +94,71 @@ struct DataSnapshot: ParsableCommand {
         if let r = records, r < 1 { throw ValidationError("--records must be ≥ 1") }
         let s = try snapshotDataset(dir, out: out, records: records)
         if json { try printJSON(s, snakeCase: true) } else { print("\(out): \(s.records) records of samples 0..<\(s.samples) from \(s.source)") }
+    }
+}
+
+struct DataFeatures: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "features",
+        abstract: "Recompute a dataset's hidden states from its tokens (teacher forcing), e.g. to add EAGLE-3's layer states.",
+        discussion: """
+        Each record's tokens go through the target in one batched forward, as a prefill does, and \
+        the record is written again with the target's final-norm states and, with --hidden-layers, \
+        the residual stream entering those layers: the dataset synth-data would have written with \
+        these options, for the cost of a prefill instead of a generation. The kernels are \
+        batch-invariant, so on the machine class that generated the data the final states come out \
+        bit for bit the stored ones; the closing line counts the records where they do. Give the \
+        model that wrote the dataset (checked by SHA-256), and its tower for image samples. The \
+        source must be a finished dataset (`data snapshot` makes one of a running synth-data); a \
+        killed run, rerun with the same arguments, keeps its complete records and continues.
+
+        Example: specdec data features /work/data/text --out /work/data/text-e3 --hidden-layers eagle3 --hidden int8
+        """)
+
+    @Argument(help: "A finished dataset folder.")
+    var source: String
+
+    @Option(help: "Output folder.")
+    var out: String
+
+    @OptionGroup var modelOption: ModelOption
+    @OptionGroup var precisionOption: PrecisionOption
+
+    @Option(help: ArgumentHelp("The vision tower that made the dataset's image samples.", valueName: "TOWER.gguf"))
+    var mmproj: String?
+
+    @Option(help: "Hidden states: fp16 or int8 (default: the source's encoding).")
+    var hidden: String?
+
+    @Option(name: .customLong("hidden-layers"),
+            help: ArgumentHelp("Also store the residual stream entering these target layers, comma-separated, or `eagle3` for 2, L/2, L−3.", valueName: "IDS"))
+    var hiddenLayers: String?
+
+    @Option(name: .customLong("zstd-level"), help: "zstd compression level (1–22; default: the source's).")
+    var zstdLevel: Int32?
+
+    @OptionGroup var threadsOption: ThreadsOption
+
+    @Flag(help: "Print a JSON summary on stdout at the end.")
+    var json = false
+
+    func run() throws {
+        var r = FeatureRequest(source: source, out: out, modelPath: try modelOption.resolvedPath())
+        r.activations = precisionOption.activations
+        r.towerPath = mmproj; r.hidden = hidden; r.hiddenLayers = hiddenLayers; r.zstdLevel = zstdLevel
+        r.threads = threadsOption.threads
+        let bar = ProgressBar()
+        let summary: FeatureSummary
+        do {
+            summary = try r.run { p in
+                let rate = p.seconds > 0 ? Double(p.positions) / p.seconds : 0
+                bar.update(String(format: "data features %d/%d records | %.0f positions/s", p.done, p.total, rate), final: p.done == p.total, seconds: p.seconds)
+            }
+        } catch {
+            bar.clear()
+            throw error
+        }
+        bar.finish()
+        if json { try printJSON(summary, snakeCase: true) } else { printErr(summary.line) }
     }
 }
