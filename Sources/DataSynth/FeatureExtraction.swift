@@ -159,13 +159,14 @@ public func extractFeatures(source: String, out: String, extractor: FeatureExtra
         let reader = try ShardReader(path: shard.path)
         let header = try extractor.header(from: reader.header, path: shard.path)
         let outPath = (out as NSString).appendingPathComponent(header.shard.shardFileName)
+        let written: ShardReader
         if FileManager.default.fileExists(atPath: outPath) {
-            let done = try ShardReader(path: outPath)
-            guard done.headerJSON == header.jsonBytes(), done.recordCount == reader.recordCount else {
+            written = try ShardReader(path: outPath)
+            guard written.headerJSON == header.jsonBytes(), written.recordCount == reader.recordCount else {
                 throw DataError(file: outPath, field: "header", reason: "already written from another source or with other settings: use another --out, or delete it")
             }
-            p.done += done.recordCount
-            summary.resumedRecords += done.recordCount
+            p.done += written.recordCount
+            summary.resumedRecords += written.recordCount
         } else {
             let writer = try ShardWriter(path: outPath, header: header)
             summary.resumedRecords += writer.resumedRecords
@@ -181,8 +182,8 @@ public func extractFeatures(source: String, out: String, extractor: FeatureExtra
                 progress(p)
             }
             try writer.finish()
+            written = try ShardReader(path: outPath)
         }
-        let written = try ShardReader(path: outPath)
         let name = header.shard.manifestFileName
         manifests[name, default: (header.samples, [])].entries.append(try DatasetManifest.Entry(reader: written, path: outPath))
         summary.records += written.recordCount

@@ -38,6 +38,13 @@ extension ModelInfo {
     }
 }
 
+extension TowerInfo {
+    /// Identity of a tower file: name and SHA-256.
+    public init(path: String) throws {
+        self.init(file: (path as NSString).lastPathComponent, sha256: try cachedFileSHA256(path))
+    }
+}
+
 /// Progress after each record.
 public struct SynthProgress: Sendable {
     /// This worker's part of the dataset.

@@ -113,7 +113,7 @@ public struct SynthesisRequest {
             let tower = try VisionTower(path: towerPath)
             try tower.check(compatibleWith: model)
             vision = SynthVision(tower: tower, markers: tower.markers(tokenizer: tokenizer), embedImages: embedImages)
-            towerInfo = TowerInfo(file: (towerPath as NSString).lastPathComponent, sha256: try cachedFileSHA256(towerPath))
+            towerInfo = try TowerInfo(path: towerPath)
             if embedImages { settings.embedImages = true }
         }
         let auxLayers = try self.auxLayers(layerCount: model.config.layerCount, encoding: encoding)
@@ -206,7 +206,7 @@ public struct FeatureRequest {
         if let towerPath {
             let t = try VisionTower(path: towerPath)
             try t.check(compatibleWith: model)
-            tower = (t, TowerInfo(file: (towerPath as NSString).lastPathComponent, sha256: try cachedFileSHA256(towerPath)))
+            tower = (t, try TowerInfo(path: towerPath))
         }
         let layers = try hiddenLayers.map { try hiddenLayerIDs($0, layerCount: model.config.layerCount, encoding: encoding ?? .fp16) } ?? []
         let extractor = FeatureExtractor(model: model, modelInfo: try ModelInfo(model: model, path: modelPath), tower: tower,
