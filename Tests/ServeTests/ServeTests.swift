@@ -86,6 +86,20 @@ func call(_ server: ServerProcess, _ method: HTTPMethod = .POST, _ path: String,
     return Reply(status: Int(resp.status.code), headers: resp.headers, body: String(buffer: buf))
 }
 
+/// Polls `/metrics` until `done` holds for its text, for up to 30 s of wall time (not a count of
+/// polls: under the suite's load each poll may wait long); whether it held, and the text seen last.
+func awaitMetrics(_ server: ServerProcess, headers: [(String, String)] = [], pause: Duration = .milliseconds(50),
+                  _ done: (String) -> Bool) async throws -> (Bool, String) {
+    var m = ""
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline {
+        m = try await call(server, .GET, "/metrics", headers: headers).body
+        if done(m) { return (true, m) }
+        try await Task.sleep(for: pause)
+    }
+    return (false, m)
+}
+
 func json(_ object: [String: Any]) -> String {
     String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
 }
@@ -285,35 +299,27 @@ struct ServeTests {
         // A client that drops mid-stream: its request is cancelled, and the server goes on. The
         // requests below are long whatever the model says (`ignore_eos`, most of the context), so
         // none can finish before the server sees the client go, on any machine's kernels.
-        let long = json(["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 480, "temperature": 1, "seed": 5, "ignore_eos": true])
+        let long: [String: Any] = ["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 480, "temperature": 1, "seed": 5, "ignore_eos": true]
         // The clients hang up on plain blocking sockets, not through AsyncHTTPClient: under the
         // suite's parallel load the cooperative threads can all be busy with other tests, and a
         // client task that cannot run to hang up would let the server finish the answer first
         // (seen on CI: the 480 tokens streamed to the end).
-        /// Waits up to 30 s of wall time for `count` cancelled requests and none running.
+        /// `count` cancelled requests and none running.
         func awaitCancelled(_ count: Int) async throws -> (Bool, String) {
-            var m = ""
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline {
-                m = try await call(server, .GET, "/metrics").body
-                if metric("specdec_requests_cancelled_total", in: m) == Double(count) && metric("specdec_active_requests", in: m) == 0 { return (true, m) }
-                try await Task.sleep(for: .milliseconds(100))
+            try await awaitMetrics(server, pause: .milliseconds(100)) {
+                metric("specdec_requests_cancelled_total", in: $0) == Double(count) && metric("specdec_active_requests", in: $0) == 0
             }
-            return (false, m)
         }
         let dropped = try RawHTTPConnection(server.url)
-        try dropped.post("/v1/completions", body: String(long.dropLast()) + ",\"stream\":true}")
+        try dropped.post("/v1/completions", body: json(long.merging(["stream": true]) { $1 }))
         try dropped.readUntil("data: ")   // the first chunk, then hang up
         dropped.reset()
         var (cancelled, seen) = try await awaitCancelled(1)
         #expect(cancelled, "the dropped request was not cancelled; metrics:\n\(seen)")
         // The same for a non-streaming request whose client gives up once it is being generated.
         let impatient = try RawHTTPConnection(server.url)
-        try impatient.post("/v1/completions", body: long)
-        let started = Date().addingTimeInterval(30)
-        while Date() < started, metric("specdec_active_requests", in: try await call(server, .GET, "/metrics").body) != 1 {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try impatient.post("/v1/completions", body: json(long))
+        _ = try await awaitMetrics(server, pause: .milliseconds(10)) { metric("specdec_active_requests", in: $0) == 1 }
         impatient.reset()
         (cancelled, seen) = try await awaitCancelled(2)
         #expect(cancelled, "the abandoned non-streaming request was not cancelled; metrics:\n\(seen)")
@@ -355,10 +361,12 @@ struct ServeTests {
         #expect(second.status == 429, "\(second.body)")
         #expect(second.headers.first(name: "retry-after") != nil)
         first.reset()
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, metric("specdec_active_requests", in: try await call(server, .GET, "/metrics", headers: auth).body) != 0 {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let (freed, seen) = try await awaitMetrics(server, headers: auth) { metric("specdec_active_requests", in: $0) == 0 }
+        #expect(freed, "the hung-up request still runs: \(seen)")
+        // A streamed answer from the free slot ends with [DONE].
+        let streamed = try await call(server, .POST, "/v1/completions", body: json(["prompt": "1, 2, 3,", "max_tokens": 8, "temperature": 0, "stream": true]),
+                                      headers: auth)
+        #expect(streamed.status == 200 && streamed.body.hasSuffix("data: [DONE]\n\n"), "\(streamed.body)")
         // The slot is free again; without a draft, too, the answer is decode's.
         let again = try await call(server, .POST, "/v1/chat/completions", body: chatBody("Hi", maxTokens: 8), headers: auth)
         #expect(again.status == 200)
