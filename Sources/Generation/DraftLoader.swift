@@ -87,6 +87,9 @@ func contextMatchSpec(_ spec: String) throws -> (base: String?, match: ContextMa
 /// thread count and activation mode, cached as JSON in $SPECDEC_CACHE (default ~/.cache/specdec).
 public enum VerifyCostCache {
     public static var directory: String { CacheDirectory.path + "/verify-cost" }
+    /// The most time the measuring threads may wait for a core (a share of their run time) for
+    /// the curve to be cached. An idle machine: 0–2%; one competing busy process on 2 cores: 30%+.
+    public static let maxRunQueueShare = 0.1
 
     public static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)
@@ -101,6 +104,12 @@ public enum VerifyCostCache {
         }
         log("tree budget: measuring the target's verify cost once for this model and CPU (a few seconds; cached in \(file))")
         let curve = try VerifyCostCurve.measure(model: model)
+        if let share = curve.runQueueShare, share > maxRunQueueShare {
+            // Measured on a busy machine: every point too slow, and unevenly so. Cached, it would
+            // steer every later run's budget; unsaved, the next run measures again.
+            log(String(format: "tree budget: other processes held the cores while measuring (threads waited %.0f%% of their run time for one); this curve is used for this run only, not cached", share * 100))
+            return curve
+        }
         let entry = CachedCurve(model_sha256: sha, cpu: cpu, curve: curve)
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let enc = JSONEncoder()

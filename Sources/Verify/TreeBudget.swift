@@ -17,6 +17,10 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     /// Seconds of the LM head for one row. Set: `points` time forwards without logits. Nil (a
     /// curve from before the lazy head): `points` include logits for every row.
     public var headSeconds: Double?
+    /// Time the process's threads spent waiting for a core while the curve was measured, as a
+    /// share of the time they ran (Linux schedstat; nil where unavailable). Other processes on
+    /// the cores inflate every point, so a curve with a high share is not worth caching.
+    public var runQueueShare: Double?
 
     // Every size up to 8 (the int8 kernels work in tiles of 4 tokens, so the curve has steps), then coarser.
     public static let sizes = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64]
@@ -25,8 +29,10 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
         self.context = context; self.threads = threads; self.points = points; self.headSeconds = headSeconds
     }
 
-    /// Times each size (median of `reps` after one warm-up) over `context` cached random tokens.
+    /// Times each size (the fastest of `reps` after one warm-up: another process on the cores
+    /// only ever adds time) over `context` cached random tokens.
     public static func measure(model: any TargetModel, context: Int = 128, sizes: [Int] = sizes, reps: Int = 3) throws -> VerifyCostCurve {
+        let before = SchedulerTimes.ofThisProcess()
         let maxN = sizes.max() ?? 1
         let session = model.makeTargetSession(contextSize: context + maxN)
         var state: UInt64 = 0x5EED
@@ -45,8 +51,7 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
                 if r > 0 { times.append(monotonicSeconds() - t0) }
                 session.truncate(to: context)
             }
-            times.sort()
-            points.append(Point(n: n, seconds: times[times.count / 2]))
+            points.append(Point(n: n, seconds: times.min()!))
         }
         let hidden = try session.forward(tokens: [token()], logits: .none).hidden
         var logits = [Float](repeating: 0, count: model.vocabSize)
@@ -56,8 +61,9 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
             hidden.withUnsafeBufferPointer { h in logits.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress!, into: $0.baseAddress!) } }
             if r > 0 { head.append(monotonicSeconds() - t0) }
         }
-        head.sort()
-        return VerifyCostCurve(context: context, threads: model.threads, points: points, headSeconds: head[head.count / 2])
+        var curve = VerifyCostCurve(context: context, threads: model.threads, points: points, headSeconds: head.min()!)
+        if let b = before, let a = SchedulerTimes.ofThisProcess() { curve.runQueueShare = a.waitShare(since: b) }
+        return curve
     }
 
     /// Seconds of a verification step: a forward of `n` tokens plus the head for the `visitedRows`
@@ -76,6 +82,38 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
         for i in 1..<p.count where n <= p[i].n { lo = p[i - 1]; hi = p[i]; break }
         let slope = (hi.seconds - lo.seconds) / Double(hi.n - lo.n)
         return max(lo.seconds + slope * Double(n - lo.n), first.seconds)
+    }
+}
+
+/// The kernel's scheduler accounting of this process's threads (`/proc/self/task/*/schedstat`:
+/// nanoseconds on a core, nanoseconds runnable but waiting for one). Waiting means another process
+/// held the cores: that is what makes a timing unrepresentative, whatever the load average says.
+public struct SchedulerTimes: Sendable, Equatable {
+    public var runNanos: UInt64
+    public var waitNanos: UInt64
+
+    public init(runNanos: UInt64, waitNanos: UInt64) { self.runNanos = runNanos; self.waitNanos = waitNanos }
+
+    /// Summed over the process's threads; nil where the kernel does not provide it.
+    public static func ofThisProcess() -> SchedulerTimes? {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return nil }
+        var total = SchedulerTimes(runNanos: 0, waitNanos: 0)
+        for t in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/self/task/\(t)/schedstat", encoding: .utf8) else { continue }
+            let fields = text.split(separator: " ")
+            guard fields.count >= 2, let run = UInt64(fields[0]), let wait = UInt64(fields[1].trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+            total.runNanos += run
+            total.waitNanos += wait
+        }
+        return total.runNanos > 0 ? total : nil
+    }
+
+    /// Wait time over run time since `earlier` (threads that ended in between drop out of the
+    /// sums, so a negative difference counts as none).
+    public func waitShare(since earlier: SchedulerTimes) -> Double {
+        let run = runNanos > earlier.runNanos ? Double(runNanos - earlier.runNanos) : 0
+        let wait = waitNanos > earlier.waitNanos ? Double(waitNanos - earlier.waitNanos) : 0
+        return run > 0 ? wait / run : 0
     }
 }
 
