@@ -91,6 +91,16 @@ public enum VerifyCostCache {
     /// the curve to be cached. An idle machine: 0–2%; one competing busy process on 2 cores: 30%+.
     public static let maxRunQueueShare = 0.1
 
+    /// `SPECDEC_VERIFY_COST_MAX_WAIT` overrides `maxRunQueueShare`: a machine that is never idle
+    /// (a shared CI host) may cache what it measures rather than measure on every run.
+    static func allowedRunQueueShare() throws -> Double {
+        guard let text = ProcessInfo.processInfo.environment["SPECDEC_VERIFY_COST_MAX_WAIT"] else { return maxRunQueueShare }
+        guard let v = Double(text), v >= 0, v.isFinite else {
+            throw SettingError("SPECDEC_VERIFY_COST_MAX_WAIT", "SPECDEC_VERIFY_COST_MAX_WAIT must be a share of run time ≥ 0 (default \(maxRunQueueShare)), got '\(text)'")
+        }
+        return v
+    }
+
     public static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)
         let cpu = cpuName()
@@ -102,12 +112,13 @@ public enum VerifyCostCache {
            let c = try? JSONDecoder().decode(CachedCurve.self, from: data), c.model_sha256 == sha {
             return c.curve
         }
+        let allowed = try allowedRunQueueShare()
         log("tree budget: measuring the target's verify cost once for this model and CPU (a few seconds; cached in \(file))")
         let curve = try VerifyCostCurve.measure(model: model)
-        if let share = curve.runQueueShare, share > maxRunQueueShare {
+        if let share = curve.runQueueShare, share > allowed {
             // Measured on a busy machine: every point too slow, and unevenly so. Cached, it would
             // steer every later run's budget; unsaved, the next run measures again.
-            log(String(format: "tree budget: other processes held the cores while measuring (threads waited %.0f%% of their run time for one); this curve is used for this run only, not cached", share * 100))
+            log(String(format: "tree budget: other processes held the cores while measuring (threads waited %.0f%% of their run time for one); this curve is used for this run only, not cached (SPECDEC_VERIFY_COST_MAX_WAIT: %.2f)", share * 100, allowed))
             return curve
         }
         let entry = CachedCurve(model_sha256: sha, cpu: cpu, curve: curve)

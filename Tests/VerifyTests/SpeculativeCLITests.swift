@@ -37,14 +37,26 @@ import Verify
         let cache = Self.tempCache()
         defer { try? FileManager.default.removeItem(atPath: cache) }
         let args = ["decode", "--draft", TestPaths.model, "-t", "2", "-n", "8", "--tree-top-k", "2", "--tree-depth", "3", "-p", "Hi"]
-        let first = try SpecdecCLI.run(args, env: ["SPECDEC_CACHE": cache])
+        // No wait allowed: whatever the suite's load, the curve is not cached and is measured again.
+        let strict = ["SPECDEC_CACHE": cache, "SPECDEC_VERIFY_COST_MAX_WAIT": "0"]
+        let refused = try SpecdecCLI.run(args, env: strict)
+        #expect(refused.status == 0 && refused.stderr.contains("not cached"), "\(refused.stderr)")
+        let again = try SpecdecCLI.run(args, env: strict)
+        #expect(again.stderr.contains("measuring"), "nothing was cached: \(again.stderr)")
+        // Any wait allowed (the suite runs tests side by side): measured once, then cached.
+        let lenient = ["SPECDEC_CACHE": cache, "SPECDEC_VERIFY_COST_MAX_WAIT": "1000"]
+        let first = try SpecdecCLI.run(args, env: lenient)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stderr.contains("measuring"), "\(first.stderr)")
         #expect(first.stderr.contains("tree budget:"), "\(first.stderr)")
-        let second = try SpecdecCLI.run(args, env: ["SPECDEC_CACHE": cache])
+        let second = try SpecdecCLI.run(args, env: lenient)
         #expect(second.status == 0)
         #expect(!second.stderr.contains("measuring"), "the curve is cached: \(second.stderr)")
         #expect(second.stderr.contains("tree budget:"))
+        let badCache = Self.tempCache()
+        defer { try? FileManager.default.removeItem(atPath: badCache) }
+        let bad = try SpecdecCLI.run(args, env: ["SPECDEC_CACHE": badCache, "SPECDEC_VERIFY_COST_MAX_WAIT": "lots"])
+        #expect(bad.status != 0 && bad.stderr.contains("SPECDEC_VERIFY_COST_MAX_WAIT"), "\(bad.stderr)")
     }
 
     @Test func badTreeOptionsAreOneLineErrors() throws {
