@@ -8,16 +8,20 @@ import Verify
 /// machine's noise hits both alike): what `eval` and `bench --prompts` run. Every prompt is
 /// decoded plainly, then by each system, with the same sampling seed.
 public enum Comparison {
-    /// One speculative configuration: a draft, its tree, the fallback policy (nil: always draft)
-    /// and the `--draft-p-min` threshold (nil: off; a bandit learns across the prompts).
+    /// One speculative configuration: a draft, its tree, the fallback policy (nil: always draft),
+    /// the `--draft-p-min` threshold (nil: off; a bandit learns across the prompts) and, with an
+    /// auto budget, the verify cost that sizes the context-match chains (nil: whole chains).
     public struct System {
         public var name: String
         public var drafter: Drafter
         public var shape: TreeShape
         public var fallback: FallbackPolicy?
         public var pMin: PMinBandit?
-        public init(name: String, drafter: Drafter, shape: TreeShape, fallback: FallbackPolicy?, pMin: PMinBandit? = nil) {
+        public var verifyCost: VerifyCostCurve?
+        public init(name: String, drafter: Drafter, shape: TreeShape, fallback: FallbackPolicy?, pMin: PMinBandit? = nil,
+                    verifyCost: VerifyCostCurve? = nil) {
             self.name = name; self.drafter = drafter; self.shape = shape; self.fallback = fallback; self.pMin = pMin
+            self.verifyCost = verifyCost
         }
     }
 
@@ -85,6 +89,7 @@ public enum Comparison {
                 for system in systems {
                     let spec = try Generation.speculative(model: model, drafter: system.drafter, prompt: p.prompt, contextSize: ctx,
                                                           params: params, shape: system.shape, maxTokens: maxTokens, eog: eog,
+                                                          auto: system.verifyCost.map { AutoTree(curve: $0, chooseBudget: nil) },
                                                           fallback: system.fallback, pMin: system.pMin)
                     let s = spec.speculative ?? SpeculativeStats()
                     let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, prompt_tokens: p.prompt.count,

@@ -27,19 +27,19 @@ public enum DraftEvaluation {
         for (d, draft) in drafts.enumerated() {
             for request in requests {
                 var shape = try request.shape()
-                if let chooser = try request.budgetChooser(model: model, modelPath: target.path, metadata: draft.metadata, shape: shape, log: log),
-                   let first = prompts.first {
+                let auto = try request.autoTree(model: model, modelPath: target.path, metadata: draft.metadata, shape: shape, log: log)
+                if let auto, let first = prompts.first {
                     let r = try Generation.speculative(model: model, drafter: draft.drafter, prompt: first.prompt,
                                                        contextSize: Comparison.contextSize(first.prompt, maxTokens: maxTokens, model: model),
                                                        params: SamplingParameters(), shape: shape, maxTokens: 4,
-                                                       eog: target.tokenizer.endOfGenerationTokens, budget: chooser)
+                                                       eog: target.tokenizer.endOfGenerationTokens, auto: auto)
                     shape = r.tree ?? shape
                 }
                 let budget = request.tokens.map(String.init) ?? "auto: \(shape.tokens)"
                 let labels = (labelBudgets ? ["\(budget) nodes"] : []) + (labelPMin ? ["p-min \(request.pMin)"] : [])
                 let name = labels.isEmpty ? names[d] : "\(names[d]) (\(labels.joined(separator: ", ")))"
                 entries.append(Entry(system: Comparison.System(name: name, drafter: draft.drafter, shape: shape, fallback: request.fallback,
-                                                               pMin: request.pMinBandit()),
+                                                               pMin: request.pMinBandit(), verifyCost: auto?.curve),
                                      draft: d, request: request))
             }
         }

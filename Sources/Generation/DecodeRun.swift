@@ -47,10 +47,10 @@ public struct DecodeRun {
             let loaded = try LoadedDraft.load(path: draft, target: model, targetPath: target.path, contextSize: contextSize, threads: threads)
             draftKind = loaded.kind
             let shape = try tree.shape()
-            let chooser = try tree.budgetChooser(model: model, modelPath: target.path, metadata: loaded.metadata, shape: shape, log: log)
+            let auto = try tree.autoTree(model: model, modelPath: target.path, metadata: loaded.metadata, shape: shape, log: log)
             pMinBandit = tree.pMinBandit()
             run = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: contextSize,
-                                             params: params, shape: shape, maxTokens: maxTokens, eog: eog, budget: chooser,
+                                             params: params, shape: shape, maxTokens: maxTokens, eog: eog, auto: auto,
                                              fallback: tree.fallback, pMin: pMinBandit, onToken: onToken)
         } else {
             run = try Generation.plain(model: model, prompt: prompt, contextSize: contextSize, params: params,
@@ -88,6 +88,8 @@ public struct DecodeRun {
         public var tau: Double?
         /// Context-matched tokens (`+ngram`) accepted per step, apart from τ.
         public var context_tokens_per_step: Double?
+        /// Context-matched tokens found but not verified (with `auto`: expected not to pay).
+        public var context_withheld: Int?
         public var tokens_per_step: Double?
         public var acceptance_by_depth: [Double]?
         public var tokens_per_s: Double?
@@ -142,6 +144,7 @@ public struct DecodeRun {
             stats.steps = s.steps
             stats.tau = s.tau
             stats.context_tokens_per_step = s.contextNodes > 0 ? s.contextTokensPerStep : nil
+            stats.context_withheld = s.contextNodes > 0 || s.contextWithheld > 0 ? s.contextWithheld : nil
             stats.tokens_per_step = s.tokensPerStep
             stats.acceptance_by_depth = s.acceptanceByDepth
             stats.tokens_per_s = run.tokensPerSecond
@@ -181,9 +184,10 @@ public struct DecodeRun {
             lines.append(String(format: "speculative (%@, %@%@): tau %.2f accepted draft tokens per target forward, %.2f tokens per step over %d steps",
                                 draftKind ?? "", shape.description, treeAuto ? " auto" : "", s.tau, s.tokensPerStep, s.steps))
             lines.append("acceptance by depth: \(depths.isEmpty ? "-" : depths)")
-            if s.contextNodes > 0 {
-                lines.append(String(format: "context match: %.2f tokens per step accepted (%d of %d proposed; not in tau)",
-                                    s.contextTokensPerStep, s.acceptedContextTokens, s.contextNodes))
+            if s.contextNodes > 0 || s.contextWithheld > 0 {
+                let withheld = s.contextWithheld > 0 ? ", \(s.contextWithheld) more found but not verified: expected to cost more verify time than they bring" : ""
+                lines.append(String(format: "context match: %.2f tokens per step accepted (%d of %d proposed; not in tau%@)",
+                                    s.contextTokensPerStep, s.acceptedContextTokens, s.contextNodes, withheld))
             }
             if s.fallbacks > 0 {
                 lines.append("fallback: \(s.plainSteps) plain steps (drafting paused \(s.fallbacks) time\(s.fallbacks == 1 ? "" : "s") while it emitted fewer tokens/s than plain steps)")

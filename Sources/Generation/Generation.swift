@@ -44,15 +44,15 @@ public enum Generation {
     }
 
     /// Speculative decoding: the same tokens as `plain` at temperature 0, the same distribution
-    /// above. `budget` picks the tree size on the first step when `shape` came from
-    /// `--tree-tokens auto`; `fallback` pauses drafting while it does not pay; `pMin` prunes the
+    /// above. `auto` (from `--tree-tokens auto`) picks the tree size on the first step and
+    /// sizes the context-match chains by their verify cost; `fallback` pauses drafting while it does not pay; `pMin` prunes the
     /// trees to the nodes above its threshold (`--draft-p-min`; it learns across calls).
     public static func speculative(model: any TargetModel, drafter: Drafter, prompt: LMInput, contextSize: Int,
                                    params: SamplingParameters, shape: TreeShape, maxTokens n: Int, eog: Set<Int32>,
-                                   budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil, pMin: PMinBandit? = nil,
+                                   auto: AutoTree? = nil, fallback: FallbackPolicy? = nil, pMin: PMinBandit? = nil,
                                    onToken: (Int32) -> Void = { _ in }) throws -> GenerationResult {
         let it = try TokenIterator(model: model, prompt: prompt, contextSize: contextSize, params: params, maxTokens: n,
-                                   eog: eog, speculative: (drafter, shape), budget: budget, fallback: fallback, pMin: pMin)
+                                   eog: eog, speculative: (drafter, shape), auto: auto, fallback: fallback, pMin: pMin)
         return try run(it, onToken: onToken)
     }
 

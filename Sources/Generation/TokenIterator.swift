@@ -34,12 +34,12 @@ public final class TokenIterator {
     private var decided: [Int32] = []
 
     /// Prefills `prompt` into a new session. With `speculative`, decoding is speculative (the same
-    /// tokens as plain at temperature 0, the same distribution above); `budget` picks the tree
-    /// size on the first step, `fallback` pauses drafting while it does not pay, `pMin` prunes
+    /// tokens as plain at temperature 0, the same distribution above); `auto` picks the tree
+    /// size on the first step and sizes the context-match chains by their verify cost, `fallback` pauses drafting while it does not pay, `pMin` prunes
     /// each step's tree to the nodes above its threshold (`--draft-p-min`).
     public init(model: any TargetModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
                 maxTokens: Int, eog: Set<Int32>, speculative: (drafter: Drafter, shape: TreeShape)? = nil,
-                budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil, pMin: PMinBandit? = nil) throws {
+                auto: AutoTree? = nil, fallback: FallbackPolicy? = nil, pMin: PMinBandit? = nil) throws {
         self.maxTokens = maxTokens
         self.contextSize = contextSize
         self.eog = eog
@@ -56,7 +56,8 @@ public final class TokenIterator {
             let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: sampler, shape: shape,
                                              prefill: out, prompt: prompt.tokens, images: prompt.draftImageSpans,
                                              history: prompt.history)
-            dec.chooseBudget = budget
+            dec.chooseBudget = auto?.chooseBudget
+            dec.verifyCost = auto?.curve
             dec.fallback = fallback
             dec.pMin = pMin
             decoder = dec

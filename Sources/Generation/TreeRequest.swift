@@ -61,15 +61,15 @@ public struct TreeRequest {
         return try TreeShape(topK: topK, depth: depth, tokens: tokens ?? min(probe.candidateCount, 63))
     }
 
-    /// For auto: a chooser run once on the first step with that step's drafting time (nil for a
-    /// fixed budget).
-    public func budgetChooser(model: LlamaModel, modelPath: String, metadata: [String: String], shape: TreeShape,
-                              log: @escaping (String) -> Void) throws -> ((Double) -> Int)? {
+    /// For auto: the measured verify cost and a chooser run once on the first step with that
+    /// step's drafting time (nil for a fixed budget).
+    public func autoTree(model: LlamaModel, modelPath: String, metadata: [String: String], shape: TreeShape,
+                         log: @escaping (String) -> Void) throws -> AutoTree? {
         guard isAuto else { return nil }
         let curve = try VerifyCostCache.curve(model: model, modelPath: modelPath, log: log)
         let acceptance = AcceptanceModel.from(metadata: metadata) ?? .default
         let maxNodes = min(shape.candidateCount, (curve.points.map(\.n).max() ?? 64) - 1)
-        return { draftSeconds in
+        return AutoTree(curve: curve) { draftSeconds in
             let n = TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, depth: shape.depth, maxNodes: maxNodes)
             let verify = curve.stepSeconds(tokens: n + 1, visitedRows: 1 + acceptance.tau(n))
             log(String(format: "tree budget: %d nodes (auto: drafting %.1f ms, verify %.1f ms for %d tokens, acceptance %@)",

@@ -110,16 +110,16 @@ public struct EngineConfiguration {
     /// Speculative decoding of a request that runs alone (nil: always plain).
     public var drafter: Drafter?
     public var shape: TreeShape?
-    public var budget: ((Double) -> Int)?
+    public var auto: AutoTree?
     public var fallback: FallbackPolicy?
     /// `--draft-p-min`: one threshold state for every speculative request (the bandit learns
     /// across them; only the engine thread touches it).
     public var pMin: PMinBandit?
 
     public init(contextSize: Int, maxParallel: Int, maxQueue: Int, drafter: Drafter? = nil, shape: TreeShape? = nil,
-                budget: ((Double) -> Int)? = nil, fallback: FallbackPolicy? = nil) {
+                auto: AutoTree? = nil, fallback: FallbackPolicy? = nil) {
         self.contextSize = contextSize; self.maxParallel = maxParallel; self.maxQueue = maxQueue
-        self.drafter = drafter; self.shape = shape; self.budget = budget; self.fallback = fallback
+        self.drafter = drafter; self.shape = shape; self.auto = auto; self.fallback = fallback
     }
 }
 
@@ -270,7 +270,7 @@ final class Engine: @unchecked Sendable {
             let maxTokens = job.request.maxTokens ?? room
             let spec: (drafter: Drafter, shape: TreeShape)? = speculative ? (config.drafter!, config.shape!) : nil
             job.iterator = try TokenIterator(model: model, prompt: input, contextSize: config.contextSize, params: job.request.params,
-                                             maxTokens: maxTokens, eog: job.request.ignoreEOS ? [] : eog, speculative: spec, budget: config.budget,
+                                             maxTokens: maxTokens, eog: job.request.ignoreEOS ? [] : eog, speculative: spec, auto: config.auto,
                                              fallback: config.fallback, pMin: config.pMin)
             job.promptTokens = input.count
             job.streamDecoder = StreamingDecoder(tokenizer: tokenizer)

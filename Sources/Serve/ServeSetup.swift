@@ -42,7 +42,7 @@ public struct ServeRequest {
             engine.shape = shape
             // The budget is chosen again for every speculative request; say it once, not per request.
             let said = LockedBox(false)
-            engine.budget = try tree.budgetChooser(model: model, modelPath: target.path, metadata: loaded.metadata, shape: shape) { line in
+            engine.auto = try tree.autoTree(model: model, modelPath: target.path, metadata: loaded.metadata, shape: shape) { line in
                 if !said.value { said.value = true; log(line + " (first request; chosen per request)") }
             }
             engine.fallback = tree.fallback

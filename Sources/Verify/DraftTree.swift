@@ -183,3 +183,22 @@ extension DraftTree {
         }
     }
 }
+
+extension DraftTree {
+    /// For each prefix of `chain` (1, 2, … tokens), the nodes `merge(chain:)` of it would add:
+    /// tokens that follow the draft's own path cost no verify slot.
+    public func nodesAdded(chain: [Int32]) -> [Int] {
+        var node = -1, added = 0
+        var result: [Int] = []
+        for token in chain {
+            if node >= -1, let existing = tokens.indices.first(where: { parents[$0] == node && tokens[$0] == token }) {
+                node = existing
+            } else {
+                node = -2   // off the tree: every later token is new
+                added += 1
+            }
+            result.append(added)
+        }
+        return result
+    }
+}

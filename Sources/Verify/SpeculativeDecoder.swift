@@ -25,6 +25,9 @@ public struct SpeculativeStats: Sendable, Equatable {
     /// counted as the draft's acceptance (τ, the rates by depth).
     public var contextNodes = 0
     public var acceptedContextTokens = 0
+    /// Context-matched tokens found but not verified: with a measured verify cost, each step
+    /// verifies only the prefix of the chain expected to pay (`ContextMatchOdds`).
+    public var contextWithheld = 0
     /// Per depth d (index d−1): steps whose walk tried a child at depth d, and those that accepted one.
     public var triedByDepth: [Int] = []
     public var acceptedByDepth: [Int] = []
@@ -159,6 +162,11 @@ public final class SpeculativeDecoder {
     public private(set) var stats = SpeculativeStats()
     /// Context-matched tokens merged into each tree (`--draft …+ngram`); nil: the draft's alone.
     public var contextMatch: ContextMatch?
+    /// The target's measured verify cost (`--tree-tokens auto`): each step verifies only the
+    /// prefix of the context match expected to pay for its verify slots. Nil: the whole chain.
+    public var verifyCost: VerifyCostCurve?
+    /// How often context matches have agreed with the target in this generation.
+    public private(set) var contextOdds = ContextMatchOdds()
     /// Falls back to plain steps while drafting loses to them (nil: always draft).
     public var fallback: FallbackPolicy?
     /// `--draft-p-min`: each drafting step plays one of its thresholds (tree nodes whose
@@ -176,6 +184,9 @@ public final class SpeculativeDecoder {
     /// Whether drafting has been judged once (later windows are `window` steps long).
     private var judged = false
 
+    /// False for context matching alone (`--draft ngram`): no draft model to pause, so no
+    /// fallback; the chain's length alone follows the cost.
+    private let draftsItself: Bool
     private var rootCandidates: [DraftCandidate] = []
     private var pending: (features: [Float], next: [Int32], images: [DraftImageSpan], isPrompt: Bool)?
 
@@ -198,6 +209,7 @@ public final class SpeculativeDecoder {
         self.drafter = drafter
         self.shape = shape
         contextMatch = (drafter as? ContextMatchDrafter)?.match
+        draftsItself = (drafter as? ContextMatchDrafter).map { $0.inner != nil } ?? true
         drafter.reset()
         if let d = drafter as? SequenceStartDrafter {
             let width = session.target.width
@@ -229,7 +241,7 @@ public final class SpeculativeDecoder {
 
     /// One draft-and-verify round: the accepted draft tokens and the target's own next token.
     public func step() throws -> [Int32] {
-        if let f = fallback {
+        if let f = fallback, draftsItself {
             switch mode {
             case .drafting: break
             case .probing(let left), .plain(let left):
@@ -258,6 +270,7 @@ public final class SpeculativeDecoder {
         let room = session.contextSize - session.length - 1
         guard room >= 0 else { throw VerifyError.contextFull(session.contextSize) }
         var tree = DraftTree()
+        var chain: [Int32] = []
         var arm: Int?
         if room > 0 {
             let tGrow = monotonicSeconds()
@@ -283,7 +296,9 @@ public final class SpeculativeDecoder {
             }
             tree = grown.select(min(shape.tokens, room))
             if let cm = contextMatch {
-                tree.merge(chain: cm.propose(history: verifier.history, limit: room - tree.count))
+                chain = cm.propose(history: verifier.history, limit: room - tree.count)
+                tree.merge(chain: worthVerifying(chain, tree: tree, baseTokens: 1 + stats.tau,
+                                                 fixedSeconds: monotonicSeconds() - t0 - prefillSeconds))
             }
         }
         let t1 = monotonicSeconds()
@@ -293,13 +308,14 @@ public final class SpeculativeDecoder {
         stats.verifySeconds += t2 - t1
         let contextBefore = stats.acceptedContextTokens
         stats.record(r, tree: tree)
+        if !chain.isEmpty { contextOdds.observe(chain: chain, emitted: r.emitted) }
         if let a = arm {
             // The whole step, as the user waits for it; the drafter's one-off read of the prompt aside.
             let seconds = t2 - t0 - prefillSeconds
             if seconds > 0 { pMin?.update(arm: a, reward: Double(r.emitted.count) / seconds) }
         }
         pending = (r.features, r.emitted, [], false)
-        if let f = fallback {
+        if let f = fallback, draftsItself {
             // The drafter's read of the prompt is a one-off, not a cost of drafting on.
             window.add(seconds: t2 - t0 - prefillSeconds, tokens: r.emitted.count - (stats.acceptedContextTokens - contextBefore))
             // Losing is judged early, winning late: from `firstWindow` steps on, every step may
@@ -340,6 +356,17 @@ public final class SpeculativeDecoder {
         stats.fallbacks += 1
     }
 
+    /// The prefix of a context-matched `chain` to merge into `tree`: all of it without a measured
+    /// verify cost, else the length expected to give the most tokens per second (the rest is
+    /// counted as withheld).
+    private func worthVerifying(_ chain: [Int32], tree: DraftTree, baseTokens: Double, fixedSeconds: Double) -> [Int32] {
+        guard let curve = verifyCost, !chain.isEmpty else { return chain }
+        let n = contextOdds.bestLength(added: tree.nodesAdded(chain: chain), treeNodes: tree.count, baseTokens: baseTokens,
+                                       fixedSeconds: fixedSeconds, curve: curve)
+        stats.contextWithheld += chain.count - n
+        return Array(chain.prefix(n))
+    }
+
     /// One step without drafting: the target alone (an empty tree); the drafter's inputs wait in
     /// `pending` until drafting resumes.
     private func plainStep() throws -> [Int32] {
@@ -347,11 +374,16 @@ public final class SpeculativeDecoder {
         // With a draft and context matching, a paused draft leaves the free context-matched
         // tokens in place: the steps that drafting has to beat are those.
         var tree = DraftTree()
-        if let cm = contextMatch, (drafter as? ContextMatchDrafter)?.inner != nil {
+        var chain: [Int32] = []
+        if let cm = contextMatch {
             let room = session.contextSize - session.length - 1
-            if room > 0 { tree.merge(chain: cm.propose(history: verifier.history, limit: room)) }
+            if room > 0 {
+                chain = cm.propose(history: verifier.history, limit: room)
+                tree.merge(chain: worthVerifying(chain, tree: tree, baseTokens: 1, fixedSeconds: 0))
+            }
         }
         let r = try verifier.verify(tree: tree.tokens, parents: tree.parents)
+        if !chain.isEmpty { contextOdds.observe(chain: chain, emitted: r.emitted) }
         let dt = monotonicSeconds() - t0
         stats.verifySeconds += dt
         stats.plainSteps += 1

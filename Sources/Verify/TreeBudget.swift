@@ -166,3 +166,16 @@ public enum TreeBudget {
         return best
     }
 }
+
+/// What `--tree-tokens auto` gives a decoder: the target's measured verify cost, which also sizes
+/// every step's context-match chain (`ContextMatchOdds`), and the chooser of the tree's node
+/// budget, run once on the first step with that step's drafting time (nil where the budget is
+/// already chosen: `eval` chooses it on its first prompt and keeps it).
+public struct AutoTree {
+    public var curve: VerifyCostCurve
+    public var chooseBudget: ((_ draftSeconds: Double) -> Int)?
+
+    public init(curve: VerifyCostCurve, chooseBudget: ((_ draftSeconds: Double) -> Int)?) {
+        self.curve = curve; self.chooseBudget = chooseBudget
+    }
+}

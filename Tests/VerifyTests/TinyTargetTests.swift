@@ -38,7 +38,7 @@ import Vision
     @Test(arguments: ["q8", "f32"]) func greedySpeculativeEqualsPlainOnTheTinyTarget(precision: String) throws {
         let model = precision == "q8" ? TinyTarget.model : TinyTarget.f32Model
         let shapes = [shape(1, 4, 4), shape(2, 3, 6), shape(4, 4, 12)]
-        var accepted = 0, contextAccepted = 0, images = 0
+        var accepted = 0, contextAccepted = 0, images = 0, withheld = 0, contextAcceptedSized = 0
         for (i, p) in TinyTarget.prompts().enumerated() {
             let prompt = input(p.input, model)
             if prompt.sequence != nil { images += 1 }
@@ -53,6 +53,17 @@ import Vision
                 #expect(r.tokens == plain.tokens, "\(precision) \(p.name) \(name) \(s)")
                 accepted += r.speculative?.acceptedDraftTokens ?? 0
                 contextAccepted += r.speculative?.acceptedContextTokens ?? 0
+                // With a measured verify cost (`--tree-tokens auto`, the fallback on), context
+                // matches are cut to the length that pays: other trees, the same tokens.
+                if name.hasSuffix("ngram") {
+                    let a = try Generation.speculative(model: model, drafter: drafter, prompt: prompt, contextSize: ctx,
+                                                       params: SamplingParameters(), shape: s, maxTokens: Self.n, eog: [],
+                                                       auto: AutoTree(curve: ContextMatchTests.steepCurve, chooseBudget: nil),
+                                                       fallback: FallbackPolicy())
+                    #expect(a.tokens == plain.tokens, "\(precision) \(p.name) \(name) \(s) cost-sized chains")
+                    withheld += a.speculative?.contextWithheld ?? 0
+                    contextAcceptedSized += a.speculative?.acceptedContextTokens ?? 0
+                }
             }
         }
         // The test can fail: drafts were accepted (the perfect self-draft at least), so the
@@ -60,6 +71,8 @@ import Vision
         #expect(images >= 6)
         #expect(accepted > TinyTarget.prompts().count * Self.n / 2, "accepted draft tokens: \(accepted)")
         #expect(contextAccepted > 0)
+        // Both sides of the cost rule ran: chains were cut, and verified context tokens accepted.
+        #expect(withheld > 0 && contextAcceptedSized > 0, "withheld \(withheld), accepted \(contextAcceptedSized)")
     }
 
     /// The tiny target is a real model: its two precisions differ in bits but agree in shape, and

@@ -172,5 +172,50 @@ import Glibc
         other.merge(chain: [99, 98])
         #expect(other.parents.suffix(2) == [-1, before.count])
         for (i, p) in other.parents.enumerated() { #expect(p < i) }
+        // What merging each prefix would add: nothing while the chain follows the draft's nodes.
+        #expect(before.nodesAdded(chain: [11, 111, 5, 6]) == [0, 0, 1, 2])
+        #expect(before.nodesAdded(chain: [99, 11]) == [1, 2])
+        #expect(DraftTree().nodesAdded(chain: []) == [])
+    }
+
+    /// A verify curve shaped like the AVX2 Zen 1's (a 5-token forward costs 2.05× one token).
+    static let steepCurve = VerifyCostCurve(context: 128, threads: 2, points: [
+        .init(n: 1, seconds: 0.010), .init(n: 2, seconds: 0.0132), .init(n: 3, seconds: 0.0155),
+        .init(n: 4, seconds: 0.018), .init(n: 5, seconds: 0.0205), .init(n: 8, seconds: 0.028)], headSeconds: 0)
+    /// A batch that costs what one token costs, as a memory-bound machine's nearly does.
+    static let flatCurve = VerifyCostCurve(context: 128, threads: 2, points: [.init(n: 1, seconds: 0.010), .init(n: 64, seconds: 0.010)],
+                                           headSeconds: 0)
+
+    @Test func chainOddsCountAgreementWithTheTargetsTokensByPosition() {
+        var odds = ContextMatchOdds()
+        #expect(odds.probability(position: 1) == 0.5)   // no evidence: one in two
+        // Agrees on 2 tokens, then differs; the emitted tokens end before the chain's 4th.
+        odds.observe(chain: [5, 6, 7, 8], emitted: [5, 6, 9])
+        #expect(odds.reached == [1, 1, 1] && odds.agreed == [1, 1, 0])
+        // Differs at once: nothing further is reached.
+        odds.observe(chain: [5, 6], emitted: [4, 6, 1])
+        #expect(odds.reached == [2, 1, 1] && odds.agreed == [1, 1, 0])
+        #expect(odds.probability(position: 1) == 0.5 && odds.probability(position: 2) == 2.0 / 3 && odds.probability(position: 3) == 1.0 / 3)
+        #expect(abs(odds.expectedTokens(2) - (0.5 + 0.5 * 2.0 / 3)) < 1e-12)
+        #expect(odds.expectedTokens(0) == 0)
+    }
+
+    @Test func chainLengthFollowsVerifyCostAndOdds() {
+        var right = ContextMatchOdds(), wrong = ContextMatchOdds()
+        for _ in 0..<20 {
+            right.observe(chain: [1, 2, 3, 4], emitted: [1, 2, 3, 4, 5])
+            wrong.observe(chain: [1, 2, 3, 4], emitted: [9, 2, 3, 4, 5])
+        }
+        let added = [1, 2, 3, 4]
+        // Free verify slots: every chain token is worth trying, even unlikely ones.
+        #expect(wrong.bestLength(added: added, treeNodes: 0, baseTokens: 1, fixedSeconds: 0, curve: Self.flatCurve) == 4)
+        // Costly slots: a chain that is always right pays for all four, one that is always wrong for none.
+        #expect(right.bestLength(added: added, treeNodes: 0, baseTokens: 1, fixedSeconds: 0, curve: Self.steepCurve) == 4)
+        #expect(wrong.bestLength(added: added, treeNodes: 0, baseTokens: 1, fixedSeconds: 0, curve: Self.steepCurve) == 0)
+        // No evidence (one in two at each position) on the steep curve: a short chain.
+        let fresh = ContextMatchOdds().bestLength(added: added, treeNodes: 0, baseTokens: 1, fixedSeconds: 0, curve: Self.steepCurve)
+        #expect((1...2).contains(fresh), "\(fresh)")
+        // Tokens that follow the draft's own nodes cost nothing: an unlikely chain is kept that far.
+        #expect(wrong.bestLength(added: [0, 0, 1, 2], treeNodes: 3, baseTokens: 1.5, fixedSeconds: 0.002, curve: Self.steepCurve) == 2)
     }
 }
