@@ -237,7 +237,9 @@ struct ServeTests {
         #expect((raw.json["choices"] as? [[String: Any]])?.first?["text"] as? String == (try decodeText("The capital of France is", n: 12, extra: ["--raw"])))
 
         // A repetitive continuation: context-matched tokens are accepted, reported apart from τ.
-        let repeating = "1, 2, 3, 4, 5, 6, 7, 8,"
+        // (A list that repeats itself: with a measured verify cost only matches that have been
+        // right are verified, and a counting sequence's matches never are.)
+        let repeating = "red, green, blue, red, green, blue, red, green, blue,"
         let counted = try await call(server, .POST, "/v1/completions", body: json(["prompt": repeating, "max_tokens": 24, "temperature": 0]))
         #expect((counted.json["choices"] as? [[String: Any]])?.first?["text"] as? String == (try decodeText(repeating, n: 24, extra: ["--raw"])))
         let countedReport = counted.json["specdec"] as? [String: Any]
