@@ -170,7 +170,7 @@ extension DraftTree {
     public mutating func merge(chain: [Int32]) {
         var node = -1
         for token in chain {
-            if let existing = tokens.indices.first(where: { parents[$0] == node && tokens[$0] == token }) {
+            if let existing = child(of: node, token: token) {
                 node = existing
                 continue
             }
@@ -185,13 +185,18 @@ extension DraftTree {
 }
 
 extension DraftTree {
+    /// The child of `node` (−1: the root) with `token`, if the tree has one.
+    func child(of node: Int, token: Int32) -> Int? {
+        tokens.indices.first { parents[$0] == node && tokens[$0] == token }
+    }
+
     /// For each prefix of `chain` (1, 2, … tokens), the nodes `merge(chain:)` of it would add:
     /// tokens that follow the draft's own path cost no verify slot.
     public func nodesAdded(chain: [Int32]) -> [Int] {
         var node = -1, added = 0
         var result: [Int] = []
         for token in chain {
-            if node >= -1, let existing = tokens.indices.first(where: { parents[$0] == node && tokens[$0] == token }) {
+            if node >= -1, let existing = child(of: node, token: token) {
                 node = existing
             } else {
                 node = -2   // off the tree: every later token is new

@@ -24,25 +24,27 @@ public struct ContextMatchOdds: Sendable, Equatable {
     /// verified and accepted, so it has little evidence of its own, and a chain that has been right
     /// so far tends to stay right (on a repeated list every position agreed: 9 of 9 verified
     /// tokens, while a prior of one in two at each deeper position kept chains at 1–2 tokens).
-    public func probability(position l: Int) -> Double {
+    public func probability(position l: Int) -> Double { probabilities(max(l, 1))[max(l, 1) - 1] }
+
+    /// `probability(position:)` for positions 1 … `count`, in one pass (each starts from the last).
+    func probabilities(_ count: Int) -> [Double] {
         var p = 0.5
-        for i in 0..<max(l, 1) {
+        return (0..<count).map { i in
             let r = i < reached.count ? Double(reached[i]) : 0
             let a = i < agreed.count ? Double(agreed[i]) : 0
             p = (a + 2 * p) / (r + 2)
+            return p
         }
-        return p
+    }
+
+    /// Expected accepted tokens of a chain's first 0, 1, … `length` tokens.
+    func expectedTokens(upTo length: Int) -> [Double] {
+        var all = 1.0, sum = 0.0
+        return [0] + probabilities(length).map { p in all *= p; sum += all; return sum }
     }
 
     /// Expected accepted tokens of a chain's first `length` tokens.
-    public func expectedTokens(_ length: Int) -> Double {
-        var all = 1.0, sum = 0.0
-        for l in stride(from: 1, through: length, by: 1) {
-            all *= probability(position: l)
-            sum += all
-        }
-        return sum
-    }
+    public func expectedTokens(_ length: Int) -> Double { expectedTokens(upTo: length)[length] }
 
     /// Counts a chain against the tokens the step emitted (the target's own).
     public mutating func observe(chain: [Int32], emitted: [Int32]) {
@@ -65,8 +67,9 @@ public struct ContextMatchOdds: Sendable, Equatable {
     /// emits without the chain (1 + the draft's expected acceptance).
     public func bestLength(added: [Int], treeNodes: Int, baseTokens: Double, fixedSeconds: Double,
                            curve: VerifyCostCurve) -> Int {
+        let expected = expectedTokens(upTo: added.count)
         func rate(_ length: Int, extraNodes: Int) -> Double {
-            let tokens = baseTokens + expectedTokens(length)
+            let tokens = baseTokens + expected[length]
             return tokens / (fixedSeconds + curve.stepSeconds(tokens: 1 + treeNodes + extraNodes, visitedRows: tokens))
         }
         var best = 0, bestRate = rate(0, extraNodes: 0)
