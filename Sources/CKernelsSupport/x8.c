@@ -265,6 +265,12 @@ int specdec_cpu_supports_avx512vnni(void) {
     return (lo & 0xe6) == 0xe6;
 }
 
+#ifndef X8_TILE_PREFETCH
+// Blocks ahead the 8-row tile fetches its group's stream by hand (0: the hardware prefetcher
+// alone). On Zen 1 the prefetcher alone left decoding bound by waiting on memory: 1 thread tg64
+// 44-67 -> 61-79 tok/s at 16 blocks; 16, 24 and 32 measured alike (README "Speed", Zen 1).
+#define X8_TILE_PREFETCH 16
+#endif
 #ifndef X8_TILE
 #define X8_TILE 4   // tokens per tile: 4 and 6 measured equal on Zen 3, 5 and 8 slower (register spills)
 #endif
@@ -380,6 +386,8 @@ __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();    \
         for (long b = 0; b < blocks; b++) {                                                                      \
             const uint8_t *rec = grp + b * stride, *q = rec + qoff;                                              \
+            if (X8_TILE_PREFETCH)                                                                                \
+                for (long o = 0; o < stride; o += 64) _mm_prefetch((const char *)rec + X8_TILE_PREFETCH * stride + o, _MM_HINT_T0); \
             const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)rec));                           \
             const __m256 m8 = wtype == SPECDEC_Q8W_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 16))) \
                                                         : _mm256_setzero_ps();                                   \
