@@ -265,12 +265,17 @@ int specdec_cpu_supports_avx512vnni(void) {
     return (lo & 0xe6) == 0xe6;
 }
 
-#ifndef X8_TILE_PREFETCH
-// Blocks ahead the 8-row tile fetches its group's stream by hand (0: the hardware prefetcher
-// alone). On Zen 1 the prefetcher alone left decoding bound by waiting on memory: 1 thread tg64
-// 44-67 -> 61-79 tok/s at 16 blocks; 16, 24 and 32 measured alike (README "Speed", Zen 1).
-#define X8_TILE_PREFETCH 16
+#ifndef X8_PREFETCH
+// Blocks ahead both tiles fetch their group's record stream by hand, where the hardware
+// prefetcher alone does not run far enough ahead. VNNI wide tile (Zen 5): 4, 8, 16, 24, 32
+// measured, 16 best up to 4 tokens. AVX2 8-row tile (Zen 1): 16, 24 and 32 alike, and tg128 36.3
+// -> 49.8 tok/s at 1 thread, 57.8 -> 68.9 at 2 against none (README "Speed", Zen 1).
+#define X8_PREFETCH 16
 #endif
+// Fetches the stride-byte record X8_PREFETCH records after rec (past a matrix's end it never faults).
+__attribute__((always_inline)) static inline void x8_prefetch_ahead(const uint8_t *rec, long stride) {
+    for (long o = 0; o < stride; o += 64) _mm_prefetch((const char *)rec + X8_PREFETCH * stride + o, _MM_HINT_T0);
+}
 #ifndef X8_TILE
 #define X8_TILE 4   // tokens per tile: 4 and 6 measured equal on Zen 3, 5 and 8 slower (register spills)
 #endif
@@ -386,8 +391,7 @@ __attribute__((noinline, target(X8_VNNI_TARGET))) static void x8_wide_groups(int
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();    \
         for (long b = 0; b < blocks; b++) {                                                                      \
             const uint8_t *rec = grp + b * stride, *q = rec + qoff;                                              \
-            if (X8_TILE_PREFETCH)                                                                                \
-                for (long o = 0; o < stride; o += 64) _mm_prefetch((const char *)rec + X8_TILE_PREFETCH * stride + o, _MM_HINT_T0); \
+            x8_prefetch_ahead(rec, stride);                                                                      \
             const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)rec));                           \
             const __m256 m8 = wtype == SPECDEC_Q8W_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 16))) \
                                                         : _mm256_setzero_ps();                                   \
@@ -549,9 +553,6 @@ X8_KERNEL(vnni, "avx,avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", VNNI_D
 #ifndef X8_WIDE_TILE
 #define X8_WIDE_TILE 8   // tokens per tile: 8 measured best on Zen 5 (N = 6: 17.7 us against 21.0 at 4)
 #endif
-#ifndef X8_PREFETCH
-#define X8_PREFETCH 16   // blocks ahead: 4, 8, 16, 24, 32 measured, 16 best up to 4 tokens
-#endif
 #define XB16(t, off) _mm512_set1_epi32(load_i32(xq + (t) * count + 32 * b + (off)))
 __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline __m512i x8_both(const uint8_t *a, const uint8_t *b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)), _mm256_loadu_si256((const __m256i *)b), 1);
@@ -572,7 +573,7 @@ __attribute__((always_inline, target(X8_VNNI_TARGET))) static inline void x8_wid
         const uint8_t *ra = pair + b * stride, *rbk = ra + rb, *qa = ra + qoff, *qb = rbk + qoff;
         // The pair's records lie back to back: one stream, fetched ahead by hand (the hardware
         // prefetcher alone left one token over 63 MB of Q4_1 at 1.7 ms against 1.4 ms with this).
-        for (long o = 0; o < stride; o += 64) _mm_prefetch((const char *)ra + X8_PREFETCH * stride + o, _MM_HINT_T0);
+        x8_prefetch_ahead(ra, stride);
         const __m512 d16 = x8_both_scales(ra, rbk);
         const __m512 m16 = wtype == SPECDEC_Q8W_Q4_1 ? x8_both_scales(ra + 16, rbk + 16) : _mm512_setzero_ps();
         __m512i isum[X8_WIDE_TILE];
