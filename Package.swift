@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "CKernelsSupport"),                                // cpuid, atomics for the thread pool (C)
         // AVX2/FMA/F16C kernels: the whole module is compiled for Haswell-class CPUs; Kernels calls it
         // only after a run-time CPU check, so the program as a whole still runs on baseline x86-64.
-        .target(name: "KernelsAVX2", swiftSettings: avx2Settings),
+        .target(name: "KernelsAVX2", dependencies: ["CKernelsSupport"], swiftSettings: avx2Settings),
         .target(name: "Diagnostics"),                                 // FieldError: the one "file: field: reason" error shape
         .target(name: "GGUF", dependencies: ["Kernels", "Diagnostics"]),                // GGUF reader/writer over mmap
         .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates

@@ -104,10 +104,10 @@ public enum VerifyCostCache {
     public static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)
         let cpu = cpuName()
-        // "v4": curves since the AVX2 tile prefetches its weights (T(1) fell by up to a third on
-        // Zen 1, so older curves overstate it); one curve per activation mode (the curves differ
-        // several-fold between q8 and f32).
-        let key = SHA256.hex(SHA256.hash(Array("v4|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
+        // "v5": curves since the AVX2 attention prefetches its cached rows (and v4 the int8 tile its
+        // weights: T(1) fell by up to a third on Zen 1, so older curves overstate it); one curve per
+        // activation mode (the curves differ several-fold between q8 and f32).
+        let key = SHA256.hex(SHA256.hash(Array("v5|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
         if let data = FileManager.default.contents(atPath: file),
            let c = try? JSONDecoder().decode(CachedCurve.self, from: data), c.model_sha256 == sha {
