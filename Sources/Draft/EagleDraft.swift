@@ -34,6 +34,17 @@ public final class EagleDraft: Drafter {
     /// Whether an accept of `m` entries goes through sgemm.
     private func usesBLAS(_ m: Int) -> Bool { activations == .none && m >= blasMinimumBatch }
 
+    /// On the first accept (the prompt), keep only the text entries of the last `promptWindow`
+    /// positions (every image entry stays): nil reads them all. The prompt read is a fixed cost
+    /// of each generation, which a short answer cannot repay: 11 ms for a 51-token image prompt
+    /// on a Zen 1, 8% of a 15-token answer's plain decoding. Entries keep their positions, so
+    /// the kept ones see each other as in the full read. Decoding sets `defaultPromptWindow`.
+    public var promptWindow: Int?
+    /// Measured on the evaluation set (AMD EPYC Zen 1, shipped ViSpec draft, chain of 4, 48
+    /// tokens): held-out τ 1.17 / 0.48 (image / text) reading the whole prompt, 1.20 / 0.52
+    /// with the last 16 positions, and the prompt read 11 → 4 ms (at 12 positions).
+    public static let defaultPromptWindow = 16
+
     public private(set) var acceptedPositions = 0
     /// Target position of each accepted entry, in cache order (image entries dropped by the
     /// adapter have none).
@@ -240,6 +251,9 @@ public final class EagleDraft: Drafter {
                 }
                 rows.append((t, (0, Int(tok), 0), injectGlobal ? global : nil))
             }
+        }
+        if p0 == 0, let w = promptWindow {
+            rows = rows.filter { $0.t >= n - max(1, w) || $0.e.kind != 0 }
         }
         let m = rows.count
         // EAGLE-3: the entries' states g = fc(aux states), which take f's place below.

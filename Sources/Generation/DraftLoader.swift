@@ -178,6 +178,7 @@ extension LoadedDraft {
         let weights = path.hasSuffix(".gguf") ? try Eagle3Formats.readGGUF(try GGUFFile(path: path), target: target.config)
                                               : try DraftWeights.load(path: path, target: target.config)
         let draft = try EagleDraft(weights: weights, target: target, contextSize: contextSize, file: path)
+        draft.promptWindow = EagleDraft.defaultPromptWindow
         return LoadedDraft(drafter: draft, kind: weights.config.arch.rawValue, metadata: weights.metadata)
     }
 }
