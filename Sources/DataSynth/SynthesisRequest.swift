@@ -133,13 +133,14 @@ public struct SynthesisRequest {
         if let g = generate {
             switch g {
             case "text": source = TextPromptGenerator(seed: seed)
+            case "text-varied": source = VariedTextPromptGenerator(seed: seed)
             case "images":
                 guard towerPath != nil else { throw SettingError("--generate", "--generate images needs a vision tower: --mmproj TOWER.gguf (e.g. checkpoints/demo-tower.gguf)") }
                 source = ImagePromptGenerator(seed: seed, questions: .varied)
             case "images-classic":
                 guard towerPath != nil else { throw SettingError("--generate", "--generate images-classic needs a vision tower: --mmproj TOWER.gguf") }
                 source = ImagePromptGenerator(seed: seed, questions: .classic)
-            default: throw SettingError("--generate", "--generate must be text, images or images-classic, not \(g)")
+            default: throw SettingError("--generate", "--generate must be text, text-varied, images or images-classic, not \(g)")
             }
         } else if let p = prompts {
             source = try JSONLPromptSource(path: p)

@@ -8,7 +8,7 @@ struct SynthData: ParsableCommand {
         abstract: "Write draft-training data: the target answers prompts; tokens, masks and hidden states go into zstd shards.",
         discussion: """
         Prompts come from --prompts FILE.jsonl, --llava-json FILE (+ --image-dir), or --generate \
-        text|images (built-in templates, seeded; `images` draws pictures of colours, shapes and simple \
+        text|text-varied|images (built-in templates, seeded; `images` draws pictures of colours, shapes and simple \
         scenes with a question about each, for the demo tower). Image samples need --mmproj TOWER.gguf: \
         the record keeps the image mask and each image's path and SHA-256, and its bytes with \
         --embed-images (generated pictures, a few hundred bytes each, are always embedded). As ViSpec does, each user turn gets an instruction \
@@ -46,7 +46,7 @@ struct SynthData: ParsableCommand {
     @Flag(name: .customLong("text-only"), help: "Leave out the samples of --llava-json / --prompts that have images (the rest are renumbered).")
     var textOnly = false
 
-    @Option(help: "Built-in prompt generator: text; images (needs --mmproj: pictures of every family with varied questions and answer lengths); images-classic (the 14 question templates of the evaluation set, one per index).")
+    @Option(help: "Built-in prompt generator: text (templates over a few hundred subjects; the seed-31 datasets); text-varied (a few thousand subjects, tasks and constraints, so that answers differ: use it for new text data); images (needs --mmproj: pictures of every family with varied questions and answer lengths); images-classic (the 14 question templates of the evaluation set, one per index).")
     var generate: String?
 
     @Option(help: "Samples in the dataset (default: every prompt of the file; required with --generate).")

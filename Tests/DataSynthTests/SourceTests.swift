@@ -142,4 +142,48 @@ import Shards
             #expect(firsts.contains { $0.contains(marker) } || firsts.contains { $0.contains(marker.lowercased()) }, "no prompt with \(marker)")
         }
     }
+
+    /// The request itself, without the length, format or style sentence that follows it.
+    private func core(_ p: SynthPrompt) -> String {
+        let t = p.userTurns[0]
+        guard let end = t.firstIndex(where: { $0 == "." || $0 == "?" || $0 == ":" }) else { return t }
+        return String(t[...end])
+    }
+
+    @Test func variedTextGeneratorIsSeededAndHasManySubjects() {
+        let g = VariedTextPromptGenerator(seed: 1)
+        let a = (0..<2000).map { g.prompt(at: $0) }
+        #expect(a == (0..<2000).map { VariedTextPromptGenerator(seed: 1).prompt(at: $0) })
+        #expect(a.map(\.userTurns) != (0..<2000).map { VariedTextPromptGenerator(seed: 2).prompt(at: $0).userTurns })
+        #expect(g.prompt(at: 1234) == a[1234])
+        #expect(a.allSatisfy { $0.imagePaths.isEmpty && $0.id.hasPrefix("text-") && !$0.userTurns[0].isEmpty })
+        // Why this generator exists: distinct requests, not the same few hundred with other suffixes.
+        let varied = Set(a.map(core)).count
+        let classic = Set((0..<2000).map { core(TextPromptGenerator(seed: 1).prompt(at: $0)) }).count
+        // Measured: 1,456 against 931 (of which about 200 are the classic generator's arithmetic), and
+        // 1,898 distinct prompts: the same prompt twice is the same greedy answer twice.
+        #expect(Set(a.map(\.userTurns)).count >= 1850)
+        #expect(varied >= 1300, "only \(varied) distinct requests in 2000")
+        #expect(Double(varied) >= 1.4 * Double(classic), "\(varied) distinct requests against the classic generator's \(classic)")
+        let multi = a.filter { $0.userTurns.count == 2 }.count
+        #expect(multi > 150 && multi < 350)
+    }
+
+    /// Held-out means held out: no subject of the evaluation set's hand-written text prompts is generated.
+    @Test func variedTextGeneratorLeavesOutTheEvaluationSubjects() {
+        // One phrase per prompt of `EvaluationSet.textPrompts`, in its order; a new prompt there needs its phrase here.
+        let evaluationSubjects = ["guitar", "northern lights", "second largest", "heist", "countryside", "database index",
+                                  "farewell", "simile", "becomes a law", "debounce", "leap year", "opportunity cost", "haiku"]
+        #expect(evaluationSubjects.count + 1 == EvaluationSet.textPrompts.count)  // text-6 (pens and notebooks) is arithmetic
+        for (i, p) in EvaluationSet.textPrompts.enumerated() where i != 6 {
+            #expect(evaluationSubjects.contains { p.lowercased().contains($0) }, "no phrase for evaluation prompt \(i): \(p)")
+        }
+        for s in [1 as UInt64, 31, 51] {
+            let g = VariedTextPromptGenerator(seed: s)
+            for i in 0..<20_000 {
+                let text = g.prompt(at: i).userTurns.joined(separator: " ").lowercased()
+                #expect(!evaluationSubjects.contains { text.contains($0) } && !text.contains("notebooks"), "seed \(s) prompt \(i): \(text)")
+            }
+        }
+    }
 }
