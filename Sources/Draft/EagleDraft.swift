@@ -249,11 +249,11 @@ public final class EagleDraft: Drafter {
                 guard tok >= 0, Int(tok) < config.targetVocab else {
                     throw err("nextTokens[\(i)]", "\(tok) is not a token id (0..<\(config.targetVocab))")
                 }
+                // The prompt window: a fresh draft reads only the last text positions of the prompt
+                // (and every image row above), as it was trained.
+                if p0 == 0, let w = promptWindow, t < n - max(1, w) { continue }
                 rows.append((t, (0, Int(tok), 0), injectGlobal ? global : nil))
             }
-        }
-        if p0 == 0, let w = promptWindow {
-            rows = rows.filter { $0.t >= n - max(1, w) || $0.e.kind != 0 }
         }
         let m = rows.count
         // EAGLE-3: the entries' states g = fc(aux states), which take f's place below.

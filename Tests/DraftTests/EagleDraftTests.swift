@@ -324,6 +324,34 @@ final class EagleDraftTests: XCTestCase {
         XCTAssertEqual(try growTree(a, root: root).out.count, 10)
     }
 
+    func testPromptWindowKeepsTheLastTextEntriesAndEveryImageEntry() throws {
+        let img = imageSpan(start: 4, rows: 9, seed: 3)
+        // With the adapter: of the prompt's token entries only t >= 20 − 5 stay, and the image's
+        // compressed entries (9, 10, 11) all do; later accepts are not windowed.
+        let a = try EagleDraft(weights: try weights(numQ: 4), target: Target.model)
+        a.promptWindow = 5
+        _ = try accept(a, 0..<20, images: [img])
+        XCTAssertEqual(a.entryPositions, [9, 10, 11] + Array(15..<20))
+        XCTAssertNotNil(a.globalFeature)
+        _ = try accept(a, 20..<24)
+        XCTAssertEqual(a.entryPositions, [9, 10, 11] + Array(15..<24))
+        // Without it every image row is an entry and stays.
+        let b = try EagleDraft(weights: try weights(), target: Target.model)
+        b.promptWindow = 5
+        _ = try accept(b, 0..<20, images: [img])
+        XCTAssertEqual(b.entryPositions, Array(3..<12) + Array(15..<20))
+        // A window as long as the prompt keeps it all; a window of 0 still keeps the last position,
+        // whose entry the first tree grows from.
+        let c = try EagleDraft(weights: try weights(), target: Target.model)
+        c.promptWindow = 20
+        _ = try accept(c, 0..<20)
+        XCTAssertEqual(c.entryPositions, Array(0..<20))
+        let e = try EagleDraft(weights: try weights(), target: Target.model)
+        e.promptWindow = 0
+        _ = try accept(e, 0..<20)
+        XCTAssertEqual(e.entryPositions, [19])
+    }
+
     func testRequestErrors() throws {
         let a = try EagleDraft(weights: try weights(), target: Target.model)
         XCTAssertThrowsError(try a.expand(tokens: [1], parents: [-1], topK: 2))
