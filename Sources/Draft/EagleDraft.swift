@@ -249,8 +249,8 @@ public final class EagleDraft: Drafter {
                 guard tok >= 0, Int(tok) < config.targetVocab else {
                     throw err("nextTokens[\(i)]", "\(tok) is not a token id (0..<\(config.targetVocab))")
                 }
-                // The prompt window: a fresh draft reads only the last text positions of the prompt
-                // (and every image row above), as it was trained.
+                // The prompt window (`promptWindow`): a fresh draft reads only the prompt's last text
+                // positions; image entries are kept above.
                 if p0 == 0, let w = promptWindow, t < n - max(1, w) { continue }
                 rows.append((t, (0, Int(tok), 0), injectGlobal ? global : nil))
             }
