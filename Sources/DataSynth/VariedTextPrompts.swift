@@ -136,7 +136,7 @@ public struct VariedTextPromptGenerator: DataSource {
     static let languages = ["Python", "JavaScript", "Swift", "C", "Rust", "Go", "Java", "Kotlin", "C#", "Ruby", "TypeScript", "PHP", "Haskell"]
     static let snippets = [
         "def h(s):\n    return s == s[::-1]",
-        "nums = [3, 1, 4, 1, 5]\nprint(sorted(set(nums))[-2])",
+        "nums = [3, 1, 4, 1, 5]\nprint(sum(nums) / len(nums))",
         "let squares = (1...5).map { $0 * $0 }.filter { $0 % 2 == 1 }",
         "for (let i = 0; i < arr.length; i++) {\n  if (arr[i] > max) max = arr[i];\n}",
         "SELECT city, AVG(price) FROM houses WHERE rooms >= 3 GROUP BY city ORDER BY 2 DESC;",
