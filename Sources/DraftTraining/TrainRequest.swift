@@ -48,6 +48,8 @@ public struct TrainRequest {
     /// f32, f16 or bf16.
     public var saveDType = "f16"
     public var valFraction = 0.05
+    /// id or prompt (`ValidationSplit`).
+    public var valSplit = "id"
     public var valSamples = 40
     public var evalEvery = 0
     public var threads = 1
@@ -71,6 +73,7 @@ public struct TrainRequest {
         guard threads >= 1 else { throw bad("--threads", "--threads must be ≥ 1") }
         guard saveEvery >= 0, evalEvery >= 0 else { throw bad("--save-every", "--save-every and --eval-every must be ≥ 0") }
         guard valFraction >= 0 && valFraction < 1 else { throw bad("--val-fraction", "--val-fraction must be in [0, 1)") }
+        guard ValidationSplit(rawValue: valSplit) != nil else { throw bad("--val-split", "--val-split must be id or prompt, not \(valSplit)") }
         guard noise >= 0, clip >= 0, weightDecay >= 0 else { throw bad("--noise", "--noise, --clip and --weight-decay must be ≥ 0") }
         if numQ < 0 { throw bad("--num-q", "--num-q must be 0 (no adapter) or a positive query count") }
         if !globalFeature && (stage != 2 || numQ == 0) { throw bad("--no-global-feature", "--no-global-feature needs stage 2 with an adapter (--num-q ≥ 1)") }
@@ -135,6 +138,7 @@ public struct TrainRequest {
         o.numQ = stage == 2 ? numQ : 0
         if !globalFeature { o.globalFeature = false }
         if withText { o.withText = true }
+        if let rule = ValidationSplit(rawValue: valSplit), rule != .id { o.validationSplit = rule }
         o.draftVocab = draftVocab
         guard arch == .eagle3 else { return o }
         o.arch = .eagle3

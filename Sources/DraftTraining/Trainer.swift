@@ -33,6 +33,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// image-only training wears down what stage 1 taught it); nil: images only, absent from the
     /// JSON so older runs resume unchanged.
     public var withText: Bool? = nil
+    /// `.prompt`: validation by a hash of the prompt; nil: by the sample id, absent from the JSON
+    /// so older runs resume unchanged.
+    public var validationSplit: ValidationSplit? = nil
 
     public init() {}
 
@@ -41,6 +44,7 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         case weightDecay = "weight_decay", clipNorm = "clip_norm", noise, seed, loss, maxLength = "max_length"
         case validationFraction = "validation_fraction", numQ = "num_q", draftVocab = "draft_vocab"
         case arch, auxLayers = "aux_layers", globalFeature = "global_feature", withText = "with_text"
+        case validationSplit = "validation_split"
     }
 
     public var json: String { Checkpoint.json(self) }

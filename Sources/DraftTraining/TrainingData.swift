@@ -47,6 +47,19 @@ public struct SampleInfo: Sendable, Equatable {
     public var tokens: Int
     public var answerTokens: Int
     public var hasImage: Bool
+    /// A hash of what the target was asked: the tokens before the first answer token and the
+    /// images' SHA-256. Samples that share it are the same request (`ValidationSplit.prompt`).
+    public var promptKey: UInt64 = 0
+}
+
+/// How samples are assigned to validation.
+public enum ValidationSplit: String, Codable, Sendable, CaseIterable {
+    /// By a hash of the sample id: the split of every run before this option existed.
+    case id
+    /// By a hash of the prompt (`SampleInfo.promptKey`): every copy of a repeated request falls
+    /// on the same side, so validation never scores a draft on prompts it trained on. A generator
+    /// that repeats its prompts makes `id` validation measure memorisation.
+    case prompt
 }
 
 /// Streams samples from one or more dataset folders of zstd shards (docs/shard-format.md).
@@ -111,7 +124,7 @@ public final class TrainingData {
                     let rec = try r.record(k)
                     samples.append(SampleInfo(dir: di, shard: si, record: k, sampleIndex: rec.index, id: rec.id,
                                               tokens: rec.tokens.count, answerTokens: rec.answerTokenCount,
-                                              hasImage: rec.imageMask.contains(1)))
+                                              hasImage: rec.imageMask.contains(1), promptKey: Self.promptKey(rec)))
                 }
             }
         }
@@ -129,19 +142,42 @@ public final class TrainingData {
         return Double(h % 10_000) < fraction * 10_000
     }
 
+    /// Validation membership from a prompt key. The key is finalized first (splitmix64) because
+    /// FNV's low bits, which `% 10_000` reads, mix the last bytes poorly.
+    public static func isValidation(promptKey: UInt64, fraction: Double) -> Bool {
+        var z = promptKey &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z % 10_000) < fraction * 10_000
+    }
+
+    /// FNV-1a over the prompt tokens (those before the first answer token) and the images' SHA-256.
+    static func promptKey(_ rec: SampleRecord) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        let promptEnd = rec.lossMask.firstIndex(of: 1) ?? rec.tokens.count
+        for t in rec.tokens[..<promptEnd] { withUnsafeBytes(of: t.littleEndian) { $0.forEach(mix) } }
+        for im in rec.images { mix(0); im.sha256.utf8.forEach(mix) }
+        return h
+    }
+
     /// Train and validation samples for a stage: stage 1 takes text samples, stage 2 image samples
     /// (and, `withText`, the text samples too).
-    public func split(validationFraction: Double, stage: Int, withText: Bool = false) -> (train: [Int], validation: [Int]) {
+    public func split(validationFraction: Double, stage: Int, withText: Bool = false, by rule: ValidationSplit = .id) -> (train: [Int], validation: [Int]) {
         var train: [Int] = [], val: [Int] = []
         for (i, s) in samples.enumerated() where (stage == 1) != s.hasImage || (stage == 2 && withText) {
-            if Self.isValidation(id: s.id, fraction: validationFraction) { val.append(i) } else { train.append(i) }
+            let held = rule == .id ? Self.isValidation(id: s.id, fraction: validationFraction)
+                                   : Self.isValidation(promptKey: s.promptKey, fraction: validationFraction)
+            if held { val.append(i) } else { train.append(i) }
         }
         return (train, val)
     }
 
     /// The split a training run with these options uses.
     public func split(for options: TrainOptions) -> (train: [Int], validation: [Int]) {
-        split(validationFraction: options.validationFraction, stage: options.stage, withText: options.withText == true)
+        split(validationFraction: options.validationFraction, stage: options.stage, withText: options.withText == true,
+              by: options.validationSplit ?? .id)
     }
 
     /// The draft vocabulary: the V most frequent answer tokens of `sampleIndices` (descending

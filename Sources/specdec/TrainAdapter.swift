@@ -139,8 +139,11 @@ struct TrainAdapter: ParsableCommand {
     @Option(name: .customLong("save-dtype"), help: "Weights of --out: f32, f16 or bf16 (the .train checkpoint is always f32).")
     var saveDType: String = "f16"
 
-    @Option(name: .customLong("val-fraction"), help: "Share of samples held out for validation (by a hash of the sample id).")
+    @Option(name: .customLong("val-fraction"), help: "Share of samples held out for validation.")
     var valFraction: Double = 0.05
+
+    @Option(name: .customLong("val-split"), help: "How samples are held out: id (a hash of the sample id, the default and the split of every documented run) or prompt (a hash of the prompt tokens and images, so repeated prompts never straddle training and validation; use it on data from a generator that repeats).")
+    var valSplit: String = "id"
 
     @Option(name: .customLong("val-samples"), help: "Validation samples evaluated (at most).")
     var valSamples: Int = 40
@@ -162,7 +165,7 @@ struct TrainAdapter: ParsableCommand {
         r.batchTokens = batchTokens; r.maxLen = maxLen; r.numQ = numQ; r.globalFeature = !noGlobalFeature; r.withText = withText; r.draftVocab = draftVocab
         r.saveEvery = saveEvery; r.allowUnfinished = allowUnfinished; r.resume = resume; r.seed = seed; r.loss = loss; r.arch = arch
         r.tttSteps = tttSteps; r.auxLayers = auxLayers; r.lossWeights = lossWeights; r.selfCorrect = selfCorrect; r.saveDType = saveDType
-        r.valFraction = valFraction; r.valSamples = valSamples; r.evalEvery = evalEvery; r.threads = threads
+        r.valFraction = valFraction; r.valSplit = valSplit; r.valSamples = valSamples; r.evalEvery = evalEvery; r.threads = threads
         return r
     }
 

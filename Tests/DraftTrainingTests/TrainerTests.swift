@@ -133,6 +133,53 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try r.options().withText, true)
     }
 
+    /// `--val-split prompt`: copies of one prompt (with answers of other lengths) all fall on one
+    /// side, where the id split scatters them over both; the answers do not enter the key, the
+    /// images do; the option is recorded for --resume and checked by name.
+    func testPromptSplitKeepsRepeatedPromptsOnOneSide() throws {
+        let dir = scratchDir("promptsplit")
+        // 12 prompts, 5 copies each; a copy's answer length differs, so only its prompt repeats.
+        let recs = (0..<60).map { i in world.record(index: i, length: 14 + i / 12, promptLen: 6, seed: UInt64(500 + i % 12)) }
+        try world.writeDataset(recs, to: dir)
+        let data = try TrainingData(dirs: [dir])
+        func straddling(_ sp: (train: [Int], validation: [Int])) -> Int {
+            let t = Set(sp.train.map { data.samples[$0].promptKey }), v = Set(sp.validation.map { data.samples[$0].promptKey })
+            return t.intersection(v).count
+        }
+        XCTAssertEqual(Set(data.samples.map(\.promptKey)).count, 12, "the key is the prompt, not the answer")
+        let byId = data.split(validationFraction: 0.3, stage: 1)
+        XCTAssertGreaterThan(straddling(byId), 0, "the fixture must show the id split's leak")
+        let byPrompt = data.split(validationFraction: 0.3, stage: 1, by: .prompt)
+        XCTAssertEqual(straddling(byPrompt), 0)
+        XCTAssertFalse(byPrompt.validation.isEmpty)
+        XCTAssertFalse(byPrompt.train.isEmpty)
+        XCTAssertEqual(byPrompt.validation.count % 5, 0, "whole groups of 5 copies")
+        XCTAssertEqual(byPrompt.train.count + byPrompt.validation.count, 60)
+        // The same prompt with another image is another request.
+        var withImage = recs[0]
+        withImage.images = [ImageRef(path: "a.png", sha256: "aa")]
+        var otherImage = withImage
+        otherImage.images = [ImageRef(path: "a.png", sha256: "bb")]
+        XCTAssertNotEqual(TrainingData.promptKey(withImage), TrainingData.promptKey(recs[0]))
+        XCTAssertNotEqual(TrainingData.promptKey(withImage), TrainingData.promptKey(otherImage))
+        XCTAssertEqual(TrainingData.promptKey(recs[0]), TrainingData.promptKey(recs[12]))
+        // The trainer uses the rule in its options, and the options record it (absent for id).
+        var o = options(steps: 1)
+        o.validationFraction = 0.3
+        o.validationSplit = .prompt
+        let t = try makeTrainer(data, options: o)
+        XCTAssertEqual(t.trainIndices, byPrompt.train)
+        XCTAssertEqual(t.validationIndices, byPrompt.validation)
+        XCTAssertTrue(o.json.contains("\"validation_split\":\"prompt\""), o.json)
+        XCTAssertFalse(options(steps: 1).json.contains("validation_split"))
+        var r = TrainRequest(modelPath: "", dataDirs: ["d"], out: "o.safetensors")
+        XCTAssertNil(try r.options().validationSplit)
+        r.valSplit = "prompt"
+        XCTAssertEqual(try r.options().validationSplit, .prompt)
+        r.valSplit = "hash"
+        XCTAssertThrowsError(try r.validate()) { XCTAssertTrue("\($0)".contains("--val-split"), "\($0)") }
+    }
+
     /// 8 uninterrupted steps equal 4 steps, a checkpoint round trip, and 4 more: bit for bit.
     func testResumeEqualsUninterrupted() throws {
         let data = try dataset("resume")
