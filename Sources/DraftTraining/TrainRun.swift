@@ -123,6 +123,12 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         throw TrainingError(file: "--no-global-feature", field: "global_feature", reason: "only a stage-2 draft with an adapter (--num-q ≥ 1) has a global feature to leave out")
     }
     let split = data.split(for: opts)
+    if rc.progress && !split.validation.isEmpty {
+        let repeated = data.repeatedPrompts(train: split.train, validation: split.validation)
+        let hint = repeated > 0 && (opts.validationSplit ?? .id) == .id ? " (--val-split prompt holds out whole prompts)" : ""
+        stderrLine(String(format: "validation: %d samples, %d (%.1f%%) with a prompt that a training sample has too",
+                          split.validation.count, repeated, 100 * Double(repeated) / Double(split.validation.count)) + hint + "\n")
+    }
 
     // The starting point: a resumable checkpoint, an --init checkpoint, or fresh.
     var resumed: LoadedCheckpoint? = nil

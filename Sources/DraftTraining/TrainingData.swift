@@ -174,6 +174,13 @@ public final class TrainingData {
         return (train, val)
     }
 
+    /// How many of `validation` have a prompt that some sample of `train` has too: validation on
+    /// those scores recall of a training answer, not generalisation.
+    public func repeatedPrompts(train: [Int], validation: [Int]) -> Int {
+        let seen = Set(train.map { samples[$0].promptKey })
+        return validation.filter { seen.contains(samples[$0].promptKey) }.count
+    }
+
     /// The split a training run with these options uses.
     public func split(for options: TrainOptions) -> (train: [Int], validation: [Int]) {
         split(validationFraction: options.validationFraction, stage: options.stage, withText: options.withText == true,

@@ -151,6 +151,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertGreaterThan(straddling(byId), 0, "the fixture must show the id split's leak")
         let byPrompt = data.split(validationFraction: 0.3, stage: 1, by: .prompt)
         XCTAssertEqual(straddling(byPrompt), 0)
+        XCTAssertEqual(data.repeatedPrompts(train: byPrompt.train, validation: byPrompt.validation), 0)
+        XCTAssertEqual(data.repeatedPrompts(train: byId.train, validation: byId.validation),
+                       byId.validation.filter { v in byId.train.contains { data.samples[$0].promptKey == data.samples[v].promptKey } }.count)
+        XCTAssertGreaterThan(data.repeatedPrompts(train: byId.train, validation: byId.validation), 0)
         XCTAssertFalse(byPrompt.validation.isEmpty)
         XCTAssertFalse(byPrompt.train.isEmpty)
         XCTAssertEqual(byPrompt.validation.count % 5, 0, "whole groups of 5 copies")
