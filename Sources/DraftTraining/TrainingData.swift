@@ -1,4 +1,5 @@
 import Draft
+import Sampling
 import Shards
 import Foundation
 import GGUF
@@ -60,6 +61,15 @@ public enum ValidationSplit: String, Codable, Sendable, CaseIterable {
     /// on the same side, so validation never scores a draft on prompts it trained on. A generator
     /// that repeats its prompts makes `id` validation measure memorisation.
     case prompt
+}
+
+/// 64-bit FNV-1a: the validation splits' hashes, stable across runs, platforms and Swift versions
+/// (unlike `Hasher`, which is seeded per process).
+struct FNV1a {
+    private(set) var value: UInt64 = 0xCBF2_9CE4_8422_2325
+    mutating func add<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        for b in bytes { value = (value ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+    }
 }
 
 /// Streams samples from one or more dataset folders of zstd shards (docs/shard-format.md).
@@ -137,29 +147,25 @@ public final class TrainingData {
 
     /// Validation membership from a hash of the sample id (stable across runs, folders and shards).
     public static func isValidation(id: String, fraction: Double) -> Bool {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        return Double(h % 10_000) < fraction * 10_000
+        var h = FNV1a()
+        h.add(id.utf8)
+        return Double(h.value % 10_000) < fraction * 10_000
     }
 
     /// Validation membership from a prompt key. The key is finalized first (splitmix64) because
     /// FNV's low bits, which `% 10_000` reads, mix the last bytes poorly.
     public static func isValidation(promptKey: UInt64, fraction: Double) -> Bool {
-        var z = promptKey &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Double(z % 10_000) < fraction * 10_000
+        var finalizer = SplitMix64(seed: promptKey)
+        return Double(finalizer.next() % 10_000) < fraction * 10_000
     }
 
     /// FNV-1a over the prompt tokens (those before the first answer token) and the images' SHA-256.
     static func promptKey(_ rec: SampleRecord) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        var h = FNV1a()
         let promptEnd = rec.lossMask.firstIndex(of: 1) ?? rec.tokens.count
-        for t in rec.tokens[..<promptEnd] { withUnsafeBytes(of: t.littleEndian) { $0.forEach(mix) } }
-        for im in rec.images { mix(0); im.sha256.utf8.forEach(mix) }
-        return h
+        for t in rec.tokens[..<promptEnd] { withUnsafeBytes(of: t.littleEndian) { h.add($0) } }
+        for im in rec.images { h.add([0]); h.add(im.sha256.utf8) }
+        return h.value
     }
 
     /// Train and validation samples for a stage: stage 1 takes text samples, stage 2 image samples
