@@ -49,7 +49,7 @@ let package = Package(
 
         // ViSpec pieces (protocols now; filled by later issues).
         .target(name: "VisualAdapter", dependencies: ["Kernels"]),
-        .target(name: "Draft", dependencies: ["Diagnostics", "Kernels", "VisualAdapter", "Llama", "SafeTensors", "GGUF"]),
+        .target(name: "Draft", dependencies: ["Diagnostics", "Kernels", "VisualAdapter", "Llama", "Sampling", "SafeTensors", "GGUF"]),
         .target(name: "Verify", dependencies: ["Draft", "Kernels", "Llama", "Sampling"]),
         // The generation library: prompt input (LMInput) and the plain/speculative loop.
         .target(name: "Generation", dependencies: ["Diagnostics", "Checksum", "Kernels", "Llama", "Sampling", "Draft", "Verify", "Vision", "Tokenizer", "GGUF"]),

@@ -440,8 +440,5 @@ public struct TextPromptGenerator: DataSource {
 
 /// A 64-bit seed from (seed, index): SplitMix64 finaliser over a mix of both.
 public func mixSeed(_ seed: UInt64, _ index: UInt64, salt: UInt64 = 0) -> UInt64 {
-    var x = seed ^ (index &* 0x9E37_79B9_7F4A_7C15) ^ (salt &* 0xD1B5_4A32_D192_ED03)
-    x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-    return x ^ (x >> 31)
+    SplitMix64.finalize(seed ^ (index &* 0x9E37_79B9_7F4A_7C15) ^ (salt &* 0xD1B5_4A32_D192_ED03))
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import Llama
+import Sampling
 import SafeTensors
 
 /// The draft's float weights, named as in docs/draft-design.md. Matrices are `[out, in]`
@@ -154,7 +155,7 @@ public struct DraftWeights: Sendable {
     public static func random(config c: DraftConfig, seed: UInt64, outputNorm: [Float]? = nil,
                               targetOutput: PackedMatrix? = nil, d2t: [Int32]? = nil) throws -> DraftWeights {
         let d = c.width
-        var rng = SplitMix(seed: seed)
+        var rng = NormalStream(seed: seed)
         func normal(_ n: Int, _ std: Float) -> [Float] { (0..<n).map { _ in rng.normal() * std } }
         // EAGLE-3 fuses several layers, none of which is the state to pass through: plain random.
         var fc = normal(d * (c.isEagle3 ? c.featureWidth : 2 * d), 0.02)
@@ -220,23 +221,15 @@ public struct DraftWeights: Sendable {
     }
 }
 
-/// SplitMix64 with Box–Muller normals: small, seeded, the same on every platform.
-struct SplitMix {
-    var state: UInt64
+/// Box–Muller normals (pairs, the second kept for the next call) from SplitMix64: seeded and
+/// the same on every platform.
+struct NormalStream {
+    var uniform: SplitMix64
     var spare: Float?
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    mutating func unit() -> Double { (Double(next() >> 11) + 1) * (1.0 / 9_007_199_254_740_992.0) }
+    init(seed: UInt64) { uniform = SplitMix64(seed: seed) }
     mutating func normal() -> Float {
         if let s = spare { spare = nil; return s }
-        let u1 = unit(), u2 = unit()
+        let u1 = uniform.nextOpenUnitDouble(), u2 = uniform.nextOpenUnitDouble()
         let r = (-2 * Foundation.log(u1)).squareRoot()
         spare = Float(r * Foundation.sin(2 * Double.pi * u2))
         return Float(r * Foundation.cos(2 * Double.pi * u2))

@@ -35,10 +35,18 @@ public struct SplitMix64: Sendable, Equatable {
     public init(seed: UInt64) { state = seed }
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
+        return Self.finalize(state)
+    }
+    /// SplitMix64's output function alone: a bijective 64-bit mix, good for hashing seeds.
+    @inlinable public static func finalize(_ x: UInt64) -> UInt64 {
+        var z = x
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1] with 53 bits (never 0: safe under a logarithm).
+    public mutating func nextOpenUnitDouble() -> Double {
+        (Double(next() >> 11) + 1) * (1.0 / 9_007_199_254_740_992.0)
     }
     /// Uniform in [0, 1).
     public mutating func nextUnit() -> Float { Float(next() >> 40) / Float(1 << 24) }
