@@ -92,7 +92,6 @@ public struct TrainRequest {
                                            : "--no-self-correct is --ttt-steps 1, which contradicts --ttt-steps \(k): give one")
             }
         }
-        if resume && initPath != nil { throw bad("--resume", "--resume continues its own checkpoint; --init starts a new run: give one") }
         _ = try targetLayer()
     }
 

@@ -141,6 +141,11 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
             throw TrainingError(file: rc.trainCheckpointPath, field: "optimizer", reason: "not a resumable checkpoint (no optimizer state or data cursor)")
         }
         resumed = ck
+        // The command that started the run, repeated with --resume, must continue it: the
+        // starting weights it named are already inside the checkpoint.
+        if rc.initPath != nil || rc.initFromTargetLayer != nil {
+            stderrLine("--resume: continuing from \(rc.trainCheckpointPath); --init and --init-from-target-layer only shaped its first step and are not read again\n")
+        }
     }
     var initCk: LoadedCheckpoint? = nil
     if let ip = rc.initPath, resumed == nil { initCk = try Checkpoint.load(ip) }
@@ -151,7 +156,9 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     } else {
         d2t = try data.draftVocabulary(size: opts.draftVocab, sampleIndices: split.train)
     }
-    if resumed == nil { opts.draftVocab = d2t.count == mc.vocabSize ? 0 : d2t.count }
+    // From the draft actually used (an --init or resumed draft's own), so that the command
+    // that started a run matches its checkpoint's arguments when repeated with --resume.
+    opts.draftVocab = d2t.count == mc.vocabSize ? 0 : d2t.count
     if rc.progress && d2t.count < mc.vocabSize && !split.validation.isEmpty {
         // What --draft-vocab costs in acceptance: validation answer tokens the head cannot propose.
         let cover = try data.vocabularyCoverage(d2t, sampleIndices: split.validation)

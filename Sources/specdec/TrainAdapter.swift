@@ -37,7 +37,8 @@ struct TrainAdapter: ParsableCommand {
         length τ of simulated greedy chain drafting, depth 5). --resume continues the run from \
         DRAFT.train.safetensors with the same loss curve as an uninterrupted run at the same -t \
         (each thread count adds the threads' gradients in its own fixed order); it refuses a \
-        checkpoint made with other data, seed, model or arguments.
+        checkpoint made with other data, seed, model or arguments. Repeat the command that \
+        started the run and add --resume: --init is then not read again.
 
         --arch eagle3 trains an EAGLE-3 draft instead: fc fuses the residual streams entering the \
         target layers --aux-layers (default 2, L/2, L−3; the data must come from synth-data \

@@ -213,6 +213,30 @@ import Verify
         #expect(badLayer.status != 0 && badLayer.stderr.contains("a layer index or last"), "\(badLayer.stderr)")
     }
 
+    /// The command that started a run, repeated with --resume, continues it: --init (here a
+    /// draft with a 100-token vocabulary, not the default 8,192) is not read again, and the
+    /// arguments the checkpoint recorded match.
+    @Test func resumeAcceptsTheCommandThatStartedTheRun() throws {
+        let dir = Self.tempCache()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let synth = try SpecdecCLI.run(["synth-data", "--generate", "text", "--samples", "6", "--seed", "9", "--max-new", "8", "-t", "1", "--out", dir + "/data"])
+        #expect(synth.status == 0, "\(synth.stderr)")
+        let start = try SpecdecCLI.run(["train-adapter", "--data", dir + "/data", "--steps", "2", "--draft-vocab", "100", "--seed", "1", "-t", "1",
+                                        "--out", dir + "/start.safetensors"])
+        #expect(start.status == 0, "\(start.stderr)")
+        let run = ["train-adapter", "--data", dir + "/data", "--init", dir + "/start.safetensors", "--steps", "4", "--save-every", "2",
+                   "--seed", "1", "-t", "1", "--json", "--out", dir + "/d.safetensors"]
+        let first = try SpecdecCLI.run(run)
+        #expect(first.status == 0, "\(first.stderr)")
+        let shipped = try Data(contentsOf: URL(fileURLWithPath: dir + "/d.safetensors"))
+        let again = try SpecdecCLI.run(run + ["--resume"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("not read again"), "\(again.stderr)")
+        let report = try SpecdecCLI.json(again.stdout)
+        #expect(report["resumed_from"] as? Int == 4 && report["steps"] as? Int == 4, "\(report)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/d.safetensors")) == shipped, "a finished run resumed writes the same draft")
+    }
+
     /// The shipped EAGLE-style text draft (stage 1): lossless on a text prompt, and accepted.
     @Test func shippedEagleTextDraftIsLossless() throws {
         let root = TestPaths.repoRoot.path
