@@ -227,10 +227,10 @@ extension FeatureSummary {
 }
 
 extension SynthProgress {
-    /// One status line: bar, counts, rates and the time left.
+    /// One status line: bar, counts, rates and the time left (rates over the last minute).
     public func statusLine(label: String) -> String {
-        let sps = seconds > 0 ? Double(generatedSamples) / seconds : 0
-        let tps = seconds > 0 ? Double(generatedTokens) / seconds : 0
+        let sps = recentSamplesPerSecond ?? (seconds > 0 ? Double(generatedSamples) / seconds : 0)
+        let tps = recentTokensPerSecond ?? (seconds > 0 ? Double(generatedTokens) / seconds : 0)
         let eta = sps > 0 ? Self.duration(Double(total - done) / sps) : "?"
         let pct = total > 0 ? 100 * Double(done) / Double(total) : 100
         let width = 24
