@@ -40,7 +40,7 @@ let package = Package(
         // AVX2/FMA/F16C kernels: the whole module is compiled for Haswell-class CPUs; Kernels calls it
         // only after a run-time CPU check, so the program as a whole still runs on baseline x86-64.
         .target(name: "KernelsAVX2", dependencies: ["CKernelsSupport"], swiftSettings: avx2Settings),
-        .target(name: "Diagnostics"),                                 // FieldError: the one "file: field: reason" error shape
+        .target(name: "Diagnostics"),                                 // FieldError: the one "file: field: reason" error shape; progress rates
         .target(name: "GGUF", dependencies: ["Kernels", "Diagnostics"]),                // GGUF reader/writer over mmap
         .target(name: "Tokenizer", dependencies: ["GGUF"]),              // byte-level BPE, pre-tokenizers, chat templates
         .target(name: "SafeTensors", dependencies: ["Kernels", "Diagnostics"]),        // safetensors reader/writer (draft checkpoints)
@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "Sampling", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "specdec", "Kernels"]),
-        .testTarget(name: "DataSynthTests", dependencies: ["DataSynth", "Shards", "TestSupport", "specdec", "Llama", "Tokenizer", "GGUF", "Vision"]),
+        .testTarget(name: "DataSynthTests", dependencies: ["DataSynth", "Diagnostics", "Shards", "TestSupport", "specdec", "Llama", "Tokenizer", "GGUF", "Vision"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "GGUF", "Kernels", "Llama", "Tokenizer", "Sampling", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DraftTests", dependencies: ["Draft", "SafeTensors", "VisualAdapter", "Llama", "Kernels", "GGUF", "TestSupport"]),
         .testTarget(name: "DraftTrainingTests", dependencies: ["DraftTraining", "Draft", "SafeTensors", "DataSynth", "Shards", "Llama", "Kernels", "TestSupport"]),

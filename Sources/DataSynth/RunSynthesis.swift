@@ -1,3 +1,4 @@
+import Diagnostics
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -67,28 +68,6 @@ public struct SynthProgress: Sendable {
         self.shard = shard; self.done = done; self.total = total
         self.generatedSamples = generatedSamples; self.generatedTokens = generatedTokens; self.positions = positions
         self.seconds = seconds; self.recentSamplesPerSecond = recentSamplesPerSecond; self.recentTokensPerSecond = recentTokensPerSecond
-    }
-}
-
-/// Rates over a sliding time window, as tqdm's smoothed rate: a run paused by its owner
-/// (`kill -STOP` while a benchmark runs) or sharing its cores would otherwise report its whole
-/// run's average, and an ETA hours off, long after it is back to full speed.
-public struct RateWindow: Sendable {
-    public let window: Double
-    private var marks: [(t: Double, samples: Int, tokens: Int)] = []
-    private var first = 0
-
-    public init(window: Double = 60) { self.window = window }
-
-    /// Records the cumulative counts at time `t` and returns the rates since the newest mark at
-    /// least `window` seconds old (the oldest mark while the run is younger than that).
-    public mutating func add(t: Double, samples: Int, tokens: Int) -> (samplesPerSecond: Double, tokensPerSecond: Double)? {
-        marks.append((t, samples, tokens))
-        while first + 1 < marks.count - 1 && marks[first + 1].t <= t - window { first += 1 }
-        if first > 4096 { marks.removeFirst(first); first = 0 }
-        let a = marks[first]
-        guard marks.count - first >= 2, t > a.t else { return nil }
-        return (Double(samples - a.samples) / (t - a.t), Double(tokens - a.tokens) / (t - a.t))
     }
 }
 
@@ -162,7 +141,7 @@ public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: S
     var p = SynthProgress(shard: header.shard, done: writer.entries.count, total: total, generatedSamples: 0, generatedTokens: 0, positions: 0, seconds: 0)
     progress(p)
     var recent = RateWindow()
-    _ = recent.add(t: 0, samples: 0, tokens: 0)
+    _ = recent.add(t: 0, items: 0, tokens: 0)
     let todo = Array(header.shard.indices(samples: header.samples).dropFirst(writer.entries.count))
     try synthesizer.generate(count: todo.count, batch: batch, prompt: { k in (try source.prompt(at: todo[k]), todo[k]) }) { record in
         try writer.append(record)
@@ -172,8 +151,8 @@ public func runSynthesis(source: DataSource, synthesizer: Synthesizer, header: S
         p.positions += record.tokens.count
         summary.promptTokens += record.tokens.count - record.answerTokenCount
         p.seconds = monotonicSeconds() - start
-        if let r = recent.add(t: p.seconds, samples: p.generatedSamples, tokens: p.generatedTokens) {
-            p.recentSamplesPerSecond = r.samplesPerSecond
+        if let r = recent.add(t: p.seconds, items: p.generatedSamples, tokens: p.generatedTokens) {
+            p.recentSamplesPerSecond = r.itemsPerSecond
             p.recentTokensPerSecond = r.tokensPerSecond
         }
         progress(p)

@@ -1,3 +1,4 @@
+import Diagnostics
 import Draft
 import COpenBLAS
 import Shards
@@ -256,6 +257,8 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
     // Time spent validating and saving inside the loop: not training, so left out of the
     // reported throughput.
     var asideSeconds = 0.0
+    var rates = RateWindow()
+    _ = rates.add(t: 0, items: 0, tokens: 0)
     while trainer.step < opts.totalSteps {
         let r = try trainer.trainStep()
         tokens += r.stats.tokens
@@ -278,8 +281,10 @@ public func runTraining(_ rc: TrainRunConfig) throws -> TrainReport {
         if rc.progress {
             let el = monotonicSeconds() - t0 - asideSeconds - (monotonicSeconds() - aside0)
             let done = r.step - resumedFrom
-            let sps = Double(done) / max(el, 1e-9)
-            let tps = Double(tokens) / max(el, 1e-9)
+            // The last minute's rates: the whole run's average would lag a pause for hours.
+            let recent = rates.add(t: el, items: done, tokens: tokens)
+            let sps = recent?.itemsPerSecond ?? Double(done) / max(el, 1e-9)
+            let tps = recent?.tokensPerSecond ?? Double(tokens) / max(el, 1e-9)
             let eta = Double(opts.totalSteps - r.step) / max(sps, 1e-9)
             let frac = Double(r.step) / Double(opts.totalSteps)
             let bar = String(repeating: "=", count: Int(frac * 24)) + String(repeating: " ", count: 24 - Int(frac * 24))

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import DataSynth
 import Shards
+import Diagnostics
 
 /// The closing line of synth-data with a shard past 2^31 bytes (20,000 image records are 3.9 GB):
 /// a C `%d` printed it as −400,471,627.
@@ -24,15 +25,15 @@ import Shards
 @Test func rateWindowRecoversWithinAMinuteOfAPause() {
     var w = RateWindow(window: 60)
     var t = 0.0, n = 0
-    var last: (samplesPerSecond: Double, tokensPerSecond: Double)? = w.add(t: 0, samples: 0, tokens: 0)
+    var last: (itemsPerSecond: Double, tokensPerSecond: Double)? = w.add(t: 0, items: 0, tokens: 0)
     #expect(last == nil, "one mark gives no rate")
-    for _ in 0..<120 { t += 1; n += 1; last = w.add(t: t, samples: n, tokens: 100 * n) }
-    #expect(abs(last!.samplesPerSecond - 1) < 1e-9 && abs(last!.tokensPerSecond - 100) < 1e-9)
+    for _ in 0..<120 { t += 1; n += 1; last = w.add(t: t, items: n, tokens: 100 * n) }
+    #expect(abs(last!.itemsPerSecond - 1) < 1e-9 && abs(last!.tokensPerSecond - 100) < 1e-9)
     t += 600; n += 1
-    last = w.add(t: t, samples: n, tokens: 100 * n)
-    #expect(last!.samplesPerSecond < 0.01, "straight after the pause the window holds it: \(last!)")
-    for _ in 0..<61 { t += 1; n += 1; last = w.add(t: t, samples: n, tokens: 100 * n) }
-    #expect(abs(last!.samplesPerSecond - 1) < 0.05, "a minute later the pause has left the window: \(last!)")
+    last = w.add(t: t, items: n, tokens: 100 * n)
+    #expect(last!.itemsPerSecond < 0.01, "straight after the pause the window holds it: \(last!)")
+    for _ in 0..<61 { t += 1; n += 1; last = w.add(t: t, items: n, tokens: 100 * n) }
+    #expect(abs(last!.itemsPerSecond - 1) < 0.05, "a minute later the pause has left the window: \(last!)")
     #expect(Double(n) / t < 0.25, "while the whole run's average is still \(Double(n) / t)")
 }
 
