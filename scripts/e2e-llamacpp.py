@@ -20,6 +20,10 @@ Downloads nothing and builds nothing:
   REPS              runs per prompt (3): each figure of a prompt is the median of its runs, and its
                     speculative/plain ratio the median of the runs' ratios (each run measures both
                     side by side in one process), so one run slowed by the machine moves nothing
+  MIN_SECONDS       a prompt whose answer is short runs specdec again (not llama.cpp, which always
+                    times N tokens) until its speculative decoding has taken this long in all
+                    (default 1.0), at most 5 x REPS runs: a 15-token answer decodes in about 50 ms,
+                    where one stall of the shared machine moves a ratio by 20%
 """
 import json, os, re, statistics, subprocess, sys
 
@@ -34,6 +38,7 @@ tower = os.path.join(root, "checkpoints/demo-tower.gguf")
 draft = os.environ.get("DRAFT", "checkpoints/vispec-draft.safetensors+ngram")
 n, threads, limit = int(os.environ.get("N", 128)), int(os.environ.get("THREADS", 2)), int(os.environ.get("LIMIT", 14))
 reps = int(os.environ.get("REPS", 3))
+min_seconds = float(os.environ.get("MIN_SECONDS", 1.0))
 for path in [specdec, model, tower] + [binaries[k] for k in kinds]:
     if not os.path.exists(path):
         sys.exit(f"e2e-llamacpp: {path}: no such file")
@@ -65,9 +70,10 @@ summary = []
 for kind in kinds:
     rows = []
     for i, p in enumerate([p for p in prompts if p.get("kind") == kind][:limit]):
-        runs = []
-        for _ in range(reps):
-            llama = llama_rate(kind, p, i)
+        runs, llamas, spent = [], [], 0.0
+        while len(runs) < reps or (spent < min_seconds and len(runs) < 5 * reps):
+            if len(llamas) < reps:
+                llamas.append(llama_rate(kind, p, i))
             cmd = [specdec, "decode", "-m", model, "-p", p["prompt"], "-n", str(n), "-t", str(threads),
                    "--draft", draft, "--compare", "--json"]
             if kind == "image":
@@ -76,10 +82,11 @@ for kind in kinds:
             if out.returncode != 0:
                 sys.exit(f"e2e-llamacpp: specdec failed on {kind} prompt {i}:\n{out.stderr[-2000:]}")
             s = json.loads(out.stdout)["stats"]
-            runs.append((llama, s["plain_tokens_per_s"], s["tokens_per_s"], s["generated_token_count"], s["identical"], s["tau"],
+            spent += s["decode_seconds"]
+            runs.append((statistics.median(llamas), s["plain_tokens_per_s"], s["tokens_per_s"], s["generated_token_count"], s["identical"], s["tau"],
                          s["tokens_per_s"] / s["plain_tokens_per_s"]))
         m = lambda k: statistics.median(r[k] for r in runs)
-        rows.append((m(0), m(1), m(2), runs[0][3], all(r[4] for r in runs), m(5), m(6)))
+        rows.append((statistics.median(llamas), m(1), m(2), runs[0][3], all(r[4] for r in runs), m(5), m(6)))
         print(f"{kind} {i:2d}  llama.cpp {rows[-1][0]:6.1f}  specdec plain {rows[-1][1]:6.1f}  speculative {rows[-1][2]:6.1f} tok/s"
               f"  ({rows[-1][6]:.2f}x plain [{', '.join(f'{r[6]:.2f}' for r in runs)}], tau {rows[-1][5]:.2f}, {rows[-1][3]} tokens, identical {rows[-1][4]})"
               f"  {p['prompt'][:40]!r}", flush=True)
@@ -89,6 +96,7 @@ for kind in kinds:
                    f"({statistics.median(r[2] / r[0] for r in rows):.2f}x llama.cpp, {statistics.median(r[6] for r in rows):.2f}x plain, "
                    f"lowest prompt {min(r[6] for r in rows):.2f}x plain), tau {med(5):.2f}; identical {sum(r[4] for r in rows)}/{len(rows)}")
 
-print(f"\nmedians over prompts (each the median of {reps} runs), {threads} threads, {n} tokens at most:")
+print(f"\nmedians over prompts (each the median of {reps} runs, of more for short answers: {min_seconds:g} s of "
+      f"speculative decoding at least, {5 * reps} runs at most), {threads} threads, {n} tokens at most:")
 for line in summary:
     print(line)
