@@ -89,7 +89,7 @@ public enum Comparison {
                 for system in systems {
                     let spec = try Generation.speculative(model: model, drafter: system.drafter, prompt: p.prompt, contextSize: ctx,
                                                           params: params, shape: system.shape, maxTokens: maxTokens, eog: eog,
-                                                          auto: system.verifyCost.map { AutoTree(curve: $0, chooseBudget: nil) },
+                                                          auto: system.verifyCost.map { AutoTree(curve: $0, nodes: nil) },
                                                           fallback: system.fallback, pMin: system.pMin)
                     let s = spec.speculative ?? SpeculativeStats()
                     let r = Run(system: system.name, prompt: p.id, kind: p.kind, temperature: temperature, prompt_tokens: p.prompt.count,

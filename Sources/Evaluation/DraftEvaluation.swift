@@ -20,21 +20,14 @@ public enum DraftEvaluation {
     /// `names[d]` names draft d's rows; with `labelBudgets` each row adds its node budget, with
     /// `labelPMin` its `--draft-p-min`.
     public static func systems(drafts: [LoadedDraft], names: [String], requests: [TreeRequest], labelBudgets: Bool, labelPMin: Bool = false,
-                               target: LoadedTarget, prompts: [PromptSet.Item], maxTokens: Int,
-                               log: @escaping (String) -> Void) throws -> [Entry] {
+                               target: LoadedTarget, log: @escaping (String) -> Void) throws -> [Entry] {
         let model = target.model
         var entries: [Entry] = []
         for (d, draft) in drafts.enumerated() {
             for request in requests {
                 var shape = try request.shape()
-                let auto = try request.autoTree(model: model, modelPath: target.path, metadata: draft.metadata, shape: shape, log: log)
-                if let auto, let first = prompts.first {
-                    let r = try Generation.speculative(model: model, drafter: draft.drafter, prompt: first.prompt,
-                                                       contextSize: Comparison.contextSize(first.prompt, maxTokens: maxTokens, model: model),
-                                                       params: SamplingParameters(), shape: shape, maxTokens: 4,
-                                                       eog: target.tokenizer.endOfGenerationTokens, auto: auto)
-                    shape = r.tree ?? shape
-                }
+                let auto = try request.autoTree(model: model, modelPath: target.path, draft: draft, shape: shape, log: log)
+                if let n = auto?.nodes { shape.tokens = n }
                 let budget = request.tokens.map(String.init) ?? "auto: \(shape.tokens)"
                 let labels = (labelBudgets ? ["\(budget) nodes"] : []) + (labelPMin ? ["p-min \(request.pMin)"] : [])
                 let name = labels.isEmpty ? names[d] : "\(names[d]) (\(labels.joined(separator: ", ")))"
@@ -103,8 +96,7 @@ public struct EvalReport: Encodable {
         }
         let files = drafts.map { ($0 as NSString).lastPathComponent }
         let entries = try DraftEvaluation.systems(drafts: try DraftEvaluation.load(drafts, target: target, threads: threads), names: files,
-                                                  requests: requests, labelBudgets: sweep, labelPMin: pMinSweep, target: target, prompts: prompts,
-                                                  maxTokens: maxTokens, log: log)
+                                                  requests: requests, labelBudgets: sweep, labelPMin: pMinSweep, target: target, log: log)
         let names = entries.map(\.system.name)
         var shapes: [String] = []   // in the systems' order (a sweep's budgets ascending)
         for d in entries.map(\.system.shape.description) where !shapes.contains(d) { shapes.append(d) }

@@ -30,7 +30,7 @@ public struct SpeculativeBench: Encodable {
         let prepared = try PromptSet.load(path: promptsPath, towerPath: towerPath, model: target.model, tokenizer: target.tokenizer)
         let loaded = try DraftEvaluation.load([draft], target: target, threads: threads)[0]
         let entry = try DraftEvaluation.systems(drafts: [loaded], names: [loaded.kind], requests: [tree], labelBudgets: false,
-                                                target: target, prompts: prepared, maxTokens: maxTokens, log: log)[0]
+                                                target: target, log: log)[0]
         let shape = entry.system.shape
         log("bench: \(prepared.count) prompts, \(maxTokens) tokens each, draft \(loaded.kind), tree \(shape)")
         let results = try Comparison.run(model: target.model, prompts: prepared, systems: [entry.system], temperatures: [0, 1],

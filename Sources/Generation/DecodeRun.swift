@@ -47,7 +47,7 @@ public struct DecodeRun {
             let loaded = try LoadedDraft.load(path: draft, target: model, targetPath: target.path, contextSize: contextSize, threads: threads)
             draftKind = loaded.kind
             let shape = try tree.shape()
-            let auto = try tree.autoTree(model: model, modelPath: target.path, metadata: loaded.metadata, shape: shape, log: log)
+            let auto = try tree.autoTree(model: model, modelPath: target.path, draft: loaded, shape: shape, log: log)
             pMinBandit = tree.pMinBandit()
             run = try Generation.speculative(model: model, drafter: loaded.drafter, prompt: prompt, contextSize: contextSize,
                                              params: params, shape: shape, maxTokens: maxTokens, eog: eog, auto: auto,

@@ -5,14 +5,22 @@ import GGUF
 import Llama
 import Verify
 
-// Loading a `--draft` argument, and the verify-cost cache `--tree-tokens auto` reads: shared by
-// decode, bench, eval and serve.
+// Loading a `--draft` argument, and the verify-cost and draft-cost caches `--tree-tokens auto`
+// reads: shared by decode, bench, eval and serve.
 
 /// A loaded draft: the drafter and what `--tree-tokens auto` reads from it.
 public struct LoadedDraft {
     public var drafter: Drafter
     public var kind: String
     public var metadata: [String: String]
+    /// What the draft's cost depends on, for `DraftCostCache`: its file (or, for the target's
+    /// own layers, the target file and layer count). Nil: drafts nothing itself (`ngram`).
+    public var costSource: CostSource?
+
+    public enum CostSource: Equatable {
+        case file(String)
+        case targetLayers(Int)
+    }
 
     /// `.gguf`: an EAGLE-3 draft in llama.cpp's `eagle3` format, or a LLaMA-family language model
     /// sharing the target's vocabulary (the target's own file gives a perfect draft, for
@@ -23,7 +31,8 @@ public struct LoadedDraft {
     public static func load(path: String, target: LlamaModel, targetPath: String, contextSize: Int, threads: Int) throws -> LoadedDraft {
         if let (base, match) = try contextMatchSpec(path) {
             guard let base else {
-                return LoadedDraft(drafter: ContextMatchDrafter(inner: nil, match: match), kind: match.description, metadata: [:])
+                return LoadedDraft(drafter: ContextMatchDrafter(inner: nil, match: match), kind: match.description, metadata: [:],
+                                   costSource: nil)
             }
             var inner = try load(path: base, target: target, targetPath: targetPath, contextSize: contextSize, threads: threads)
             inner.drafter = ContextMatchDrafter(inner: inner.drafter, match: match)
@@ -38,7 +47,8 @@ public struct LoadedDraft {
             let model = try LlamaModel(earlyExitOf: target, layers: k)
             return LoadedDraft(drafter: LlamaDrafter(model: model, contextSize: contextSize + 256,
                                                      prefillBatchInvariant: Generation.prefillBatchInvariant),
-                               kind: "early exit after \(k) of \(target.config.layerCount) layers (self-draft)", metadata: [:])
+                               kind: "early exit after \(k) of \(target.config.layerCount) layers (self-draft)", metadata: [:],
+                               costSource: .targetLayers(k))
         }
         guard FileManager.default.fileExists(atPath: path) else { throw UserInputError("\(path): no such draft file") }
         if path.hasSuffix(".gguf"), Eagle3Formats.isEagle3(try GGUFFile(path: path)) {
@@ -54,7 +64,7 @@ public struct LoadedDraft {
             // Room for a round's tree nodes beyond the target's context.
             return LoadedDraft(drafter: LlamaDrafter(model: model, contextSize: contextSize + 256,
                                                      prefillBatchInvariant: Generation.prefillBatchInvariant),
-                               kind: same ? "target model (self-draft)" : "llama gguf", metadata: [:])
+                               kind: same ? "target model (self-draft)" : "llama gguf", metadata: [:], costSource: .file(path))
         }
         return try loadEagle(path: path, target: target, contextSize: contextSize)
     }
@@ -171,6 +181,53 @@ public enum VerifyCostCache {
     }
 }
 
+/// The draft's cost per tree level for `--tree-tokens auto` (`DraftLevelCost`), measured once per
+/// draft file (SHA-256), target, CPU, thread count, activation mode and top-k, cached as JSON next
+/// to the verify-cost curves, with the same rule for a busy machine.
+public enum DraftCostCache {
+    public static var directory: String { CacheDirectory.path + "/draft-cost" }
+
+    public static func levelCost(draft: LoadedDraft, model: LlamaModel, modelPath: String, topK: Int,
+                                 log: (String) -> Void) throws -> DraftLevelCost {
+        func measure() throws -> DraftLevelCost {
+            try DraftLevelCost.measure(drafter: draft.drafter, width: model.config.width, vocab: model.vocabSize, topK: topK)
+        }
+        guard let source = draft.costSource else { return try measure() }   // nothing of its own to time
+        let what: String
+        switch source {
+        case .file(let path): what = "file " + (try VerifyCostCache.modelSHA(path))
+        case .targetLayers(let k): what = "target layers \(k)"
+        }
+        let modelSHA = try VerifyCostCache.modelSHA(modelPath)
+        let cpu = VerifyCostCache.cpuName()
+        let key = SHA256.hex(SHA256.hash(Array("d1|\(what)|\(modelSHA)|\(cpu)|\(model.threads)|\(model.activationQuant)|\(topK)".utf8))).prefix(16)
+        let file = directory + "/\(key).json"
+        if let data = FileManager.default.contents(atPath: file),
+           let c = try? JSONDecoder().decode(Cached.self, from: data), c.key == what, c.cost.topK == topK {
+            return c.cost
+        }
+        let allowed = try VerifyCostCache.allowedRunQueueShare()
+        log("tree budget: measuring the draft's cost per tree level once for this draft and CPU (cached in \(file))")
+        let cost = try measure()
+        if let share = cost.runQueueShare, share > allowed {
+            log(String(format: "tree budget: other processes held the cores while measuring the draft (threads waited %.0f%% of their run time for one); used for this run only, not cached (SPECDEC_VERIFY_COST_MAX_WAIT: %.2f)", share * 100, allowed))
+            return cost
+        }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // A cache: failing to write it only costs a re-measurement next time.
+        if let data = try? enc.encode(Cached(key: what, cpu: cpu, cost: cost)) { try? writeAtomically(Array(data), to: file) }
+        return cost
+    }
+
+    struct Cached: Codable {
+        var key: String
+        var cpu: String
+        var cost: DraftLevelCost
+    }
+}
+
 extension LoadedDraft {
     /// An EAGLE/ViSpec draft checkpoint (safetensors): its metadata may carry acceptance
     /// statistics for `--tree-tokens auto`.
@@ -179,6 +236,6 @@ extension LoadedDraft {
                                               : try DraftWeights.load(path: path, target: target.config)
         let draft = try EagleDraft(weights: weights, target: target, contextSize: contextSize, file: path)
         draft.promptWindow = EagleDraft.defaultPromptWindow
-        return LoadedDraft(drafter: draft, kind: weights.config.arch.rawValue, metadata: weights.metadata)
+        return LoadedDraft(drafter: draft, kind: weights.config.arch.rawValue, metadata: weights.metadata, costSource: .file(path))
     }
 }

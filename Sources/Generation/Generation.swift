@@ -44,9 +44,9 @@ public enum Generation {
     }
 
     /// Speculative decoding: the same tokens as `plain` at temperature 0, the same distribution
-    /// above. `auto` (from `--tree-tokens auto`) picks the tree size on the first step and
-    /// sizes the context-match chains by their verify cost; `fallback` pauses drafting while it does not pay; `pMin` prunes the
-    /// trees to the nodes above its threshold (`--draft-p-min`; it learns across calls).
+    /// above. `auto` (from `--tree-tokens auto`) sets the tree's node budget and sizes the
+    /// context-match chains by their verify cost; `fallback` pauses drafting while it does not
+    /// pay; `pMin` prunes the trees to the nodes above its threshold (`--draft-p-min`; it learns across calls).
     public static func speculative(model: any TargetModel, drafter: Drafter, prompt: LMInput, contextSize: Int,
                                    params: SamplingParameters, shape: TreeShape, maxTokens n: Int, eog: Set<Int32>,
                                    auto: AutoTree? = nil, fallback: FallbackPolicy? = nil, pMin: PMinBandit? = nil,

@@ -34,8 +34,8 @@ public final class TokenIterator {
     private var decided: [Int32] = []
 
     /// Prefills `prompt` into a new session. With `speculative`, decoding is speculative (the same
-    /// tokens as plain at temperature 0, the same distribution above); `auto` picks the tree
-    /// size on the first step and sizes the context-match chains by their verify cost, `fallback` pauses drafting while it does not pay, `pMin` prunes
+    /// tokens as plain at temperature 0, the same distribution above); `auto` sets the tree's
+    /// node budget and sizes the context-match chains by their verify cost, `fallback` pauses drafting while it does not pay, `pMin` prunes
     /// each step's tree to the nodes above its threshold (`--draft-p-min`).
     public init(model: any TargetModel, prompt: LMInput, contextSize: Int, params: SamplingParameters,
                 maxTokens: Int, eog: Set<Int32>, speculative: (drafter: Drafter, shape: TreeShape)? = nil,
@@ -53,10 +53,11 @@ public final class TokenIterator {
         logits = out.logits
         guard maxTokens > 0 else { stop = .length; return }
         if let (drafter, shape) = speculative {
+            var shape = shape
+            if let n = auto?.nodes { shape.tokens = n }
             let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: sampler, shape: shape,
                                              prefill: out, prompt: prompt.tokens, images: prompt.draftImageSpans,
                                              history: prompt.history)
-            dec.chooseBudget = auto?.chooseBudget
             dec.verifyCost = auto?.curve
             dec.fallback = fallback
             dec.pMin = pMin

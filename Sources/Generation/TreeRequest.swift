@@ -4,8 +4,8 @@ import Verify
 
 /// The draft tree a front end asks for (`--tree-top-k`, `--tree-depth`, `--tree-tokens`,
 /// `--no-fallback`, `--draft-p-min`): a fixed node budget, or `auto` (the budget that maximises
-/// expected tokens/s from the target's measured verify cost and the draft's acceptance
-/// statistics, chosen on the first step); within it, the nodes above a confidence threshold.
+/// expected tokens/s from the target's measured verify cost, the draft's measured cost per tree
+/// level and its acceptance statistics, chosen before the first step); within it, the nodes above a confidence threshold.
 public struct TreeRequest {
     public var topK: Int
     public var depth: Int
@@ -55,26 +55,27 @@ public struct TreeRequest {
     /// Plain steps while drafting does not pay: on with auto, unless turned off.
     public var fallback: FallbackPolicy? { isAuto && allowsFallback ? FallbackPolicy() : nil }
 
-    /// The tree shape; with auto, `tokens` is the candidate count until the first step chooses.
+    /// The tree shape; with auto, `tokens` is the candidate count until `autoTree` chooses.
     public func shape() throws -> TreeShape {
         let probe = try TreeShape(topK: topK, depth: depth, tokens: 1)
         return try TreeShape(topK: topK, depth: depth, tokens: tokens ?? min(probe.candidateCount, 63))
     }
 
-    /// For auto: the measured verify cost and a chooser run once on the first step with that
-    /// step's drafting time (nil for a fixed budget).
-    public func autoTree(model: LlamaModel, modelPath: String, metadata: [String: String], shape: TreeShape,
+    /// For auto: the target's verify cost and the draft's cost per tree level (each measured once
+    /// per model or draft file, CPU and thread count, then cached) and the node budget they give.
+    /// Nil for a fixed budget.
+    public func autoTree(model: LlamaModel, modelPath: String, draft: LoadedDraft, shape: TreeShape,
                          log: @escaping (String) -> Void) throws -> AutoTree? {
         guard isAuto else { return nil }
         let curve = try VerifyCostCache.curve(model: model, modelPath: modelPath, log: log)
-        let acceptance = AcceptanceModel.from(metadata: metadata) ?? .default
+        let level = try DraftCostCache.levelCost(draft: draft, model: model, modelPath: modelPath, topK: topK, log: log)
+        let acceptance = AcceptanceModel.from(metadata: draft.metadata) ?? .default
         let maxNodes = min(shape.candidateCount, (curve.points.map(\.n).max() ?? 64) - 1)
-        return AutoTree(curve: curve) { draftSeconds in
-            let n = TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, depth: shape.depth, maxNodes: maxNodes)
-            let verify = curve.stepSeconds(tokens: n + 1, visitedRows: 1 + acceptance.tau(n))
-            log(String(format: "tree budget: %d nodes (auto: drafting %.1f ms, verify %.1f ms for %d tokens, acceptance %@)",
-                       n, draftSeconds * 1000, verify * 1000, n + 1, acceptance.source))
-            return n
-        }
+        let draftSeconds = level.seconds * Double(max(1, shape.depth - 1))
+        let n = max(1, TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, depth: shape.depth, maxNodes: maxNodes))
+        let verify = curve.stepSeconds(tokens: n + 1, visitedRows: 1 + acceptance.tau(n))
+        log(String(format: "tree budget: %d nodes (auto: drafting %.2f ms per level of %d, verify %.1f ms for %d tokens, acceptance %@)",
+                   n, level.seconds * 1000, topK, verify * 1000, n + 1, acceptance.source))
+        return AutoTree(curve: curve, nodes: n)
     }
 }

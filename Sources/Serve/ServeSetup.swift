@@ -26,7 +26,7 @@ public struct ServeRequest {
 
     /// Loads the tower and the draft for `target` and serves until SIGTERM/SIGINT, blocking the
     /// calling thread. `onListening` gets the line that says where the server listens and what
-    /// it serves; `log`, the auto tree budget's first choice.
+    /// it serves; `log`, the auto tree budget's choice.
     public func run(target: LoadedTarget, log: @escaping (String) -> Void, onListening: @escaping @Sendable (String) -> Void) throws {
         let model = target.model, tokenizer = target.tokenizer
         let tower = try towerPath.map { try VisionTower(path: $0) }
@@ -40,11 +40,7 @@ public struct ServeRequest {
             let shape = try tree.shape()
             engine.drafter = loaded.drafter
             engine.shape = shape
-            // The budget is chosen again for every speculative request; say it once, not per request.
-            let said = LockedBox(false)
-            engine.auto = try tree.autoTree(model: model, modelPath: target.path, metadata: loaded.metadata, shape: shape) { line in
-                if !said.value { said.value = true; log(line + " (first request; chosen per request)") }
-            }
+            engine.auto = try tree.autoTree(model: model, modelPath: target.path, draft: loaded, shape: shape, log: log)
             engine.fallback = tree.fallback
             engine.pMin = tree.pMinBandit()
             draftKind = loaded.kind

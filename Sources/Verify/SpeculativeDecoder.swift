@@ -156,9 +156,6 @@ public final class SpeculativeDecoder {
     public let drafter: Drafter
     public let verifier: TargetVerifier
     public var shape: TreeShape
-    /// Picks the node budget once, on the first step, from the time that step's drafting took
-    /// (`--tree-tokens auto`); nil keeps `shape.tokens`.
-    public var chooseBudget: ((_ draftSeconds: Double) -> Int)?
     public private(set) var stats = SpeculativeStats()
     /// Context-matched tokens merged into each tree (`--draft …+ngram`); nil: the draft's alone.
     public var contextMatch: ContextMatch?
@@ -273,28 +270,15 @@ public final class SpeculativeDecoder {
         var chain: [Int32] = []
         var arm: Int?
         if room > 0 {
-            let tGrow = monotonicSeconds()
-            let cap = chooseBudget == nil ? min(shape.tokens, room) : min(shape.candidateCount, room)
-            // No threshold on the step that times drafting for the budget chooser.
             var minLogProb = -Float.infinity
-            if let b = pMin, chooseBudget == nil {
+            if let b = pMin {
                 let a = b.choose()
                 arm = a
                 minLogProb = b.minLogProb(a)
             }
-            // The step that times drafting for the budget chooser grows one level (one expand
-            // call of top-k nodes, as every later level is) and scales it to a full expansion:
-            // growing all levels only to time them cost 7.5 ms, two target steps, on a
-            // 128-token answer's first step.
-            var growShape = shape
-            if chooseBudget != nil { growShape.depth = min(shape.depth, 2) }
-            let grown = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: growShape, budget: cap, minLogProb: minLogProb)
-            if let choose = chooseBudget {
-                // The grow alone: the first step's accept read the whole prompt, later ones a few tokens.
-                shape.tokens = max(1, choose((monotonicSeconds() - tGrow) * Double(max(1, shape.depth - 1))))
-                chooseBudget = nil
-            }
-            tree = grown.select(min(shape.tokens, room))
+            let cap = min(shape.tokens, room)
+            tree = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, budget: cap, minLogProb: minLogProb)
+                .select(cap)
             if let cm = contextMatch {
                 chain = cm.propose(history: verifier.history, limit: room - tree.count)
                 tree.merge(chain: worthVerifying(chain, tree: tree, baseTokens: 1 + stats.tau,

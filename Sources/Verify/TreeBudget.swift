@@ -1,3 +1,4 @@
+import Draft
 import Foundation
 import Kernels
 import Llama
@@ -167,15 +168,59 @@ public enum TreeBudget {
     }
 }
 
+/// The draft's cost of one tree level: seconds of one `expand` of `topK` nodes (each level of a
+/// top-k tree is one such call; `TreeBudget.choose` weighs them against the verify curve).
+/// Measured once on synthetic input, as the verify curve is, and not on a generation's first
+/// step: timing that step's expansion cost 1.3 ms of a 15-token answer's 45 ms (Intel Xeon,
+/// 2 threads), and it timed a cold draft right after the prompt read.
+public struct DraftLevelCost: Codable, Sendable, Equatable {
+    public var topK: Int
+    public var seconds: Double
+    /// As `VerifyCostCurve.runQueueShare`: how long the threads waited for a core while measuring.
+    public var runQueueShare: Double?
+
+    public init(topK: Int, seconds: Double, runQueueShare: Double? = nil) {
+        self.topK = topK; self.seconds = seconds; self.runQueueShare = runQueueShare
+    }
+
+    /// The fastest of `reps` expansions of the root's `topK` candidates (after one warm-up), with
+    /// `positions` synthetic accepted positions before them (features of `width` per captured
+    /// layer, tokens below `vocab`). The drafter is reset afterwards.
+    public static func measure(drafter: Drafter, width: Int, vocab: Int, topK: Int, positions: Int = 16,
+                               reps: Int = 3) throws -> DraftLevelCost {
+        let before = SchedulerTimes.ofThisProcess()
+        defer { drafter.reset() }
+        drafter.reset()
+        if let d = drafter as? SequenceStartDrafter { d.begin(firstInput: [Float](repeating: 0, count: width)) }
+        let featureWidth = width * max(1, drafter.featureLayers.count)
+        // Values of a hidden state's scale; the time does not depend on them.
+        let features = (0..<(positions * featureWidth)).map { Float(sin(Double($0) * 0.37)) }
+        let tokens = (0..<positions).map { Int32(($0 * 7919 + 13) % max(1, vocab)) }
+        let root = try drafter.accept(features: features, nextTokens: tokens, images: [], topK: topK)
+        var times: [Double] = []
+        if !root.isEmpty {
+            let level = root.map(\.token)
+            let parents = [Int](repeating: -1, count: level.count)
+            for r in 0...reps {
+                let t0 = monotonicSeconds()
+                _ = try drafter.expand(tokens: level, parents: parents, topK: topK)
+                if r > 0 { times.append(monotonicSeconds() - t0) }
+            }
+        }
+        var cost = DraftLevelCost(topK: topK, seconds: times.min() ?? 0)
+        if let b = before, let a = SchedulerTimes.ofThisProcess() { cost.runQueueShare = a.waitShare(since: b) }
+        return cost
+    }
+}
+
 /// What `--tree-tokens auto` gives a decoder: the target's measured verify cost, which also sizes
-/// every step's context-match chain (`ContextMatchOdds`), and the chooser of the tree's node
-/// budget, run once on the first step with that step's drafting time (nil where the budget is
-/// already chosen: `eval` chooses it on its first prompt and keeps it).
+/// every step's context-match chain (`ContextMatchOdds`), and the node budget chosen from it and
+/// the draft's level cost (nil: keep the shape's).
 public struct AutoTree {
     public var curve: VerifyCostCurve
-    public var chooseBudget: ((_ draftSeconds: Double) -> Int)?
+    public var nodes: Int?
 
-    public init(curve: VerifyCostCurve, chooseBudget: ((_ draftSeconds: Double) -> Int)?) {
-        self.curve = curve; self.chooseBudget = chooseBudget
+    public init(curve: VerifyCostCurve, nodes: Int?) {
+        self.curve = curve; self.nodes = nodes
     }
 }

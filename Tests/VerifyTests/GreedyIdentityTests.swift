@@ -20,6 +20,19 @@ import Verify
         #expect(TestPrompt.all.filter { $0.sequence != nil }.count >= 6)
     }
 
+    /// `--tree-tokens auto` times one tree level of the draft on synthetic input before the
+    /// first generation: the drafter comes back reset, and the decode that follows is plain's.
+    @Test func timingTheDraftsTreeLevelLeavesItReset() throws {
+        let drafter = perfectDrafter()
+        let cost = try DraftLevelCost.measure(drafter: drafter, width: Target.width, vocab: Target.vocab, topK: 4)
+        #expect(cost.topK == 4 && cost.seconds > 0, "\(cost)")
+        #expect(drafter.acceptedPositions == 0, "the synthetic positions were left in the draft")
+        let p = TestPrompt.all[0]
+        let spec = try speculativeDecode(p, n: Self.n, drafter: drafter, shape: shape(4, 3, 4))
+        #expect(spec.tokens == Self.references[0])
+        #expect(spec.stats.tau > 1, "the perfect draft accepts deep: tau \(spec.stats.tau)")
+    }
+
     /// The exact (f32) precision keeps the identity too: every third prompt (images included),
     /// random and perfect drafts, against plain f32 decoding. (The tests above run the default q8.)
     @Test func exactPrecisionMatchesPlainToo() throws {

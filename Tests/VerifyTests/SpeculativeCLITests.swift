@@ -51,8 +51,15 @@ import Verify
         #expect(first.stderr.contains("tree budget:"), "\(first.stderr)")
         let second = try SpecdecCLI.run(args, env: lenient)
         #expect(second.status == 0)
-        #expect(!second.stderr.contains("measuring"), "the curve is cached: \(second.stderr)")
+        #expect(!second.stderr.contains("measuring"), "the curve and the draft's level cost are cached: \(second.stderr)")
         #expect(second.stderr.contains("tree budget:"))
+        let draftCosts = try FileManager.default.contentsOfDirectory(atPath: cache + "/draft-cost")
+        #expect(draftCosts.filter { $0.hasSuffix(".json") }.count == 1, "\(draftCosts)")
+        // Another top-k is another level: measured once more.
+        var widerArgs = args
+        widerArgs[widerArgs.firstIndex(of: "--tree-top-k")! + 1] = "3"
+        let wider = try SpecdecCLI.run(widerArgs, env: lenient)
+        #expect(wider.stderr.contains("measuring the draft's cost") && !wider.stderr.contains("verify cost"), "\(wider.stderr)")
         let badCache = Self.tempCache()
         defer { try? FileManager.default.removeItem(atPath: badCache) }
         let bad = try SpecdecCLI.run(args, env: ["SPECDEC_CACHE": badCache, "SPECDEC_VERIFY_COST_MAX_WAIT": "lots"])

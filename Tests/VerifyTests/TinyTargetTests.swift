@@ -58,7 +58,7 @@ import Vision
                 if name.hasSuffix("ngram") {
                     let a = try Generation.speculative(model: model, drafter: drafter, prompt: prompt, contextSize: ctx,
                                                        params: SamplingParameters(), shape: s, maxTokens: Self.n, eog: [],
-                                                       auto: AutoTree(curve: ContextMatchTests.steepCurve, chooseBudget: nil),
+                                                       auto: AutoTree(curve: ContextMatchTests.steepCurve, nodes: nil),
                                                        fallback: FallbackPolicy())
                     #expect(a.tokens == plain.tokens, "\(precision) \(p.name) \(name) \(s) cost-sized chains")
                     withheld += a.speculative?.contextWithheld ?? 0
