@@ -119,26 +119,37 @@ public enum VerifyCostCache {
         // activation mode (the curves differ several-fold between q8 and f32).
         let key = SHA256.hex(SHA256.hash(Array("v5|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
-        if let data = FileManager.default.contents(atPath: file),
-           let c = try? JSONDecoder().decode(CachedCurve.self, from: data), c.model_sha256 == sha {
-            return c.curve
+        return try cached(file: file, valid: { (c: CachedCurve) in c.model_sha256 == sha }, what: "the target's verify cost",
+                          announce: "tree budget: measuring the target's verify cost once for this model and CPU (a few seconds; cached in \(file))",
+                          log: log) {
+            let curve = try VerifyCostCurve.measure(model: model)
+            return (CachedCurve(model_sha256: sha, cpu: cpu, curve: curve), curve.runQueueShare)
+        }.curve
+    }
+
+    /// A cost measured once and cached as JSON at `file`: read back where `valid` accepts it, else
+    /// measured and written, unless the measuring threads waited for a core more than
+    /// `allowedRunQueueShare()` of their run time. Measured on a busy machine, every timing is too
+    /// slow, and unevenly so: cached, it would steer every later run's budget; unsaved, the next
+    /// run measures again.
+    static func cached<Entry: Codable>(file: String, valid: (Entry) -> Bool, what: String, announce: String, log: (String) -> Void,
+                                       measure: () throws -> (entry: Entry, runQueueShare: Double?)) throws -> Entry {
+        if let data = FileManager.default.contents(atPath: file), let e = try? JSONDecoder().decode(Entry.self, from: data), valid(e) {
+            return e
         }
         let allowed = try allowedRunQueueShare()
-        log("tree budget: measuring the target's verify cost once for this model and CPU (a few seconds; cached in \(file))")
-        let curve = try VerifyCostCurve.measure(model: model)
-        if let share = curve.runQueueShare, share > allowed {
-            // Measured on a busy machine: every point too slow, and unevenly so. Cached, it would
-            // steer every later run's budget; unsaved, the next run measures again.
-            log(String(format: "tree budget: other processes held the cores while measuring (threads waited %.0f%% of their run time for one); this curve is used for this run only, not cached (SPECDEC_VERIFY_COST_MAX_WAIT: %.2f)", share * 100, allowed))
-            return curve
+        log(announce)
+        let (entry, share) = try measure()
+        if let share, share > allowed {
+            log(String(format: "tree budget: other processes held the cores while measuring %@ (threads waited %.0f%% of their run time for one); used for this run only, not cached (SPECDEC_VERIFY_COST_MAX_WAIT: %.2f)", what, share * 100, allowed))
+            return entry
         }
-        let entry = CachedCurve(model_sha256: sha, cpu: cpu, curve: curve)
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         // A cache: failing to write it only costs a re-measurement next time.
         if let data = try? enc.encode(entry) { try? writeAtomically(Array(data), to: file) }
-        return curve
+        return entry
     }
 
     struct CachedCurve: Codable {
@@ -202,23 +213,13 @@ public enum DraftCostCache {
         let cpu = VerifyCostCache.cpuName()
         let key = SHA256.hex(SHA256.hash(Array("d1|\(what)|\(modelSHA)|\(cpu)|\(model.threads)|\(model.activationQuant)|\(topK)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
-        if let data = FileManager.default.contents(atPath: file),
-           let c = try? JSONDecoder().decode(Cached.self, from: data), c.key == what, c.cost.topK == topK {
-            return c.cost
-        }
-        let allowed = try VerifyCostCache.allowedRunQueueShare()
-        log("tree budget: measuring the draft's cost per tree level once for this draft and CPU (cached in \(file))")
-        let cost = try measure()
-        if let share = cost.runQueueShare, share > allowed {
-            log(String(format: "tree budget: other processes held the cores while measuring the draft (threads waited %.0f%% of their run time for one); used for this run only, not cached (SPECDEC_VERIFY_COST_MAX_WAIT: %.2f)", share * 100, allowed))
-            return cost
-        }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        // A cache: failing to write it only costs a re-measurement next time.
-        if let data = try? enc.encode(Cached(key: what, cpu: cpu, cost: cost)) { try? writeAtomically(Array(data), to: file) }
-        return cost
+        return try VerifyCostCache.cached(file: file, valid: { (c: Cached) in c.key == what && c.cost.topK == topK },
+                                          what: "the draft's cost",
+                                          announce: "tree budget: measuring the draft's cost per tree level once for this draft and CPU (cached in \(file))",
+                                          log: log) {
+            let cost = try measure()
+            return (Cached(key: what, cpu: cpu, cost: cost), cost.runQueueShare)
+        }.cost
     }
 
     struct Cached: Codable {

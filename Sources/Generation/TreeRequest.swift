@@ -72,7 +72,7 @@ public struct TreeRequest {
         let acceptance = AcceptanceModel.from(metadata: draft.metadata) ?? .default
         let maxNodes = min(shape.candidateCount, (curve.points.map(\.n).max() ?? 64) - 1)
         let draftSeconds = level.seconds * Double(max(1, shape.depth - 1))
-        let n = max(1, TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, depth: shape.depth, maxNodes: maxNodes))
+        let n = TreeBudget.choose(curve: curve, acceptance: acceptance, draftSeconds: draftSeconds, depth: shape.depth, maxNodes: maxNodes)
         let verify = curve.stepSeconds(tokens: n + 1, visitedRows: 1 + acceptance.tau(n))
         log(String(format: "tree budget: %d nodes (auto: drafting %.2f ms per level of %d, verify %.1f ms for %d tokens, acceptance %@)",
                    n, level.seconds * 1000, topK, verify * 1000, n + 1, acceptance.source))
