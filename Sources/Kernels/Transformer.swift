@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKernelsSupport
 
 // Row-wise transformer pieces shared by the target model and the draft. Each row is computed on
 // its own, in a fixed order, so a token's result never depends on how many rows share the call
@@ -28,11 +29,30 @@ public func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, n: 
     }
 }
 
-/// SwiGLU in place: gate[i] = silu(gate[i]) · up[i] for `count` elements.
-public func swiGLU(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count {
-        let a = gate[i]
-        gate[i] = a / (1 + expf(-a)) * up[i]
+/// Which vector width `swiGLU` runs at. All give the same bits (specdec_silu.h), so the widest
+/// the CPU has is the default; the others exist so that tests can compare them.
+public enum SwiGLUWidth: CaseIterable, Sendable {
+    case scalar, avx2, avx512
+
+    public var isSupported: Bool {
+        switch self {
+        case .scalar: return true
+        case .avx2: return cpuSupportsAVX2
+        case .avx512: return cpuSupportsAVX512VNNI
+        }
+    }
+
+    public static let widest: SwiGLUWidth = cpuSupportsAVX512VNNI ? .avx512 : cpuSupportsAVX2 ? .avx2 : .scalar
+}
+
+/// SwiGLU in place: gate[i] = silu(gate[i]) · up[i] for `count` elements, with the vectorized
+/// exp of specdec_silu.h.
+public func swiGLU(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int,
+                   width: SwiGLUWidth = .widest) {
+    switch width {
+    case .avx512: specdec_swiglu_avx512(gate, up, count)
+    case .avx2: specdec_swiglu_avx2(gate, up, count)
+    case .scalar: specdec_swiglu(gate, up, count)
     }
 }
 

@@ -26,7 +26,10 @@ func expectCleanFailure(_ r: CLI.Result, mentioning: String, sourceLocation: Sou
 
     @Test func greedyChatDecodeMatchesReferenceAsJSON() throws {
         let g = try #require(try GoldenCase.load().first { $0.name == "chat_capital" })
-        let r = try CLI.run(["decode", "-p", g.text, "-n", "32", "--json", "-t", "2"])
+        // The exact mode: the reference's rule (same greedy tokens up to a margin below 0.05) holds
+        // for it; this case's first step has a margin of 0.08, within the int8 mode's rounding
+        // (ActivationQuantGoldenTests: q8 follows the reference only up to a margin of 0.5).
+        let r = try CLI.run(["decode", "-p", g.text, "-n", "32", "--json", "-t", "2", "--precision", "f32"])
         #expect(r.status == 0, "\(r.stderr)")
         let o = try CLI.json(r.stdout)
         #expect(o["prompt_tokens"] as? [Int] == g.ids)

@@ -1,14 +1,16 @@
 // Small C helpers for the Kernels module: CPU feature detection (cpuid/xgetbv cannot be written
 // in Swift) and the few atomic operations the thread pool needs (C11 atomics, usable from Swift
 // without the Synchronization module's OS-version requirements). Everything here is compiled for
-// the baseline target: nothing in this target uses AVX, except the int8-activation kernels'
-// functions marked `_avx2` (specdec_q8act.h), which carry per-function target attributes.
+// the baseline target: nothing in this target uses AVX, except the int8-activation kernels' and
+// SwiGLU's functions marked `_avx2`/`_vnni`/`_avx512` (specdec_q8act.h, specdec_x8.h,
+// specdec_silu.h), which carry per-function target attributes.
 #ifndef SPECDEC_CKERNELSSUPPORT_H
 #define SPECDEC_CKERNELSSUPPORT_H
 
 #include <stdint.h>
 #include "specdec_q8act.h"
 #include "specdec_x8.h"
+#include "specdec_silu.h"
 
 /// 1 when the CPU and the OS support everything the KernelsAVX2 module is compiled for
 /// (`-target-cpu haswell`: AVX, AVX2, FMA, F16C, BMI1, BMI2, LZCNT, MOVBE, POPCNT, with the YMM
