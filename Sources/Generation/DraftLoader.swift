@@ -114,10 +114,11 @@ public enum VerifyCostCache {
     public static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)
         let cpu = cpuName()
-        // "v5": curves since the AVX2 attention prefetches its cached rows (and v4 the int8 tile its
-        // weights: T(1) fell by up to a third on Zen 1, so older curves overstate it); one curve per
-        // activation mode (the curves differ several-fold between q8 and f32).
-        let key = SHA256.hex(SHA256.hash(Array("v5|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
+        // "v6": curves timed after a warm-up, with the vectorized SwiGLU (v5: since the AVX2
+        // attention prefetches its cached rows; v4: since the int8 tile prefetches its weights, T(1)
+        // fell by up to a third on Zen 1, so older curves overstate it); one curve per activation
+        // mode (the curves differ several-fold between q8 and f32).
+        let key = SHA256.hex(SHA256.hash(Array("v6|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
         return try cached(file: file, valid: { (c: CachedCurve) in c.model_sha256 == sha }, what: "the target's verify cost",
                           announce: "tree budget: measuring the target's verify cost once for this model and CPU (a few seconds; cached in \(file))",
@@ -211,7 +212,8 @@ public enum DraftCostCache {
         }
         let modelSHA = try VerifyCostCache.modelSHA(modelPath)
         let cpu = VerifyCostCache.cpuName()
-        let key = SHA256.hex(SHA256.hash(Array("d1|\(what)|\(modelSHA)|\(cpu)|\(model.threads)|\(model.activationQuant)|\(topK)".utf8))).prefix(16)
+        // "d2": levels timed after a warm-up (d1 timed them in the post-load ramp).
+        let key = SHA256.hex(SHA256.hash(Array("d2|\(what)|\(modelSHA)|\(cpu)|\(model.threads)|\(model.activationQuant)|\(topK)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
         return try VerifyCostCache.cached(file: file, valid: { (c: Cached) in c.key == what && c.cost.topK == topK },
                                           what: "the draft's cost",
