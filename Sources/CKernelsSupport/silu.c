@@ -9,7 +9,10 @@
 #pragma clang fp contract(off)
 
 #define EXP_LO (-87.0f)
-#define EXP_HI 88.0f
+// Up to 89: n = rint(x·log2 e) then reaches 128, whose exponent field (255) is +inf, so exp
+// overflows to inf as expf does (from 88.38 on rather than 88.72; the SiLU there is −0 either way,
+// against at most 4e-37) and no lane needs a separate test.
+#define EXP_HI 89.0f
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693359375f
 #define LN2_LO (-2.12194440e-4f)
@@ -21,6 +24,7 @@
 #define P5 5.0000001201e-1f
 
 static inline float silu_one(float a, float u) {
+    // −a as 0 − a, as the vector code does (the bits differ only for ±0, where exp is 1 either way).
     const float xin = 0.0f - a;
     // As MAXPS/MINPS: a NaN becomes the bound (and the result is NaN through a anyway).
     float x = xin > EXP_LO ? xin : EXP_LO;
@@ -38,9 +42,7 @@ static inline float silu_one(float a, float u) {
     const int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
-    // Past the top the exponential is infinite, as expf's, and the SiLU −0.
-    const float e = xin > EXP_HI ? INFINITY : er * scale;
-    return a / (1.0f + e) * u;
+    return a / (1.0f + er * scale) * u;
 }
 
 void specdec_swiglu(float *gate, const float *up, long count) {
@@ -50,64 +52,38 @@ void specdec_swiglu(float *gate, const float *up, long count) {
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
 
-#define AVX2_FN __attribute__((target("avx,avx2,fma")))
-#define AVX512_FN __attribute__((target("avx512f,avx512vl,avx,avx2,fma")))
-
-AVX2_FN void specdec_swiglu_avx2(float *gate, const float *up, long count) {
-    const __m256 lo = _mm256_set1_ps(EXP_LO), hi = _mm256_set1_ps(EXP_HI), log2e = _mm256_set1_ps(LOG2E);
-    const __m256 c1 = _mm256_set1_ps(-LN2_HI), c2 = _mm256_set1_ps(-LN2_LO), one = _mm256_set1_ps(1.0f);
-    const __m256 zero = _mm256_setzero_ps(), inf = _mm256_set1_ps(INFINITY);
-    long i = 0;
-    for (; i + 8 <= count; i += 8) {
-        const __m256 a = _mm256_loadu_ps(gate + i);
-        // −a as 0 − a: the same bits as the scalar negation for every a but ±0 (where exp is 1 either way).
-        const __m256 xin = _mm256_sub_ps(zero, a);
-        const __m256 x = _mm256_min_ps(_mm256_max_ps(xin, lo), hi);
-        const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256 r = _mm256_fmadd_ps(n, c1, x);
-        r = _mm256_fmadd_ps(n, c2, r);
-        __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(P0), r, _mm256_set1_ps(P1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
-        const __m256 r2 = _mm256_mul_ps(r, r);
-        const __m256 er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), one);
-        const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-        const __m256 e = _mm256_blendv_ps(_mm256_mul_ps(er, _mm256_castsi256_ps(bits)), inf,
-                                          _mm256_cmp_ps(xin, hi, _CMP_GT_OQ));
-        const __m256 s = _mm256_div_ps(a, _mm256_add_ps(one, e));
-        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
-    }
+// silu_one on W/32 lanes at a time (W = 256 or 512: the intrinsics' names are pasted from it),
+// then the tail through silu_one. ROUND: the width's round-to-nearest-even instruction.
+#define SWIGLU_LANES(W, ROUND)                                                                             \
+    const __m##W lo = _mm##W##_set1_ps(EXP_LO), hi = _mm##W##_set1_ps(EXP_HI);                             \
+    const __m##W log2e = _mm##W##_set1_ps(LOG2E), one = _mm##W##_set1_ps(1.0f), zero = _mm##W##_setzero_ps(); \
+    const __m##W c1 = _mm##W##_set1_ps(-LN2_HI), c2 = _mm##W##_set1_ps(-LN2_LO);                           \
+    long i = 0;                                                                                            \
+    for (; i + (W) / 32 <= count; i += (W) / 32) {                                                         \
+        const __m##W a = _mm##W##_loadu_ps(gate + i);                                                      \
+        const __m##W x = _mm##W##_min_ps(_mm##W##_max_ps(_mm##W##_sub_ps(zero, a), lo), hi);               \
+        const __m##W n = ROUND(_mm##W##_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);  \
+        __m##W r = _mm##W##_fmadd_ps(n, c1, x);                                                            \
+        r = _mm##W##_fmadd_ps(n, c2, r);                                                                   \
+        __m##W p = _mm##W##_fmadd_ps(_mm##W##_set1_ps(P0), r, _mm##W##_set1_ps(P1));                       \
+        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(P2));                                                 \
+        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(P3));                                                 \
+        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(P4));                                                 \
+        p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(P5));                                                 \
+        const __m##W er = _mm##W##_add_ps(_mm##W##_fmadd_ps(p, _mm##W##_mul_ps(r, r), r), one);            \
+        const __m##W##i bits = _mm##W##_slli_epi32(_mm##W##_add_epi32(_mm##W##_cvtps_epi32(n), _mm##W##_set1_epi32(127)), 23); \
+        const __m##W e = _mm##W##_mul_ps(er, _mm##W##_castsi##W##_ps(bits));                              \
+        const __m##W s = _mm##W##_div_ps(a, _mm##W##_add_ps(one, e));                                     \
+        _mm##W##_storeu_ps(gate + i, _mm##W##_mul_ps(s, _mm##W##_loadu_ps(up + i)));                       \
+    }                                                                                                      \
     for (; i < count; i++) gate[i] = silu_one(gate[i], up[i]);
+
+__attribute__((target("avx,avx2,fma"))) void specdec_swiglu_avx2(float *gate, const float *up, long count) {
+    SWIGLU_LANES(256, _mm256_round_ps)
 }
 
-AVX512_FN void specdec_swiglu_avx512(float *gate, const float *up, long count) {
-    const __m512 lo = _mm512_set1_ps(EXP_LO), hi = _mm512_set1_ps(EXP_HI), log2e = _mm512_set1_ps(LOG2E);
-    const __m512 c1 = _mm512_set1_ps(-LN2_HI), c2 = _mm512_set1_ps(-LN2_LO), one = _mm512_set1_ps(1.0f);
-    const __m512 zero = _mm512_setzero_ps(), inf = _mm512_set1_ps(INFINITY);
-    long i = 0;
-    for (; i + 16 <= count; i += 16) {
-        const __m512 a = _mm512_loadu_ps(gate + i);
-        const __m512 xin = _mm512_sub_ps(zero, a);
-        const __m512 x = _mm512_min_ps(_mm512_max_ps(xin, lo), hi);
-        const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512 r = _mm512_fmadd_ps(n, c1, x);
-        r = _mm512_fmadd_ps(n, c2, r);
-        __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(P0), r, _mm512_set1_ps(P1));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P2));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P3));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P4));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P5));
-        const __m512 r2 = _mm512_mul_ps(r, r);
-        const __m512 er = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), one);
-        const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-        const __m512 e = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xin, hi, _CMP_GT_OQ),
-                                              _mm512_mul_ps(er, _mm512_castsi512_ps(bits)), inf);
-        const __m512 s = _mm512_div_ps(a, _mm512_add_ps(one, e));
-        _mm512_storeu_ps(gate + i, _mm512_mul_ps(s, _mm512_loadu_ps(up + i)));
-    }
-    specdec_swiglu_avx2(gate + i, up + i, count - i);
+__attribute__((target("avx512f,avx512vl,avx,avx2,fma"))) void specdec_swiglu_avx512(float *gate, const float *up, long count) {
+    SWIGLU_LANES(512, _mm512_roundscale_ps)
 }
 #else
 void specdec_swiglu_avx2(float *gate, const float *up, long count) { specdec_swiglu(gate, up, count); }
