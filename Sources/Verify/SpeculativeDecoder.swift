@@ -170,6 +170,14 @@ public final class SpeculativeDecoder {
     /// cumulative draft probability is below it are neither expanded nor verified) and rewards it
     /// with the step's tokens per second; nil: no threshold.
     public var pMin: PMinBandit?
+    /// When sampling and the tree is the root's single child: draw that child from the draft's
+    /// root candidates (softmax of their log-probabilities at the sampler's temperature) instead
+    /// of taking the best, and verify it by the rejection rule for drawn tokens (`Proposal`).
+    /// A drawn token is accepted with probability Σ min(q, p) over the vocabulary rather than
+    /// p(best), which is higher wherever the draft spreads its mass as the target does.
+    public var drawsSingleChild = true
+    /// The draws' own generator (the verifier's draws stay as they are).
+    private var proposalRNG: SeededGenerator
 
     private enum Mode { case drafting, probing(left: Int), plain(left: Int) }
     private var mode = Mode.drafting
@@ -203,6 +211,7 @@ public final class SpeculativeDecoder {
         let last = prefill.logits.count - vocab
         let first = prefill.logits[last...].withUnsafeBufferPointer { s.sample($0, history: history) }
         verifier = TargetVerifier(session: session, sampler: s, history: history + [first], root: first)
+        proposalRNG = SeededGenerator(seed: sampler.parameters.seed ^ 0x5D5E_C0DE_D7A4_F001)
         self.drafter = drafter
         self.shape = shape
         contextMatch = (drafter as? ContextMatchDrafter)?.match
@@ -268,6 +277,7 @@ public final class SpeculativeDecoder {
         guard room >= 0 else { throw VerifyError.contextFull(session.contextSize) }
         var tree = DraftTree()
         var chain: [Int32] = []
+        var proposals: [Int: Proposal] = [:]
         var arm: Int?
         if room > 0 {
             var minLogProb = -Float.infinity
@@ -279,6 +289,10 @@ public final class SpeculativeDecoder {
             let cap = min(shape.tokens, room)
             tree = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, budget: cap, minLogProb: minLogProb)
                 .select(cap)
+            if drawsSingleChild, tree.count == 1, let q = rootProposal() {
+                tree.tokens[0] = q.tokens[Sampler.draw(q.probs.map { Float($0) }, &proposalRNG)]
+                proposals = [0: q]
+            }
             if let cm = contextMatch {
                 chain = cm.propose(history: verifier.history, limit: room - tree.count)
                 tree.merge(chain: worthVerifying(chain, tree: tree, baseTokens: 1 + stats.tau,
@@ -286,7 +300,7 @@ public final class SpeculativeDecoder {
             }
         }
         let t1 = monotonicSeconds()
-        let r = try verifier.verify(tree: tree.tokens, parents: tree.parents)
+        let r = try verifier.verify(tree: tree.tokens, parents: tree.parents, proposals: proposals)
         let t2 = monotonicSeconds()
         stats.draftSeconds += t1 - t0
         stats.verifySeconds += t2 - t1
@@ -325,6 +339,19 @@ public final class SpeculativeDecoder {
             }
         }
         return r.emitted
+    }
+
+    /// The distribution to draw the root's single child from when sampling: the root candidates
+    /// (distinct tokens) with probabilities ∝ exp(logProb / T); nil when greedy or none is finite.
+    private func rootProposal() -> Proposal? {
+        let p = verifier.sampler.parameters
+        guard !p.isGreedy, p.temperature > 0 else { return nil }
+        var seen = Set<Int32>()
+        let cands = rootCandidates.filter { $0.logProb.isFinite && seen.insert($0.token).inserted }
+        guard let top = cands.map(\.logProb).max() else { return nil }
+        let w = cands.map { exp(Double($0.logProb - top) / Double(p.temperature)) }
+        let total = w.reduce(0, +)
+        return Proposal(tokens: cands.map(\.token), probs: w.map { $0 / total })
     }
 
     /// Whether the drafting window emits fewer tokens per second than the latest plain steps.

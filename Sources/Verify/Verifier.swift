@@ -33,6 +33,25 @@ public enum AcceptanceRule: Sendable, Equatable {
     case exact
     /// Deliberately wrong (tests only): the first child is always accepted.
     case acceptFirstChild
+    /// Deliberately wrong (tests only): a drawn child is accepted with min(1, p(x)/q(x)), but its
+    /// rejection leaves p as it was instead of max(0, p − q). (Accepting a drawn child with p(x)
+    /// as if it had been chosen is not wrong, only slower: that rule is exact for any child picked
+    /// independently of the target's draws.)
+    case keepDistributionAfterDrawnRejection
+}
+
+/// The distribution a tree node's token was drawn from (`SpeculativeDecoder` samples the root's
+/// single child from the draft's candidates when sampling). Without one a node counts as chosen
+/// deterministically (q = a point mass on its token).
+public struct Proposal: Sendable, Equatable {
+    public var tokens: [Int32]
+    /// Normalised probabilities of `tokens`.
+    public var probs: [Double]
+    public init(tokens: [Int32], probs: [Double]) { self.tokens = tokens; self.probs = probs }
+
+    public func probability(of token: Int32) -> Double {
+        tokens.firstIndex(of: token).map { probs[$0] } ?? 0
+    }
 }
 
 /// The target side of speculative decoding: its session holds the prefix; `root` is the last
@@ -55,7 +74,9 @@ public final class TargetVerifier {
 
     /// `parents[i]`: index of node i's parent in `tokens`, −1 = the root; parents first, siblings
     /// in the order they are to be tried (best draft first).
-    public func verify(tree tokens: [Int32], parents: [Int]) throws -> VerifyResult {
+    /// `proposals[i]`: the distribution node i's token was drawn from (absent: chosen
+    /// deterministically); used only when sampling.
+    public func verify(tree tokens: [Int32], parents: [Int], proposals: [Int: Proposal] = [:]) throws -> VerifyResult {
         guard parents.count == tokens.count else {
             throw VerifyError.drafter("\(tokens.count) tree tokens but \(parents.count) parents")
         }
@@ -97,7 +118,8 @@ public final class TargetVerifier {
         while true {
             if !children[node].isEmpty { tried = path.count + 1 }
             let chosen: Int? = try logitsRow().withUnsafeBufferPointer { row in
-                try choose(row, children: children[node], batch: batch, history: history + pathTokens, extra: &extra)
+                try choose(row, children: children[node], batch: batch, history: history + pathTokens,
+                           proposals: proposals, extra: &extra)
             }
             guard let c = chosen else { break }
             path.append(c)
@@ -116,8 +138,14 @@ public final class TargetVerifier {
     }
 
     /// The accepted child (a batch index), or nil with `extra` set to the target's own token.
+    ///
+    /// Sampling: SpecInfer's recursive rejection sampling. With r the target's distribution, each
+    /// child x drawn from q is accepted with probability min(1, r(x)/q(x)); on rejection r becomes
+    /// max(0, r − q), renormalised, and the next child is tried against it. A deterministic child
+    /// has q = a point mass: accepted with probability r(x), after which only x leaves r. The token
+    /// emitted is distributed exactly as r at every node (Leviathan et al. 2023, Miao et al. 2024).
     private func choose(_ logits: UnsafeBufferPointer<Float>, children: [Int], batch: [Int32], history: [Int32],
-                        extra: inout Int32) throws -> Int? {
+                        proposals: [Int: Proposal], extra: inout Int32) throws -> Int? {
         if sampler.parameters.isGreedy {
             // Exactly what plain greedy decoding picks from these (bit-identical) logits.
             let t = sampler.sample(logits, history: history)
@@ -133,10 +161,26 @@ public final class TargetVerifier {
         }
         let dist = sampler.distribution(logits, history: history)
         var residual = dist.probs.map(Double.init)
-        let wanted = Set(children.map { batch[$0] })
+        var wanted = Set(children.map { batch[$0] })
+        for c in children { if let q = proposals[c - 1] { wanted.formUnion(q.tokens) } }
         var index: [Int32: Int] = [:]
         for (i, id) in dist.ids.enumerated() where wanted.contains(id) { index[id] = i }
         for c in children {
+            // Batch index c is tree node c − 1.
+            if let q = proposals[c - 1] {
+                let total = residual.reduce(0, +)
+                guard total > 0 else { break }
+                let x = batch[c], qx = q.probability(of: x)
+                let rx = index[x].map { residual[$0] / total } ?? 0
+                // min(1, r(x)/q(x)) as u·q(x) < r(x); qx = 0 (a token q cannot give) is never accepted.
+                if qx > 0, sampler.uniform() * qx < rx { return c }
+                if rule == .keepDistributionAfterDrawnRejection { continue }
+                var left = residual.map { $0 / total }
+                for (id, p) in zip(q.tokens, q.probs) { if let k = index[id] { left[k] = max(0, left[k] - p) } }
+                // r ≤ q everywhere means r = q, where rejection has probability 0; rounding aside, keep r.
+                if left.reduce(0, +) > 0 { residual = left }
+                continue
+            }
             guard let i = index[batch[c]], residual[i] > 0 else { continue }   // p(x) = 0: never accepted
             let total = residual.reduce(0, +)
             if sampler.uniform() * total < residual[i] { return c }

@@ -64,8 +64,10 @@ import Verify
         func reset() { acceptedPositions = 0 }
     }
 
-    /// Counts of (first, second) token pairs over `samples` speculative runs.
-    static func sample(_ samples: Int, rule: AcceptanceRule, seed: UInt64, model: LlamaModel = Target.model) throws -> [[Int32]: Int] {
+    /// Counts of (first, second) token pairs over `samples` speculative runs. `tokens`: the tree's
+    /// node budget (1: the root's single child, drawn from the script's candidates).
+    static func sample(_ samples: Int, rule: AcceptanceRule, seed: UInt64, model: LlamaModel = Target.model,
+                       tokens: Int = 4) throws -> [[Int32]: Int] {
         let p = prompt, s = model === Target.f32Model ? f32Setup : setup
         let session = model.makeSession(contextSize: p.tokens.count + 16)
         _ = try p.prefill(session)
@@ -76,7 +78,7 @@ import Verify
             var params = Self.params
             params.seed = seed &+ UInt64(i) &* 0x9E37_79B9
             let dec = try SpeculativeDecoder(session: session, drafter: drafter, sampler: try Sampler(params),
-                                             shape: try TreeShape(topK: 4, depth: 1, tokens: 4), prefill: s.prefill,
+                                             shape: try TreeShape(topK: 4, depth: 1, tokens: tokens), prefill: s.prefill,
                                              prompt: p.tokens, images: [], history: p.history)
             dec.rule = rule
             let t1 = dec.firstToken
@@ -162,6 +164,26 @@ import Verify
         let r = Self.chiSquare(counts, s.pairs, samples: n)
         #expect(r.df >= 3)
         #expect(r.chi2 < r.critical, "chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df)): \(counts) vs \(s.pairs)")
+    }
+
+    /// A one-node tree while sampling: the child is drawn from the script's candidates (the least
+    /// likely target token most often, the never-chosen one next: q is far from p) and verified
+    /// by the rule for drawn tokens, min(1, p/q) and the residual max(0, p − q).
+    @Test func drawnSingleChildKeepsTheTargetsDistribution() throws {
+        let n = 1500
+        let counts = try Self.sample(n, rule: .exact, seed: 2468, tokens: 1)
+        let r = Self.chiSquare(counts, Self.setup.pairs, samples: n)
+        #expect(r.df >= 3)
+        #expect(r.chi2 < r.critical, "chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df)): \(counts) vs \(Self.setup.pairs)")
+    }
+
+    /// ... and must notice a drawn child whose rejection leaves the target's distribution as it
+    /// was (the residual max(0, p − q) skipped).
+    @Test func drawnChildWithoutResidualFailsTheTest() throws {
+        let n = 1000
+        let counts = try Self.sample(n, rule: .keepDistributionAfterDrawnRejection, seed: 1357, tokens: 1)
+        let r = Self.chiSquare(counts, Self.setup.pairs, samples: n)
+        #expect(r.chi2 > r.critical, "the wrong rule for drawn children went unnoticed: chi2 \(r.chi2) < \(r.critical)")
     }
 
     /// The same test must notice a wrong rule (always accepting the first child).
