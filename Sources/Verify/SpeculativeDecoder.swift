@@ -290,7 +290,7 @@ public final class SpeculativeDecoder {
             tree = try DraftCandidates.grow(root: rootCandidates, drafter: drafter, shape: shape, budget: cap, minLogProb: minLogProb)
                 .select(cap)
             if drawsSingleChild, tree.count == 1, let q = rootProposal() {
-                tree.tokens[0] = q.tokens[Sampler.draw(q.probs.map { Float($0) }, &proposalRNG)]
+                tree.tokens[0] = q.draw(&proposalRNG)
                 proposals = [0: q]
             }
             if let cm = contextMatch {

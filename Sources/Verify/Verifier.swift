@@ -52,6 +52,17 @@ public struct Proposal: Sendable, Equatable {
     public func probability(of token: Int32) -> Double {
         tokens.firstIndex(of: token).map { probs[$0] } ?? 0
     }
+
+    /// A token drawn with exactly these probabilities (in Double, as the verifier reads them).
+    public func draw(_ rng: inout SeededGenerator) -> Int32 {
+        let u = rng.nextUnitDouble()
+        var cum = 0.0
+        for (t, p) in zip(tokens, probs) {
+            cum += p
+            if u < cum { return t }
+        }
+        return tokens[probs.lastIndex { $0 > 0 } ?? tokens.count - 1]
+    }
 }
 
 /// The target side of speculative decoding: its session holds the prefix; `root` is the last

@@ -88,6 +88,11 @@ import Verify
         return counts
     }
 
+    /// `sample` scored against the exact pair probabilities (q8).
+    static func sampledChiSquare(_ n: Int, rule: AcceptanceRule, seed: UInt64, tokens: Int) throws -> (chi2: Double, critical: Double, df: Int) {
+        chiSquare(try sample(n, rule: rule, seed: seed, tokens: tokens), setup.pairs, samples: n)
+    }
+
     /// Chi-square statistic and its p = 0.001 critical value (categories expected < 5 pooled).
     static func chiSquare(_ counts: [[Int32]: Int], _ probs: [[Int32]: Double], samples: Int) -> (chi2: Double, critical: Double, df: Int) {
         var cells: [(observed: Double, expected: Double)] = []
@@ -170,19 +175,15 @@ import Verify
     /// likely target token most often, the never-chosen one next: q is far from p) and verified
     /// by the rule for drawn tokens, min(1, p/q) and the residual max(0, p − q).
     @Test func drawnSingleChildKeepsTheTargetsDistribution() throws {
-        let n = 1500
-        let counts = try Self.sample(n, rule: .exact, seed: 2468, tokens: 1)
-        let r = Self.chiSquare(counts, Self.setup.pairs, samples: n)
+        let r = try Self.sampledChiSquare(1500, rule: .exact, seed: 2468, tokens: 1)
         #expect(r.df >= 3)
-        #expect(r.chi2 < r.critical, "chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df)): \(counts) vs \(Self.setup.pairs)")
+        #expect(r.chi2 < r.critical, "chi2 \(r.chi2) ≥ \(r.critical) (df \(r.df))")
     }
 
     /// ... and must notice a drawn child whose rejection leaves the target's distribution as it
     /// was (the residual max(0, p − q) skipped).
     @Test func drawnChildWithoutResidualFailsTheTest() throws {
-        let n = 1000
-        let counts = try Self.sample(n, rule: .keepDistributionAfterDrawnRejection, seed: 1357, tokens: 1)
-        let r = Self.chiSquare(counts, Self.setup.pairs, samples: n)
+        let r = try Self.sampledChiSquare(1000, rule: .keepDistributionAfterDrawnRejection, seed: 1357, tokens: 1)
         #expect(r.chi2 > r.critical, "the wrong rule for drawn children went unnoticed: chi2 \(r.chi2) < \(r.critical)")
     }
 
