@@ -43,6 +43,14 @@ public enum ModelBench {
         public var ms_per_token: Double
     }
 
+    /// The LM head alone on `rows` final-norm rows (the verifier's head runs apart from the
+    /// forward, on the rows its walk visits): whether a row more costs a row's worth.
+    public struct HeadPoint: Encodable {
+        public var rows: Int
+        public var median_ms: Double
+        public var ratio: Double
+    }
+
     public struct VerifyCost: Encodable {
         public var context: Int
         public var batch_invariant: Bool
@@ -63,6 +71,7 @@ public enum ModelBench {
         /// The first context's curve (kept for older readers) and every context's.
         public var verify_cost: VerifyCost?
         public var verify_costs: [VerifyCost]
+        public var head_cost: [HeadPoint]
         public var bandwidth_gbs: Double?
         public var bandwidth_median_gbs: Double?
         public var bandwidth_buffer_mib: Int
@@ -98,6 +107,7 @@ public enum ModelBench {
             }
             try c.encodeIfPresent(verify_cost, forKey: Key("verify_cost"))
             try c.encode(verify_costs, forKey: Key("verify_costs"))
+            try c.encode(head_cost, forKey: Key("head_cost"))
             try c.encodeIfPresent(bandwidth_gbs, forKey: Key("bandwidth_gbs"))
             try c.encodeIfPresent(bandwidth_median_gbs, forKey: Key("bandwidth_median_gbs"))
             try c.encode(bandwidth_buffer_mib, forKey: Key("bandwidth_buffer_mib"))
@@ -186,6 +196,27 @@ public enum ModelBench {
             verifyCosts.append(VerifyCost(context: verifyCtx, batch_invariant: true, logits: "last", points: points))
         }
 
+        var headCost: [HeadPoint] = []
+        if !verify.isEmpty {
+            let width = c.width, vocab = c.vocabSize
+            var hidden = [Float](repeating: 0, count: 8 * width)
+            for i in hidden.indices { hidden[i] = Float(Int(rng.next() % 2001) - 1000) / 1000 }
+            var logits = [Float](repeating: 0, count: 8 * vocab)
+            for rows in [1, 2, 4, 8] {
+                let ms = measure("head rows=\(rows) ms") {
+                    hidden.withUnsafeBufferPointer { h in
+                        logits.withUnsafeMutableBufferPointer { out in
+                            let t0 = monotonicSeconds()
+                            model.logits(hidden: h.baseAddress!, rows: rows, into: out.baseAddress!)
+                            return (monotonicSeconds() - t0) * 1000
+                        }
+                    }
+                }
+                let med = median(ms)
+                headCost.append(HeadPoint(rows: rows, median_ms: med, ratio: headCost.first.map { med / $0.median_ms } ?? 1))
+            }
+        }
+
         let imagePrefill = try measureImagePrefill()
 
         // Before the bandwidth buffer exists, so that it does not count.
@@ -210,7 +241,7 @@ public enum ModelBench {
         let out = Report(
             model: fileName, model_path: path, cpu: cpuModel(), cores: defaultThreadCount, threads: threads,
             date: ISO8601DateFormatter().string(from: Date()), reps: reps, throughput: throughput,
-            verify_cost: verifyCosts.first, verify_costs: verifyCosts, bandwidth_gbs: best, bandwidth_median_gbs: bandwidth.isEmpty ? nil : median(bandwidth),
+            verify_cost: verifyCosts.first, verify_costs: verifyCosts, head_cost: headCost, bandwidth_gbs: best, bandwidth_median_gbs: bandwidth.isEmpty ? nil : median(bandwidth),
             bandwidth_buffer_mib: st.bandwidthMiB, bandwidth_passes: st.bandwidthMiB > 0 ? st.bandwidthPasses : 0,
             weight_bytes_per_token: bytesPerToken, floor_tokens_per_s: floor, peak_rss_mb: peakRSS,
             load_average_start: loadStart, load_average_end: loadAverage(), image_prefill: imagePrefill)

@@ -22,6 +22,13 @@ extension ModelBench.Report {
                     + "  " + fmt(p.ms_per_token, 3).leftPad(9) + "\n"
             }
         }
+        if !head_cost.isEmpty {
+            s += "\nLM head alone (the verifier's head runs on the rows its walk visits):\n"
+            s += "rows".leftPad(4) + "  " + "ms".leftPad(9) + "  " + "×1 row".leftPad(7) + "\n"
+            for p in head_cost {
+                s += String(p.rows).leftPad(4) + "  " + fmt(p.median_ms, 3).leftPad(9) + "  " + fmt(p.ratio, 2).leftPad(7) + "\n"
+            }
+        }
         s += "\n"
         if let bw = bandwidth_gbs {
             s += "memory read bandwidth: \(fmt(bw, 2)) GB/s best, \(fmt(bandwidth_median_gbs ?? 0, 2)) median (\(bandwidth_passes) passes over \(bandwidth_buffer_mib) MiB, \(threads) threads)\n"

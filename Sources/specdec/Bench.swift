@@ -13,6 +13,7 @@ struct Bench: ParsableCommand {
         after a short prompt, in tokens/s. Each is the median (and min/max) of --reps runs after \
         one warm-up run. verify_cost: the time of one batch-invariant forward of N new tokens with \
         logits for the last row (as llama-bench's ppN; the verifier runs the LM head only for the rows its walk visits) at each context of --verify-ctx, and its ratio to N=1. \
+        head_cost: the LM head alone on 1, 2, 4 and 8 rows (measured with --verify), and its ratio to one row. \
         bandwidth_gbs: the best of several multi-threaded read passes over a buffer of \
         --bandwidth-mib MiB (1 GB = 10^9 bytes); floor_tokens_per_s is that bandwidth divided by \
         the weight bytes one decoded token reads. Progress goes to stderr; stdout holds one table, \
