@@ -114,11 +114,12 @@ public enum VerifyCostCache {
     public static func curve(model: LlamaModel, modelPath: String, log: (String) -> Void) throws -> VerifyCostCurve {
         let sha = try modelSHA(modelPath)
         let cpu = cpuName()
-        // "v6": curves timed after a warm-up, with the vectorized SwiGLU (v5: since the AVX2
+        // "v7": with the head timed on 1, 2, 4 and 8 rows (v6: one row, charged per row; timed after
+        // a warm-up, with the vectorized SwiGLU; v5: since the AVX2
         // attention prefetches its cached rows; v4: since the int8 tile prefetches its weights, T(1)
         // fell by up to a third on Zen 1, so older curves overstate it); one curve per activation
         // mode (the curves differ several-fold between q8 and f32).
-        let key = SHA256.hex(SHA256.hash(Array("v6|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
+        let key = SHA256.hex(SHA256.hash(Array("v7|\(sha)|\(cpu)|\(model.threads)|\(model.activationQuant)".utf8))).prefix(16)
         let file = directory + "/\(key).json"
         return try cached(file: file, valid: { (c: CachedCurve) in c.model_sha256 == sha }, what: "the target's verify cost",
                           announce: "tree budget: measuring the target's verify cost once for this model and CPU (a few seconds; cached in \(file))",

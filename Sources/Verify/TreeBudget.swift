@@ -4,8 +4,8 @@ import Kernels
 import Llama
 
 /// The target's verification cost: seconds of one batch-invariant forward of n new tokens at a
-/// fixed cached context, for n = 1 … 8, 12, 16, 24, 32, 64, and of the LM head for one row (the verifier
-/// computes logits only for the nodes its walk visits).
+/// fixed cached context, for n = 1 … 8, 12, 16, 24, 32, 64, and of the LM head on 1, 2, 4 and 8 rows (the
+/// verifier computes logits only for the nodes its walk visits, the best path's in one batch).
 public struct VerifyCostCurve: Codable, Sendable, Equatable {
     public struct Point: Codable, Sendable, Equatable {
         public var n: Int
@@ -18,6 +18,11 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     /// Seconds of the LM head for one row. Set: `points` time forwards without logits. Nil (a
     /// curve from before the lazy head): `points` include logits for every row.
     public var headSeconds: Double?
+    /// Seconds of the LM head on `n` rows at once (n = 1, 2, 4, 8). The head is load-bound at
+    /// these sizes (Intel Xeon, 2 threads: 0.55 ms for 1 row, 0.56 for 2, 0.64 for 4, 1.04 for
+    /// 8), so a path's rows cost far less than a row each. Nil (a curve from before): `headSeconds`
+    /// per row.
+    public var headPoints: [Point]?
     /// Time the process's threads spent waiting for a core while the curve was measured, as a
     /// share of the time they ran (Linux schedstat; nil where unavailable). Other processes on
     /// the cores inflate every point, so a curve with a high share is not worth caching.
@@ -26,9 +31,13 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     // Every size up to 8 (the int8 kernels work in tiles of 4 tokens, so the curve has steps), then coarser.
     public static let sizes = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64]
 
-    public init(context: Int, threads: Int, points: [Point], headSeconds: Double? = nil) {
+    public init(context: Int, threads: Int, points: [Point], headSeconds: Double? = nil, headPoints: [Point]? = nil) {
         self.context = context; self.threads = threads; self.points = points; self.headSeconds = headSeconds
+        self.headPoints = headPoints
     }
+
+    /// Head row counts `measure` times.
+    public static let headRows = [1, 2, 4, 8]
 
     /// Times each size (the fastest of `reps` after one warm-up: another process on the cores
     /// only ever adds time) over `context` cached random tokens, after single-token forwards for
@@ -64,15 +73,24 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
             }
             points.append(Point(n: n, seconds: times.min()!))
         }
-        let hidden = try session.forward(tokens: [token()], logits: .none).hidden
-        var logits = [Float](repeating: 0, count: model.vocabSize)
-        var head: [Double] = []
-        for r in 0...max(reps, 5) {
-            let t0 = monotonicSeconds()
-            hidden.withUnsafeBufferPointer { h in logits.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress!, into: $0.baseAddress!) } }
-            if r > 0 { head.append(monotonicSeconds() - t0) }
+        let maxRows = headRows.max()!
+        let hidden = try session.forward(tokens: (0..<maxRows).map { _ in token() }, logits: .none).hidden
+        session.truncate(to: context)
+        var logits = [Float](repeating: 0, count: maxRows * model.vocabSize)
+        var head: [Point] = []
+        for rows in headRows {
+            var times: [Double] = []
+            for r in 0...max(reps, 5) {
+                let t0 = monotonicSeconds()
+                hidden.withUnsafeBufferPointer { h in
+                    logits.withUnsafeMutableBufferPointer { model.logits(hidden: h.baseAddress!, rows: rows, into: $0.baseAddress!) }
+                }
+                if r > 0 { times.append(monotonicSeconds() - t0) }
+            }
+            head.append(Point(n: rows, seconds: times.min()!))
         }
-        var curve = VerifyCostCurve(context: context, threads: model.threads, points: points, headSeconds: head.min()!)
+        var curve = VerifyCostCurve(context: context, threads: model.threads, points: points, headSeconds: head[0].seconds,
+                                    headPoints: head)
         if let b = before, let a = SchedulerTimes.ofThisProcess() { curve.runQueueShare = a.waitShare(since: b) }
         return curve
     }
@@ -80,19 +98,30 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     /// Seconds of a verification step: a forward of `n` tokens plus the head for the `visitedRows`
     /// rows the walk is expected to visit (the accepted path and one more).
     public func stepSeconds(tokens n: Int, visitedRows: Double) -> Double {
-        seconds(n) + (headSeconds ?? 0) * visitedRows
+        seconds(n) + headSeconds(rows: visitedRows)
+    }
+
+    /// Seconds of the head on `rows` rows: from `headPoints` where measured, else `headSeconds`
+    /// per row (0 for a curve whose points include the logits).
+    public func headSeconds(rows: Double) -> Double {
+        if let h = headPoints, !h.isEmpty { return VerifyCostCurve.interpolate(h, at: rows) }
+        return (headSeconds ?? 0) * rows
     }
 
     /// Seconds for a batch of n, linear between measured sizes and beyond the last two.
-    public func seconds(_ n: Int) -> Double {
+    public func seconds(_ n: Int) -> Double { VerifyCostCurve.interpolate(points, at: Double(n)) }
+
+    /// Linear between the points around x, beyond the last two along their line, and never below
+    /// the first point's time (one point: proportional to it).
+    static func interpolate(_ points: [Point], at x: Double) -> Double {
         let p = points.sorted { $0.n < $1.n }
         guard let first = p.first else { return 0 }
-        if p.count == 1 { return first.seconds * Double(n) / Double(first.n) }
-        if n <= first.n { return first.seconds }
+        if p.count == 1 { return first.seconds * x / Double(first.n) }
+        if x <= Double(first.n) { return first.seconds }
         var lo = p[p.count - 2], hi = p[p.count - 1]
-        for i in 1..<p.count where n <= p[i].n { lo = p[i - 1]; hi = p[i]; break }
+        for i in 1..<p.count where x <= Double(p[i].n) { lo = p[i - 1]; hi = p[i]; break }
         let slope = (hi.seconds - lo.seconds) / Double(hi.n - lo.n)
-        return max(lo.seconds + slope * Double(n - lo.n), first.seconds)
+        return max(lo.seconds + slope * (x - Double(lo.n)), first.seconds)
     }
 }
 

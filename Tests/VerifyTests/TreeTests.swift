@@ -114,6 +114,27 @@ import Verify
         #expect(nLazy > nAll, "lazy \(nLazy), all rows \(nAll)")
     }
 
+    /// A head measured on several row counts is charged from that curve (load-bound: a path's rows
+    /// cost about one row's time, not one each), so deeper trees cost less than per-row pricing
+    /// says; a curve without it keeps the per-row price.
+    @Test func headChargedFromItsRowCurve() {
+        let body: [VerifyCostCurve.Point] = [.init(n: 1, seconds: 0.002), .init(n: 2, seconds: 0.0024), .init(n: 4, seconds: 0.0036),
+                                             .init(n: 8, seconds: 0.0058)]
+        let rows: [VerifyCostCurve.Point] = [.init(n: 1, seconds: 0.0005), .init(n: 2, seconds: 0.0005), .init(n: 4, seconds: 0.0006),
+                                             .init(n: 8, seconds: 0.0010)]
+        let measured = VerifyCostCurve(context: 128, threads: 2, points: body, headSeconds: 0.0005, headPoints: rows)
+        let perRow = VerifyCostCurve(context: 128, threads: 2, points: body, headSeconds: 0.0005)
+        #expect(abs(measured.headSeconds(rows: 3) - 0.00055) < 1e-12)
+        #expect(abs(measured.headSeconds(rows: 1.5) - 0.0005) < 1e-12)
+        #expect(abs(measured.headSeconds(rows: 12) - 0.0014) < 1e-12, "beyond the last point along the last two")
+        #expect(abs(perRow.headSeconds(rows: 3) - 0.0015) < 1e-12)
+        #expect(abs(measured.stepSeconds(tokens: 4, visitedRows: 3) - (0.0036 + 0.00055)) < 1e-12)
+        let a = AcceptanceModel(first: 0.8, decay: 0.7, source: "test")
+        let nMeasured = TreeBudget.choose(curve: measured, acceptance: a, draftSeconds: 0.001, depth: 6, maxNodes: 7)
+        let nPerRow = TreeBudget.choose(curve: perRow, acceptance: a, draftSeconds: 0.001, depth: 6, maxNodes: 7)
+        #expect(nMeasured > nPerRow, "row curve \(nMeasured), per row \(nPerRow)")
+    }
+
     /// A compute-bound target (each extra verified token costs ~0.3–0.5 of one, as on this 2-core
     /// CPU): a weak draft gets a single node, a strong one a short chain.
     @Test func budgetOnAComputeBoundTarget() {
