@@ -4,6 +4,7 @@ import GGUF
 import Kernels
 import Llama
 import Sampling
+import Verify
 
 /// `specdec bench` without a draft: prompt processing, decoding and verification cost of the
 /// target, memory bandwidth and the floor it sets, machine facts. The CLI parses the options
@@ -198,11 +199,12 @@ public enum ModelBench {
 
         var headCost: [HeadPoint] = []
         if !verify.isEmpty {
-            let width = c.width, vocab = c.vocabSize
-            var hidden = [Float](repeating: 0, count: 8 * width)
+            // The row counts the tree budget's cost curve times (`VerifyCostCurve.measure`).
+            let width = c.width, vocab = c.vocabSize, maxRows = VerifyCostCurve.headRows.max()!
+            var hidden = [Float](repeating: 0, count: maxRows * width)
             for i in hidden.indices { hidden[i] = Float(Int(rng.next() % 2001) - 1000) / 1000 }
-            var logits = [Float](repeating: 0, count: 8 * vocab)
-            for rows in [1, 2, 4, 8] {
+            var logits = [Float](repeating: 0, count: maxRows * vocab)
+            for rows in VerifyCostCurve.headRows {
                 let ms = measure("head rows=\(rows) ms") {
                     hidden.withUnsafeBufferPointer { h in
                         logits.withUnsafeMutableBufferPointer { out in
