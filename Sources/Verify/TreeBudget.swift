@@ -45,8 +45,9 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
     public static func measure(model: any TargetModel, context: Int = 128, sizes: [Int] = sizes, reps: Int = 3,
                                warmUpSeconds: Double = 0.03) throws -> VerifyCostCurve {
         let before = SchedulerTimes.ofThisProcess()
-        let maxN = sizes.max() ?? 1
-        let session = model.makeTargetSession(contextSize: context + maxN)
+        let maxN = sizes.max() ?? 1, maxRows = headRows.max()!
+        // Room for the largest batch and for the head's rows (one forward gives them).
+        let session = model.makeTargetSession(contextSize: context + max(maxN, maxRows))
         var state: UInt64 = 0x5EED
         func token() -> Int32 {
             state = state &* 6364136223846793005 &+ 1442695040888963407
@@ -73,7 +74,6 @@ public struct VerifyCostCurve: Codable, Sendable, Equatable {
             }
             points.append(Point(n: n, seconds: times.min()!))
         }
-        let maxRows = headRows.max()!
         let hidden = try session.forward(tokens: (0..<maxRows).map { _ in token() }, logits: .none).hidden
         session.truncate(to: context)
         var logits = [Float](repeating: 0, count: maxRows * model.vocabSize)
